@@ -1,0 +1,63 @@
+/*
+ * binding.h -- shared helpers of the Lua 5.4 binding (internal).
+ *
+ * A tensor reaches Lua as a full userdata box holding one lg_tensor
+ * pointer (metatable "lgrad.Tensor").  The box owns one reference; __gc and
+ * __close release it once and leave NULL, so later use raises
+ * "tensor is closed".
+ *
+ * Pattern for a function returning a new tensor:
+ *   lg_tensor **box = lgL_newbox(L);          -- empty box, safe to collect
+ *   *box = lg_something(...);                 -- runtime call, no Lua error
+ *   if (!*box) return lgL_fail(L, "name");    -- raises "name: <reason>"
+ *   lgL_account(L);                           -- lets the GC see C bytes
+ *   return 1;
+ * or simply lgL_pushresult(L, "name", lg_something(...)) when no Lua error
+ * can happen between the runtime call and the push.
+ *
+ * Each binding file exports one lgL_open_xxx(lua_State *L) that adds its
+ * functions to the module table at the top of the stack.
+ */
+#ifndef LGRAD_BINDING_H
+#define LGRAD_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "../runtime/lgrad.h"
+
+#define LGL_TENSOR "lgrad.Tensor"
+
+/* the tensor at idx (errors on a non-tensor or a closed tensor) */
+lg_tensor *lgL_checktensor(lua_State *L, int idx);
+lg_tensor *lgL_totensor(lua_State *L, int idx); /* NULL if not a tensor */
+/* a tensor, or a number/table converted to a new tensor of dtype like;
+ * the converted tensor is kept on the stack at idx's place */
+lg_tensor *lgL_checktensorlike(lua_State *L, int idx, lg_dtype like);
+lg_tensor **lgL_newbox(lua_State *L);
+int lgL_fail(lua_State *L, const char *fname);
+/* pushes t (taking its reference) or raises fname's error when t is NULL */
+int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t);
+void lgL_pushtensor(lua_State *L, lg_tensor *t); /* takes the reference */
+/* runs a GC step when C-side bytes have grown past the threshold */
+void lgL_account(lua_State *L);
+/* a dimension argument, 1-based/negative in Lua, returned 0-based */
+int lgL_checkdim(lua_State *L, int idx, int ndim, const char *fname);
+int lgL_optdim(lua_State *L, int idx, int ndim, int def, const char *fname);
+/* a shape given as integers or one table at idx..top; returns ndim */
+int lgL_checkshape(lua_State *L, int idx, int64_t *shape, const char *fname);
+lg_dtype lgL_checkdtype(lua_State *L, int idx);
+/* an option field of the table at idx */
+double lgL_optnumberfield(lua_State *L, int idx, const char *k, double def);
+int lgL_optbooleanfield(lua_State *L, int idx, const char *k, int def);
+lg_generator *lgL_optgenerator(lua_State *L, int opts_idx);
+
+void lgL_open_tensor(lua_State *L);
+void lgL_open_autograd(lua_State *L);
+void lgL_open_functional(lua_State *L);
+void lgL_open_optim(lua_State *L);
+void lgL_open_sched(lua_State *L);
+void lgL_open_reg(lua_State *L);
+void lgL_open_io(lua_State *L);
+
+#endif

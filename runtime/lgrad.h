@@ -1,0 +1,336 @@
+/*
+ * lgrad.h -- the public C API of the lgrad runtime (no Lua here).
+ *
+ * Overview
+ *   A tensor (lg_tensor) is a reference-counted header: dtype, shape and
+ *   strides (in elements), an offset, and a reference-counted storage.
+ *   Views share the storage.  Every function that returns a new tensor
+ *   returns it with one reference owned by the caller; release it with
+ *   lg_release().  On failure a function returns NULL (or a negative
+ *   status) and lg_errmsg() gives the reason; nothing exits or aborts.
+ *
+ *   Autograd: an op on inputs that require grad (while grad mode is on)
+ *   records a node; lg_backward() walks the graph in reverse.  Backward
+ *   functions are written with the same ops, so create_graph gives
+ *   differentiable gradients.
+ *
+ *   Example:
+ *     lg_tensor *w = lg_randn(LG_FLOAT32, 2, (int64_t[]){3, 4}, NULL);
+ *     lg_set_requires_grad(w, true);
+ *     lg_tensor *y = lg_unary(LG_OP_TANH, w);
+ *     lg_tensor *s = lg_sum(y);
+ *     lg_backward(s, NULL, false, false);    -- w->grad now holds dsum/dw
+ *     lg_release(s); lg_release(y); lg_release(w);
+ *
+ * Indices and dimensions in this C API are 0-based; the Lua binding
+ * converts from Lua's 1-based convention.
+ */
+#ifndef LGRAD_H
+#define LGRAD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LG_VERSION "0.1.0"
+#define LG_MAX_DIMS 8
+
+typedef enum {
+  LG_FLOAT32 = 0,
+  LG_FLOAT64 = 1,
+  LG_INT64 = 2,
+  LG_BOOL = 3,
+  LG_NDTYPES = 4
+} lg_dtype;
+
+typedef struct lg_storage lg_storage;
+typedef struct lg_tensor lg_tensor;
+typedef struct lg_node lg_node;
+typedef struct lg_generator lg_generator;
+
+typedef void (*lg_release_fn)(void *data, void *ctx);
+
+struct lg_storage {
+  int64_t refcount;
+  void *data;
+  size_t nbytes;
+  lg_release_fn release; /* NULL: memory came from lgrad's allocator */
+  void *release_ctx;
+  uint64_t version; /* bumped by every in-place write */
+};
+
+struct lg_tensor {
+  int64_t refcount;
+  lg_dtype dtype;
+  int ndim;
+  int64_t shape[LG_MAX_DIMS];
+  int64_t strides[LG_MAX_DIMS];
+  int64_t offset;
+  lg_storage *storage;
+  /* autograd */
+  bool requires_grad;
+  bool retains_grad;
+  lg_tensor *grad;
+  lg_node *grad_fn;
+  lg_tensor *next_free; /* header free list */
+};
+
+/* ---- errors ---- */
+const char *lg_errmsg(void);
+void lg_seterr(const char *fmt, ...);
+/* formats a shape as "[2,3]" into buf (at least 8 * 21 + 3 bytes). */
+char *lg_shape_str(const lg_tensor *t, char *buf, size_t n);
+
+/* ---- dtypes ---- */
+size_t lg_dtype_size(lg_dtype d);
+const char *lg_dtype_name(lg_dtype d);
+int lg_dtype_from_name(const char *name, lg_dtype *out);
+bool lg_dtype_is_float(lg_dtype d);
+lg_dtype lg_default_dtype(void);
+void lg_set_default_dtype(lg_dtype d);
+lg_dtype lg_promote(lg_dtype a, lg_dtype b);
+
+/* ---- memory ---- */
+void *lg_alloc(size_t nbytes);              /* caching allocator */
+void lg_free(void *p, size_t nbytes);
+size_t lg_mem_live(void);                   /* bytes held by live storages */
+void lg_mem_trim(void);                     /* return cached blocks to libc */
+lg_storage *lg_storage_new(size_t nbytes);  /* refcount 1, uninitialized */
+lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
+                            void *ctx);
+void lg_storage_release(lg_storage *s);
+
+/* ---- tensor lifetime ---- */
+lg_tensor *lg_retain(lg_tensor *t);
+void lg_release(lg_tensor *t);
+lg_tensor *lg_tensor_header(void); /* zeroed header from the free list */
+
+/* ---- creation ---- */
+lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape);
+lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape);
+lg_tensor *lg_full(lg_dtype d, int ndim, const int64_t *shape, double v);
+lg_tensor *lg_scalar(lg_dtype d, double v); /* 0-d */
+lg_tensor *lg_from_data(lg_dtype d, int ndim, const int64_t *shape,
+                        const void *data); /* copies */
+lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
+                   const int64_t *strides, void *data, lg_release_fn rel,
+                   void *ctx); /* no copy; rel(data, ctx) at last release */
+lg_tensor *lg_eye(lg_dtype d, int64_t n, int64_t m);
+lg_tensor *lg_range(lg_dtype d, double a, double b, double step);
+lg_tensor *lg_linspace(lg_dtype d, double a, double b, int64_t n);
+lg_tensor *lg_empty_like(const lg_tensor *t);
+lg_tensor *lg_zeros_like(const lg_tensor *t);
+
+/* ---- random (counter-based; same seed, same numbers) ---- */
+lg_generator *lg_generator_new(uint64_t seed);
+void lg_generator_free(lg_generator *g);
+lg_generator *lg_default_generator(void);
+void lg_manual_seed(uint64_t seed);
+void lg_generator_seed(lg_generator *g, uint64_t seed);
+void lg_generator_get_state(const lg_generator *g, uint64_t state[2]);
+void lg_generator_set_state(lg_generator *g, const uint64_t state[2]);
+double lg_random_uniform(lg_generator *g);  /* [0, 1) */
+double lg_random_normal(lg_generator *g);
+/* in place; g NULL means the default generator */
+int lg_uniform_(lg_tensor *t, double lo, double hi, lg_generator *g);
+int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g);
+int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g);
+int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g);
+lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape, lg_generator *g);
+lg_tensor *lg_randn(lg_dtype d, int ndim, const int64_t *shape,
+                    lg_generator *g);
+lg_tensor *lg_randperm(int64_t n, lg_generator *g); /* int64, 0-based */
+
+/* ---- inspection ---- */
+int64_t lg_numel(const lg_tensor *t);
+bool lg_is_contiguous(const lg_tensor *t);
+void *lg_data_ptr(const lg_tensor *t); /* storage data + offset */
+double lg_get(const lg_tensor *t, const int64_t *idx); /* element read */
+int lg_set(lg_tensor *t, const int64_t *idx, double v);
+double lg_item(const lg_tensor *t); /* one-element tensor */
+bool lg_same_shape(const lg_tensor *a, const lg_tensor *b);
+
+/* ---- views (share storage; differentiable) ---- */
+lg_tensor *lg_view(lg_tensor *t, int ndim, const int64_t *shape); /* -1 ok */
+lg_tensor *lg_reshape(lg_tensor *t, int ndim, const int64_t *shape);
+lg_tensor *lg_transpose(lg_tensor *t, int d0, int d1);
+lg_tensor *lg_permute(lg_tensor *t, const int *dims);
+lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape);
+lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len);
+lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index);
+lg_tensor *lg_squeeze(lg_tensor *t, int dim); /* dim -1 (C): all */
+lg_tensor *lg_unsqueeze(lg_tensor *t, int dim);
+lg_tensor *lg_flatten(lg_tensor *t, int start, int end);
+lg_tensor *lg_contiguous(lg_tensor *t); /* retains t if already so */
+lg_tensor *lg_clone(lg_tensor *t);
+lg_tensor *lg_to_dtype(lg_tensor *t, lg_dtype d);
+lg_tensor *lg_detach(lg_tensor *t);
+
+/* ---- in-place writes (bump the storage version) ---- */
+int lg_copy_(lg_tensor *dst, lg_tensor *src); /* src broadcasts to dst */
+int lg_fill_(lg_tensor *t, double v);
+int lg_zero_(lg_tensor *t);
+
+/* ---- pointwise ---- */
+typedef enum {
+  LG_OP_ADD, LG_OP_SUB, LG_OP_MUL, LG_OP_DIV, LG_OP_POW,
+  LG_OP_MAXIMUM, LG_OP_MINIMUM, LG_OP_ATAN2,
+  LG_OP_EQ, LG_OP_NE, LG_OP_LT, LG_OP_LE, LG_OP_GT, LG_OP_GE,
+  LG_OP_AND, LG_OP_OR,
+  LG_NBINOPS
+} lg_binop;
+
+typedef enum {
+  LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_LOG1P, LG_OP_SQRT, LG_OP_RSQRT,
+  LG_OP_ABS, LG_OP_SIGN, LG_OP_SIN, LG_OP_COS, LG_OP_TANH, LG_OP_SIGMOID,
+  LG_OP_RELU, LG_OP_GELU, LG_OP_GELU_TANH, LG_OP_SOFTPLUS, LG_OP_SQUARE,
+  LG_OP_RECIPROCAL, LG_OP_FLOOR, LG_OP_CEIL, LG_OP_ROUND, LG_OP_NOT,
+  LG_OP_EXPM1, LG_OP_ERF, LG_OP_SILU,
+  LG_NUNOPS
+} lg_unop;
+
+const char *lg_binop_name(lg_binop op);
+const char *lg_unop_name(lg_unop op);
+/* broadcasting binary op; comparisons give bool */
+lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b);
+/* a OP s (or s OP a when scalar_first) */
+lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
+                            bool scalar_first);
+/* in place: a = a OP b (b broadcasts to a) */
+int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b);
+int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s);
+lg_tensor *lg_unary(lg_unop op, lg_tensor *a);
+int lg_unary_(lg_unop op, lg_tensor *a);
+lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi); /* NaN: no bound */
+lg_tensor *lg_leaky_relu(lg_tensor *a, double slope);
+lg_tensor *lg_where(lg_tensor *cond, lg_tensor *a, lg_tensor *b);
+/* a + alpha * b, the fused update used by optimizers on raw data */
+int lg_axpy_(lg_tensor *a, double alpha, lg_tensor *b);
+
+/* ---- reductions (dims: bitmask over dimensions; 0 = all) ---- */
+typedef enum {
+  LG_RED_SUM, LG_RED_MEAN, LG_RED_PROD, LG_RED_MAX, LG_RED_MIN,
+  LG_RED_ANY, LG_RED_ALL
+} lg_redop;
+lg_tensor *lg_reduce(lg_redop op, lg_tensor *t, int dim, bool keepdim);
+/* dim < 0 (C) means every element, giving a 0-d tensor */
+lg_tensor *lg_sum(lg_tensor *t);
+lg_tensor *lg_sum_to(lg_tensor *t, int ndim, const int64_t *shape);
+lg_tensor *lg_var(lg_tensor *t, int dim, bool keepdim, bool unbiased);
+lg_tensor *lg_norm(lg_tensor *t, double p, int dim, bool keepdim);
+lg_tensor *lg_logsumexp(lg_tensor *t, int dim, bool keepdim);
+lg_tensor *lg_softmax(lg_tensor *t, int dim);
+lg_tensor *lg_log_softmax(lg_tensor *t, int dim);
+lg_tensor *lg_cumsum(lg_tensor *t, int dim);
+/* values and 0-based int64 indices of max/min along dim */
+int lg_max_dim(lg_tensor *t, int dim, bool keepdim, bool is_min,
+               lg_tensor **values, lg_tensor **indices);
+lg_tensor *lg_argmax(lg_tensor *t, int dim, bool keepdim, bool is_min);
+
+/* ---- indexing ---- */
+lg_tensor *lg_index_select(lg_tensor *t, int dim, lg_tensor *index);
+lg_tensor *lg_gather(lg_tensor *t, int dim, lg_tensor *index);
+int lg_scatter_(lg_tensor *t, int dim, lg_tensor *index, lg_tensor *src);
+lg_tensor *lg_scatter_add(lg_tensor *t, int dim, lg_tensor *index,
+                          lg_tensor *src);
+lg_tensor *lg_index_add(lg_tensor *t, int dim, lg_tensor *index,
+                        lg_tensor *src); /* out-of-place */
+lg_tensor *lg_masked_fill(lg_tensor *t, lg_tensor *mask, double v);
+lg_tensor *lg_cat(int n, lg_tensor **ts, int dim);
+lg_tensor *lg_stack(int n, lg_tensor **ts, int dim);
+int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
+            lg_tensor **values, lg_tensor **indices);
+int lg_sort(lg_tensor *t, int dim, bool descending, lg_tensor **values,
+            lg_tensor **indices);
+
+/* ---- linear algebra ---- */
+lg_tensor *lg_matmul(lg_tensor *a, lg_tensor *b);
+lg_tensor *lg_mm(lg_tensor *a, lg_tensor *b);
+lg_tensor *lg_dot(lg_tensor *a, lg_tensor *b);
+lg_tensor *lg_outer(lg_tensor *a, lg_tensor *b);
+/* C (m x n) = alpha * op(A) op(B) + beta * C over raw row-major data */
+void lg_gemm(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
+             double alpha, const void *a, int64_t lda, const void *b,
+             int64_t ldb, double beta, void *c, int64_t ldc);
+void lg_gemm_naive(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n,
+                   int64_t k, double alpha, const void *a, int64_t lda,
+                   const void *b, int64_t ldb, double beta, void *c,
+                   int64_t ldc);
+
+/* ---- threads ---- */
+void lg_set_num_threads(int n);
+int lg_get_num_threads(void);
+
+/* ---- autograd ---- */
+/* grad mode is per thread */
+bool lg_grad_enabled(void);
+bool lg_set_grad_enabled(bool on); /* returns the previous state */
+void lg_set_requires_grad(lg_tensor *t, bool on);
+int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
+                bool create_graph);
+/* gradients of outputs w.r.t. inputs; grads[i] NULL when unreachable */
+int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
+            int nin, lg_tensor **inputs, lg_tensor **grads,
+            bool retain_graph, bool create_graph, bool allow_unused);
+const char *lg_grad_fn_name(const lg_tensor *t);
+bool lg_is_leaf(const lg_tensor *t);
+void lg_set_anomaly_detection(bool on);
+bool lg_anomaly_detection(void);
+
+/* Writing a differentiable op: compute the output without recording, then
+ * call lg_record(); when it returns a node, save what backward needs with
+ * lg_node_save() and parameters in node->ival / node->dval.  backward
+ * receives the output gradient and fills grads[i] (new references, or NULL
+ * for no gradient) for every input i where node->needs_grad[i]. */
+#define LG_NODE_INLINE 4
+typedef int (*lg_backward_fn)(lg_node *node, lg_tensor *grad_out,
+                              lg_tensor **grads);
+typedef struct lg_edge {
+  lg_node *fn;      /* producer of the input, retained; or NULL */
+  lg_tensor *leaf;  /* the input when it is a leaf requiring grad */
+} lg_edge;
+struct lg_node {
+  int64_t refcount;
+  const char *name;
+  lg_backward_fn backward;
+  int ninputs;
+  lg_edge *edges;
+  bool *needs_grad;
+  lg_edge edges_inline[LG_NODE_INLINE];
+  bool needs_grad_inline[LG_NODE_INLINE];
+  int nsaved;
+  lg_tensor *saved[LG_NODE_INLINE];
+  uint64_t saved_version[LG_NODE_INLINE];
+  bool released; /* saved tensors freed after backward */
+  int64_t ival[LG_MAX_DIMS * 2 + 2];
+  double dval[4];
+  int ninput_shape;
+  int64_t input_shape[LG_MAX_DIMS]; /* often needed to undo broadcasts */
+  lg_dtype input_dtype;
+  lg_tensor *retained_out; /* weak: non-leaf output with retains_grad */
+  void *ctx;                       /* op-specific data */
+  void (*ctx_free)(void *ctx);     /* frees ctx with the node */
+  /* engine bookkeeping */
+  int64_t deps;
+  lg_tensor *grad_accum;
+  lg_node *topo_next;
+};
+lg_node *lg_record(lg_tensor *out, const char *name, lg_backward_fn bw,
+                   int n, lg_tensor **inputs);
+int lg_node_save(lg_node *node, lg_tensor *t);
+/* the saved tensor i, or NULL with an error if it was modified in place
+ * or already freed */
+lg_tensor *lg_node_saved(lg_node *node, int i);
+void lg_node_release(lg_node *n);
+/* accumulate g into *acc (new tensor on first use) */
+int lg_accumulate(lg_tensor **acc, lg_tensor *g);
+
+/* ---- optimizers ---- */
+typedef struct lg_optim lg_optim;
+/* hyperparameter access by name for each parameter group (schedulers and
+ * the Lua binding use these) */
+int lg_optim_ngroups(const lg_optim *o);
+int lg_optim_get(const lg_optim *o, int group, const char *key, double *v);
+int lg_optim_set(lg_optim *o, int group, const char *key, double v);
+
+#endif
