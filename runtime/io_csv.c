@@ -248,8 +248,8 @@ int lg_csv_load_mem(const char *buf, size_t n, const char *what,
     if (!ncols)
       ncols = col;
     if (col != ncols) {
-      lg_seterr("%s: line %zu has %zu fields, expected %zu", r.what,
-                row_line, col, ncols);
+      lg_seterr("%s: line %zu has %zu field%s, expected %zu", r.what,
+                row_line, col, col == 1 ? "" : "s", ncols);
       goto done;
     }
     rows++;

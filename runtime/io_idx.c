@@ -28,7 +28,7 @@ typedef struct {
   const unsigned char *mem;
   size_t memlen, mempos;
   z_stream zs;
-  bool inflating, zs_ready;
+  bool inflating, zs_ready, ended;
   uint64_t insize; /* compressed (or plain) size, for the bound */
   bool compressed;
 } idx_stream;
@@ -47,8 +47,15 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
                   code == Z_ERRNO ? strerror(errno) : msg);
         return -1;
       }
-      if (k == 0)
+      if (k == 0) {
+        int code;
+        gzerror(s->gz, &code);
+        if (code == Z_BUF_ERROR) {
+          lg_seterr("%s: truncated gzip stream", s->what);
+          return -1;
+        }
         break;
+      }
       got += (size_t)k;
     }
     return (long long)got;
@@ -61,7 +68,7 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
   }
   s->zs.next_out = buf;
   s->zs.avail_out = (uInt)n;
-  while (s->zs.avail_out > 0) {
+  while (s->zs.avail_out > 0 && !s->ended) {
     if (s->zs.avail_in == 0 && s->mempos < s->memlen) {
       s->zs.next_in = (Bytef *)(s->mem + s->mempos);
       s->zs.avail_in = (uInt)(s->memlen - s->mempos);
@@ -70,13 +77,17 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
     int rc = inflate(&s->zs, Z_NO_FLUSH);
     if (rc == Z_STREAM_END) {
       /* another gzip member may follow */
-      if (s->zs.avail_in == 0)
+      if (s->zs.avail_in == 0) {
+        s->ended = true;
         break;
+      }
       inflateReset(&s->zs);
       continue;
     }
-    if (rc == Z_BUF_ERROR && s->zs.avail_in == 0)
-      break; /* input exhausted: truncated */
+    if (rc == Z_BUF_ERROR && s->zs.avail_in == 0) {
+      lg_seterr("%s: truncated gzip stream", s->what);
+      return -1;
+    }
     if (rc != Z_OK) {
       lg_seterr("%s: corrupt gzip data (%s)", s->what,
                 s->zs.msg ? s->zs.msg : "inflate failed");
@@ -187,8 +198,11 @@ static lg_tensor *idx_load(idx_stream *s, int as_dtype, double scale,
     shape[i] = (int64_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
                          (uint32_t)b[2] << 8 | b[3]);
   }
-  if (limit >= 0 && ndim > 0 && shape[0] > limit)
+  bool truncated = false;
+  if (limit >= 0 && ndim > 0 && shape[0] > limit) {
     shape[0] = limit;
+    truncated = true;
+  }
   size_t esz = (size_t)elem_size(type);
   uint64_t nbytes;
   if (lg_io_nbytes(what, ndim, shape, esz, &nbytes) < 0)
@@ -261,6 +275,15 @@ static lg_tensor *idx_load(idx_stream *s, int as_dtype, double scale,
     done += n;
   }
   free(chunk);
+  /* a complete file: read on, so zlib checks the gzip trailer (CRC and
+   * length) and reports a truncated or corrupt stream */
+  if (s->compressed && !truncated) {
+    unsigned char extra[1];
+    if (stream_read(s, extra, 1) < 0) {
+      lg_release(t);
+      return NULL;
+    }
+  }
   return t;
 }
 
