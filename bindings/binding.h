@@ -60,4 +60,15 @@ void lgL_open_sched(lua_State *L);
 void lgL_open_reg(lua_State *L);
 void lgL_open_io(lua_State *L);
 
+
+
+/* l_ops.c adds the op methods to the Tensor methods table (at methods)
+ * and the same functions to the module table (at module) */
+void lgL_register_ops(lua_State *L, int methods, int module);
+/* pushes a 0-based int64 index tensor converted to 1-based, and back */
+lg_tensor *lgL_index_in(lua_State *L, int idx, const char *fname);
+void lgL_push_index_out(lua_State *L, lg_tensor *idx0, const char *fname);
+/* the Lua state running the current backward (Lua-defined functions
+ * call back into it); set by whoever starts a backward from Lua */
+extern __thread lua_State *lgL_active_state;
 #endif

@@ -34,6 +34,8 @@
 
 #define LG_VERSION "0.1.0"
 #define LG_MAX_DIMS 8
+/* as a dim argument: every dimension (reductions, squeeze) */
+#define LG_ALL_DIMS (-100)
 
 typedef enum {
   LG_FLOAT32 = 0,
@@ -72,6 +74,7 @@ struct lg_tensor {
   bool retains_grad;
   lg_tensor *grad;
   lg_node *grad_fn;
+  bool grad_fn_weak;    /* saved output of its own grad_fn: not retained */
   lg_tensor *next_free; /* header free list */
 };
 
@@ -149,6 +152,9 @@ double lg_get(const lg_tensor *t, const int64_t *idx); /* element read */
 int lg_set(lg_tensor *t, const int64_t *idx, double v);
 double lg_item(const lg_tensor *t); /* one-element tensor */
 bool lg_same_shape(const lg_tensor *a, const lg_tensor *b);
+/* element i of raw data of dtype d, as a double, and the reverse */
+double lg_load(lg_dtype d, const void *base, int64_t i);
+void lg_store(lg_dtype d, void *base, int64_t i, double v);
 
 /* ---- views (share storage; differentiable) ---- */
 lg_tensor *lg_view(lg_tensor *t, int ndim, const int64_t *shape); /* -1 ok */
@@ -158,7 +164,7 @@ lg_tensor *lg_permute(lg_tensor *t, const int *dims);
 lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape);
 lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len);
 lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index);
-lg_tensor *lg_squeeze(lg_tensor *t, int dim); /* dim -1 (C): all */
+lg_tensor *lg_squeeze(lg_tensor *t, int dim); /* LG_ALL_DIMS: every 1 */
 lg_tensor *lg_unsqueeze(lg_tensor *t, int dim);
 lg_tensor *lg_flatten(lg_tensor *t, int start, int end);
 lg_tensor *lg_contiguous(lg_tensor *t); /* retains t if already so */
@@ -207,13 +213,14 @@ lg_tensor *lg_where(lg_tensor *cond, lg_tensor *a, lg_tensor *b);
 /* a + alpha * b, the fused update used by optimizers on raw data */
 int lg_axpy_(lg_tensor *a, double alpha, lg_tensor *b);
 
-/* ---- reductions (dims: bitmask over dimensions; 0 = all) ---- */
+/* ---- reductions ---- */
 typedef enum {
   LG_RED_SUM, LG_RED_MEAN, LG_RED_PROD, LG_RED_MAX, LG_RED_MIN,
   LG_RED_ANY, LG_RED_ALL
 } lg_redop;
+/* along dim, or over every element (a 0-d tensor) for LG_ALL_DIMS;
+ * dims may be negative (from the end) */
 lg_tensor *lg_reduce(lg_redop op, lg_tensor *t, int dim, bool keepdim);
-/* dim < 0 (C) means every element, giving a 0-d tensor */
 lg_tensor *lg_sum(lg_tensor *t);
 lg_tensor *lg_sum_to(lg_tensor *t, int ndim, const int64_t *shape);
 lg_tensor *lg_var(lg_tensor *t, int dim, bool keepdim, bool unbiased);
@@ -266,6 +273,8 @@ int lg_get_num_threads(void);
 bool lg_grad_enabled(void);
 bool lg_set_grad_enabled(bool on); /* returns the previous state */
 void lg_set_requires_grad(lg_tensor *t, bool on);
+/* true when grad mode is on and one of the n tensors requires grad */
+bool lg_any_requires_grad(int n, lg_tensor **ts);
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
                 bool create_graph);
 /* gradients of outputs w.r.t. inputs; grads[i] NULL when unreachable */

@@ -1,0 +1,906 @@
+/*
+ * l_tensor.c -- the Tensor userdata: its metatable, creation functions,
+ * inspection, t[i] indexing, conversion to Lua tables and printing.
+ * The op methods are in l_ops.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+/* ---- lifetime ---- */
+
+static int t_gc(lua_State *L) {
+  lg_tensor **box = luaL_checkudata(L, 1, LGL_TENSOR);
+  if (*box) {
+    lg_release(*box);
+    *box = NULL;
+  }
+  return 0;
+}
+
+/* ---- options ---- */
+
+/* dtype from opts.dtype or def */
+static lg_dtype opt_dtype(lua_State *L, int opts, lg_dtype def) {
+  if (!opts || !lua_istable(L, opts))
+    return def;
+  lua_getfield(L, opts, "dtype");
+  lg_dtype d = def;
+  if (!lua_isnil(L, -1)) {
+    const char *name = lua_tostring(L, -1);
+    if (!name || lg_dtype_from_name(name, &d))
+      luaL_error(L, "unknown dtype '%s' (float32, float64, int64 or bool)",
+                 name ? name : luaL_typename(L, -1));
+  }
+  lua_pop(L, 1);
+  return d;
+}
+
+/* applies opts.requires_grad to the tensor on top of the stack */
+static void apply_requires_grad(lua_State *L, int opts, const char *fname) {
+  if (!lgL_optbooleanfield(L, opts, "requires_grad", 0))
+    return;
+  lg_tensor *t = lgL_checktensor(L, -1);
+  if (!lg_dtype_is_float(t->dtype))
+    luaL_error(L, "%s: only float tensors can require grad", fname);
+  lg_set_requires_grad(t, true);
+}
+
+/* parses "shape [, opts]" from idx; returns ndim, sets *opts */
+static int shape_args(lua_State *L, int idx, int64_t *shape, int *opts,
+                      const char *fname) {
+  int ndim = lgL_checkshape(L, idx, shape, fname);
+  int top = lua_gettop(L);
+  *opts = 0;
+  if (top >= idx && lua_istable(L, top) &&
+      !(top == idx && lua_istable(L, idx) && luaL_len(L, idx) > 0) &&
+      !(top == idx && ndim == 0 && lua_istable(L, idx) &&
+        lua_next(L, idx) == 0))
+    *opts = top;
+  else if (top > idx && lua_istable(L, top))
+    *opts = top;
+  if (*opts == idx && lua_istable(L, idx)) {
+    /* a lone table: a shape unless it has option keys */
+    lua_getfield(L, idx, "dtype");
+    lua_getfield(L, idx, "requires_grad");
+    lua_getfield(L, idx, "generator");
+    bool has = !lua_isnil(L, -1) || !lua_isnil(L, -2) || !lua_isnil(L, -3);
+    lua_pop(L, 3);
+    if (!has)
+      *opts = 0;
+  }
+  return ndim;
+}
+
+typedef lg_tensor *(*shape_ctor)(lg_dtype, int, const int64_t *);
+
+static int make_shaped(lua_State *L, shape_ctor ctor, const char *fname) {
+  int64_t shape[LG_MAX_DIMS];
+  int opts;
+  int ndim = shape_args(L, 1, shape, &opts, fname);
+  lg_dtype d = opt_dtype(L, opts, lg_default_dtype());
+  lgL_pushresult(L, fname, ctor(d, ndim, shape));
+  apply_requires_grad(L, opts, fname);
+  return 1;
+}
+
+static lg_tensor *ones_ctor(lg_dtype d, int n, const int64_t *s) {
+  return lg_full(d, n, s, 1);
+}
+static int l_zeros(lua_State *L) { return make_shaped(L, lg_zeros, "zeros"); }
+static int l_ones(lua_State *L) { return make_shaped(L, ones_ctor, "ones"); }
+static int l_empty(lua_State *L) { return make_shaped(L, lg_empty, "empty"); }
+
+static int l_full(lua_State *L) {
+  int64_t shape[LG_MAX_DIMS];
+  int ndim = lgL_checkshape(L, 1, shape, "full");
+  int vidx = lua_istable(L, 1) ? 2 : ndim + 1;
+  double v;
+  lg_dtype def = lg_default_dtype();
+  if (lua_isboolean(L, vidx)) {
+    v = lua_toboolean(L, vidx);
+    def = LG_BOOL;
+  } else {
+    v = luaL_checknumber(L, vidx);
+  }
+  int opts = lua_istable(L, vidx + 1) ? vidx + 1 : 0;
+  lg_dtype d = opt_dtype(L, opts, def);
+  lgL_pushresult(L, "full", lg_full(d, ndim, shape, v));
+  apply_requires_grad(L, opts, "full");
+  return 1;
+}
+
+static int l_eye(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_Integer m = lua_isinteger(L, 2) ? lua_tointeger(L, 2) : n;
+  luaL_argcheck(L, n >= 0 && m >= 0 && n <= (1 << 20) && m <= (1 << 20), 1,
+                "sizes must be in 0..2^20");
+  int opts = lua_istable(L, lua_gettop(L)) ? lua_gettop(L) : 0;
+  lgL_pushresult(L, "eye", lg_eye(opt_dtype(L, opts, lg_default_dtype()),
+                                   n, m));
+  apply_requires_grad(L, opts, "eye");
+  return 1;
+}
+
+static int l_range(lua_State *L) {
+  double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
+  int ints = lua_isinteger(L, 1) && lua_isinteger(L, 2);
+  double step = 1;
+  int opts = 0;
+  if (lua_isnumber(L, 3)) {
+    step = lua_tonumber(L, 3);
+    ints = ints && lua_isinteger(L, 3);
+    opts = lua_istable(L, 4) ? 4 : 0;
+  } else if (lua_istable(L, 3)) {
+    opts = 3;
+  }
+  lg_dtype d = opt_dtype(L, opts, ints ? LG_INT64 : lg_default_dtype());
+  lgL_pushresult(L, "range", lg_range(d, a, b, step));
+  apply_requires_grad(L, opts, "range");
+  return 1;
+}
+
+static int l_linspace(lua_State *L) {
+  double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n >= 0 && n <= ((lua_Integer)1 << 36), 3,
+                "number of points must be non-negative");
+  int opts = lua_istable(L, 4) ? 4 : 0;
+  lgL_pushresult(L, "linspace",
+                 lg_linspace(opt_dtype(L, opts, lg_default_dtype()), a, b, n));
+  apply_requires_grad(L, opts, "linspace");
+  return 1;
+}
+
+static int make_random(lua_State *L, bool normal, const char *fname) {
+  int64_t shape[LG_MAX_DIMS];
+  int opts;
+  int ndim = shape_args(L, 1, shape, &opts, fname);
+  lg_dtype d = opt_dtype(L, opts, lg_default_dtype());
+  lg_generator *g = lgL_optgenerator(L, opts);
+  lgL_pushresult(L, fname, normal ? lg_randn(d, ndim, shape, g)
+                                  : lg_rand(d, ndim, shape, g));
+  apply_requires_grad(L, opts, fname);
+  return 1;
+}
+static int l_rand(lua_State *L) { return make_random(L, false, "rand"); }
+static int l_randn(lua_State *L) { return make_random(L, true, "randn"); }
+
+static int l_randint(lua_State *L) {
+  lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
+  if (lo > hi)
+    return luaL_error(L, "randint: empty range %d..%d", (int)lo, (int)hi);
+  int64_t shape[LG_MAX_DIMS];
+  int opts;
+  int ndim = shape_args(L, 3, shape, &opts, "randint");
+  lg_dtype d = opt_dtype(L, opts, LG_INT64);
+  lg_tensor **box = lgL_newbox(L);
+  if (!(*box = lg_empty(d, ndim, shape)) ||
+      lg_randint_(*box, lo, hi, lgL_optgenerator(L, opts)))
+    return lgL_fail(L, "randint");
+  lgL_account(L);
+  return 1;
+}
+
+static int l_randperm(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  if (n < 0 || n > ((lua_Integer)1 << 36))
+    return luaL_error(L, "randperm: n must be in 0..2^36, got %d", (int)n);
+  int opts = lua_istable(L, 2) ? 2 : 0;
+  lg_tensor **box = lgL_newbox(L);
+  if (!(*box = lg_randperm(n, lgL_optgenerator(L, opts))))
+    return lgL_fail(L, "randperm");
+  int64_t *p = lg_data_ptr(*box);
+  for (lua_Integer i = 0; i < n; i++)
+    p[i]++;
+  return 1;
+}
+
+static int like(lua_State *L, const char *fname, int kind) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int opts = lua_istable(L, 2) ? 2 : 0;
+  lg_dtype d = opt_dtype(L, opts, t->dtype);
+  lg_tensor **box = lgL_newbox(L);
+  lg_generator *g = lgL_optgenerator(L, opts);
+  switch (kind) {
+  case 0:
+    *box = lg_zeros(d, t->ndim, t->shape);
+    break;
+  case 1:
+    *box = lg_full(d, t->ndim, t->shape, 1);
+    break;
+  case 2:
+    *box = lg_rand(d, t->ndim, t->shape, g);
+    break;
+  default:
+    *box = lg_randn(d, t->ndim, t->shape, g);
+  }
+  if (!*box)
+    return lgL_fail(L, fname);
+  apply_requires_grad(L, opts, fname);
+  return 1;
+}
+static int l_zeros_like(lua_State *L) { return like(L, "zeros_like", 0); }
+static int l_ones_like(lua_State *L) { return like(L, "ones_like", 1); }
+static int l_rand_like(lua_State *L) { return like(L, "rand_like", 2); }
+static int l_randn_like(lua_State *L) { return like(L, "randn_like", 3); }
+
+static int l_manual_seed(lua_State *L) {
+  lua_Integer s = luaL_checkinteger(L, 1);
+  lg_manual_seed((uint64_t)s);
+  return 0;
+}
+
+/* ---- lg.tensor from nested tables ---- */
+
+typedef struct {
+  int ndim;
+  int64_t shape[LG_MAX_DIMS];
+  bool has_float, has_bool, has_number;
+} nested_info;
+
+static void nested_shape(lua_State *L, int idx, nested_info *info) {
+  info->ndim = 0;
+  lua_pushvalue(L, idx);
+  while (lua_istable(L, -1) && !lgL_totensor(L, -1)) {
+    if (info->ndim >= LG_MAX_DIMS)
+      luaL_error(L, "tensor: nesting deeper than %d levels", LG_MAX_DIMS);
+    lua_Integer n = luaL_len(L, -1);
+    info->shape[info->ndim++] = n;
+    if (n == 0)
+      break;
+    lua_geti(L, -1, 1);
+    lua_remove(L, -2);
+  }
+  lua_pop(L, 1);
+}
+
+static void nested_fill(lua_State *L, int idx, nested_info *info, int depth,
+                        lg_tensor *t, int64_t *pos) {
+  if (depth == info->ndim) {
+    double v;
+    if (lua_isboolean(L, idx)) {
+      v = lua_toboolean(L, idx);
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
+      v = lua_tonumber(L, idx);
+    } else {
+      luaL_error(L, "tensor: element %d is a %s, not a number",
+                 (int)*pos + 1, luaL_typename(L, idx));
+      return;
+    }
+    lg_store(t->dtype, lg_data_ptr(t), (*pos)++, v);
+    return;
+  }
+  if (!lua_istable(L, idx) || lgL_totensor(L, idx))
+    luaL_error(L, "tensor: ragged nested table (expected a table at depth %d)",
+               depth + 1);
+  lua_Integer n = luaL_len(L, idx);
+  if (n != info->shape[depth])
+    luaL_error(L, "tensor: ragged nested table (a row of length %d where %d "
+                  "was expected at depth %d)",
+               (int)n, (int)info->shape[depth], depth + 1);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    nested_fill(L, lua_gettop(L), info, depth + 1, t, pos);
+    lua_pop(L, 1);
+  }
+}
+
+static void nested_kinds(lua_State *L, int idx, int depth, nested_info *info) {
+  if (depth == info->ndim) {
+    if (lua_isboolean(L, idx))
+      info->has_bool = true;
+    else if (lua_type(L, idx) == LUA_TNUMBER) {
+      info->has_number = true;
+      if (!lua_isinteger(L, idx))
+        info->has_float = true;
+    }
+    return;
+  }
+  if (!lua_istable(L, idx))
+    return;
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, idx, i);
+    nested_kinds(L, lua_gettop(L), depth + 1, info);
+    lua_pop(L, 1);
+  }
+}
+
+static int l_tensor_new(lua_State *L) {
+  int opts = lua_istable(L, 2) ? 2 : 0;
+  lg_tensor *src = lgL_totensor(L, 1);
+  if (src || lua_isnumber(L, 1) || lua_isboolean(L, 1)) {
+    if (!src && !lua_isnumber(L, 1) && !lua_isboolean(L, 1))
+      return luaL_typeerror(L, 1, "number, table or tensor");
+    lg_dtype def = src                    ? src->dtype
+                   : lua_isboolean(L, 1)  ? LG_BOOL
+                   : lua_isinteger(L, 1)  ? LG_INT64
+                                          : lg_default_dtype();
+    lg_dtype d = opt_dtype(L, opts, def);
+    lg_tensor **box = lgL_newbox(L);
+    if (src) {
+      bool was = lg_set_grad_enabled(false);
+      lg_tensor *c = lg_to_dtype(src, d);
+      *box = c && c == src ? lg_clone(c) : c;
+      if (c == src)
+        lg_release(c);
+      lg_set_grad_enabled(was);
+      if (*box && (*box)->grad_fn) { /* a copy is a fresh leaf */
+        lg_tensor *det = lg_detach(*box);
+        lg_release(*box);
+        *box = det;
+      }
+    } else {
+      double v = lua_isboolean(L, 1) ? lua_toboolean(L, 1)
+                                     : lua_tonumber(L, 1);
+      *box = lg_scalar(d, v);
+    }
+    if (!*box)
+      return lgL_fail(L, "tensor");
+    apply_requires_grad(L, opts, "tensor");
+    return 1;
+  }
+  luaL_checktype(L, 1, LUA_TTABLE);
+  nested_info info = {0};
+  nested_shape(L, 1, &info);
+  nested_kinds(L, 1, 0, &info);
+  lg_dtype def = info.has_float                       ? lg_default_dtype()
+                 : info.has_bool && !info.has_number  ? LG_BOOL
+                 : info.has_number                    ? LG_INT64
+                                                      : lg_default_dtype();
+  lg_dtype d = opt_dtype(L, opts, def);
+  lg_tensor **box = lgL_newbox(L);
+  if (!(*box = lg_empty(d, info.ndim, info.shape)))
+    return lgL_fail(L, "tensor");
+  int64_t pos = 0;
+  nested_fill(L, 1, &info, 0, *box, &pos);
+  apply_requires_grad(L, opts, "tensor");
+  lgL_account(L);
+  return 1;
+}
+
+/* ---- generators ---- */
+
+#define LGL_GENERATOR "lgrad.Generator"
+
+static int gen_new(lua_State *L) {
+  lua_Integer seed = luaL_optinteger(L, 1, 0);
+  lg_generator **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, LGL_GENERATOR);
+  if (!(*box = lg_generator_new((uint64_t)seed)))
+    return lgL_fail(L, "Generator");
+  return 1;
+}
+
+static lg_generator *check_gen(lua_State *L) {
+  lg_generator **box = luaL_checkudata(L, 1, LGL_GENERATOR);
+  if (!*box)
+    luaL_error(L, "generator is closed");
+  return *box;
+}
+
+static int gen_gc(lua_State *L) {
+  lg_generator **box = luaL_checkudata(L, 1, LGL_GENERATOR);
+  lg_generator_free(*box);
+  *box = NULL;
+  return 0;
+}
+
+static int gen_seed(lua_State *L) {
+  lg_generator_seed(check_gen(L), (uint64_t)luaL_checkinteger(L, 2));
+  return 0;
+}
+
+static int gen_get_state(lua_State *L) {
+  uint64_t st[2];
+  lg_generator_get_state(check_gen(L), st);
+  lua_createtable(L, 2, 0);
+  lua_pushinteger(L, (lua_Integer)st[0]);
+  lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, (lua_Integer)st[1]);
+  lua_rawseti(L, -2, 2);
+  return 1;
+}
+
+static int gen_set_state(lua_State *L) {
+  lg_generator *g = check_gen(L);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  uint64_t st[2];
+  for (int i = 0; i < 2; i++) {
+    lua_geti(L, 2, i + 1);
+    if (!lua_isinteger(L, -1))
+      return luaL_error(L, "set_state: expects a table of two integers");
+    st[i] = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lg_generator_set_state(g, st);
+  return 0;
+}
+
+static int default_gen_state(lua_State *L) {
+  uint64_t st[2];
+  if (lua_istable(L, 1)) {
+    for (int i = 0; i < 2; i++) {
+      lua_geti(L, 1, i + 1);
+      if (!lua_isinteger(L, -1))
+        return luaL_error(L, "set_rng_state: expects two integers");
+      st[i] = (uint64_t)lua_tointeger(L, -1);
+      lua_pop(L, 1);
+    }
+    lg_generator_set_state(lg_default_generator(), st);
+    return 0;
+  }
+  lg_generator_get_state(lg_default_generator(), st);
+  lua_createtable(L, 2, 0);
+  lua_pushinteger(L, (lua_Integer)st[0]);
+  lua_rawseti(L, -2, 1);
+  lua_pushinteger(L, (lua_Integer)st[1]);
+  lua_rawseti(L, -2, 2);
+  return 1;
+}
+
+/* ---- inspection ---- */
+
+static int t_shape(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lua_createtable(L, t->ndim, 0);
+  for (int i = 0; i < t->ndim; i++) {
+    lua_pushinteger(L, t->shape[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int t_size(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lua_isnoneornil(L, 2))
+    return t_shape(L);
+  if (t->ndim == 0)
+    return luaL_error(L, "size: a 0-d tensor has no dimensions");
+  int d = lgL_checkdim(L, 2, t->ndim, "size");
+  lua_pushinteger(L, t->shape[d]);
+  return 1;
+}
+
+static int t_stride(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lua_createtable(L, t->ndim, 0);
+  for (int i = 0; i < t->ndim; i++) {
+    lua_pushinteger(L, t->strides[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  return 1;
+}
+
+static int t_dim(lua_State *L) {
+  lua_pushinteger(L, lgL_checktensor(L, 1)->ndim);
+  return 1;
+}
+
+static int t_numel(lua_State *L) {
+  lua_pushinteger(L, lg_numel(lgL_checktensor(L, 1)));
+  return 1;
+}
+
+static int t_len(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (t->ndim == 0)
+    return luaL_error(L, "len: a 0-d tensor has no length");
+  lua_pushinteger(L, t->shape[0]);
+  return 1;
+}
+
+static void push_element(lua_State *L, lg_dtype d, double v) {
+  if (d == LG_INT64)
+    lua_pushinteger(L, (lua_Integer)v);
+  else if (d == LG_BOOL)
+    lua_pushboolean(L, v != 0);
+  else
+    lua_pushnumber(L, v);
+}
+
+static int t_item(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lg_numel(t) != 1) {
+    char b[200];
+    return luaL_error(L, "item: a tensor of shape %s has %d elements, not one",
+                      lg_shape_str(t, b, sizeof b), (int)lg_numel(t));
+  }
+  if (t->dtype == LG_INT64)
+    lua_pushinteger(L, *(int64_t *)lg_data_ptr(t));
+  else
+    push_element(L, t->dtype, lg_item(t));
+  return 1;
+}
+
+static void push_table(lua_State *L, lg_tensor *t, int depth, int64_t off) {
+  if (depth == t->ndim) {
+    if (t->dtype == LG_INT64)
+      lua_pushinteger(L, ((int64_t *)t->storage->data)[off]);
+    else
+      push_element(L, t->dtype, lg_load(t->dtype, t->storage->data, off));
+    return;
+  }
+  luaL_checkstack(L, 4, "totable");
+  lua_createtable(L, (int)t->shape[depth], 0);
+  for (int64_t i = 0; i < t->shape[depth]; i++) {
+    push_table(L, t, depth + 1, off + i * t->strides[depth]);
+    lua_rawseti(L, -2, i + 1);
+  }
+}
+
+static int t_totable(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lg_numel(t) > ((int64_t)1 << 28))
+    return luaL_error(L, "totable: tensor too large for a Lua table");
+  push_table(L, t, 0, t->offset);
+  return 1;
+}
+
+static int t_is_contiguous(lua_State *L) {
+  lua_pushboolean(L, lg_is_contiguous(lgL_checktensor(L, 1)));
+  return 1;
+}
+
+static int t_dtype(lua_State *L) {
+  lua_pushstring(L, lg_dtype_name(lgL_checktensor(L, 1)->dtype));
+  return 1;
+}
+
+static int t_storage_id(lua_State *L) {
+  lua_pushlightuserdata(L, lgL_checktensor(L, 1)->storage);
+  return 1;
+}
+
+/* ---- printing (Torch7 style: values, then the shape and dtype) ---- */
+
+typedef struct {
+  luaL_Buffer *b;
+  lg_tensor *t;
+  char fmt[16];
+  double scale;
+  int width;
+} printer;
+
+static void print_value(printer *p, double v) {
+  char buf[64];
+  if (p->t->dtype == LG_BOOL)
+    snprintf(buf, sizeof buf, "%*s", p->width, v ? "true" : "false");
+  else if (isnan(v) || isinf(v))
+    snprintf(buf, sizeof buf, "%*s", p->width,
+             isnan(v) ? "nan" : v > 0 ? "inf" : "-inf");
+  else
+    snprintf(buf, sizeof buf, p->fmt, p->width, v / p->scale);
+  luaL_addstring(p->b, buf);
+}
+
+static void print_matrix(printer *p, int64_t off, int d0, int d1) {
+  lg_tensor *t = p->t;
+  int64_t rows = d0 >= 0 ? t->shape[d0] : 1, cols = t->shape[d1];
+  for (int64_t i = 0; i < rows; i++) {
+    if (rows > 24 && i == 10) {
+      luaL_addstring(p->b, " ...\n");
+      i = rows - 10;
+    }
+    for (int64_t j = 0; j < cols; j++) {
+      if (cols > 24 && j == 10) {
+        luaL_addstring(p->b, " ...");
+        j = cols - 10;
+      }
+      luaL_addchar(p->b, ' ');
+      int64_t o = off + (d0 >= 0 ? i * t->strides[d0] : 0) +
+                  j * t->strides[d1];
+      print_value(p, lg_load(t->dtype, t->storage->data, o));
+    }
+    luaL_addchar(p->b, '\n');
+  }
+}
+
+static void print_slices(printer *p, int depth, int64_t off, int64_t *idx) {
+  lg_tensor *t = p->t;
+  if (depth == t->ndim - 2) {
+    char buf[200];
+    int k = snprintf(buf, sizeof buf, "(");
+    for (int i = 0; i < depth; i++)
+      k += snprintf(buf + k, sizeof buf - k, "%lld,", (long long)idx[i] + 1);
+    snprintf(buf + k, sizeof buf - k, ".,.) = \n");
+    luaL_addstring(p->b, buf);
+    print_matrix(p, off, depth, depth + 1);
+    luaL_addchar(p->b, '\n');
+    return;
+  }
+  for (int64_t i = 0; i < t->shape[depth]; i++) {
+    idx[depth] = i;
+    print_slices(p, depth + 1, off + i * t->strides[depth], idx);
+  }
+}
+
+static int t_tostring(lua_State *L) {
+  lg_tensor **box = luaL_checkudata(L, 1, LGL_TENSOR);
+  if (!*box) {
+    lua_pushliteral(L, "[lgrad.Tensor (closed)]");
+    return 1;
+  }
+  lg_tensor *t = *box;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  printer p = {&b, t, "%*.4f", 1, 1};
+  int64_t n = lg_numel(t);
+  /* choose a format from the values */
+  double amax = 0, amin = INFINITY;
+  bool ints = true;
+  int64_t pos[LG_MAX_DIMS] = {0};
+  for (int64_t i = 0; i < n && i < 100000; i++) {
+    int64_t o = t->offset;
+    for (int k = 0; k < t->ndim; k++)
+      o += pos[k] * t->strides[k];
+    double v = lg_load(t->dtype, t->storage->data, o);
+    if (isfinite(v)) {
+      double a = fabs(v);
+      if (a > amax)
+        amax = a;
+      if (a > 0 && a < amin)
+        amin = a;
+      if (v != floor(v))
+        ints = false;
+    }
+    for (int k = t->ndim - 1; k >= 0; k--) {
+      if (++pos[k] < t->shape[k])
+        break;
+      pos[k] = 0;
+    }
+  }
+  if (t->dtype == LG_BOOL) {
+    p.width = 5;
+  } else if (t->dtype == LG_INT64 || (ints && amax < 1e9)) {
+    strcpy(p.fmt, "%*.0f");
+    p.width = (int)snprintf(NULL, 0, "%.0f", amax) + 1;
+    if (t->dtype != LG_INT64)
+      strcpy(p.fmt, "%*.0f"), p.width += 0;
+  } else if (amax >= 1e5 || (amin < 1e-4 && amin > 0)) {
+    strcpy(p.fmt, "%*.4e");
+    p.width = 11;
+  } else {
+    p.width = (int)snprintf(NULL, 0, "%.4f", amax) + 1;
+  }
+  if (n == 0) {
+    /* nothing to show */
+  } else if (t->ndim == 0) {
+    print_value(&p, lg_load(t->dtype, t->storage->data, t->offset));
+    luaL_addchar(&b, '\n');
+  } else if (t->ndim == 1) {
+    /* a column, as Torch7 printed vectors */
+    for (int64_t i = 0; i < t->shape[0]; i++) {
+      if (t->shape[0] > 40 && i == 15) {
+        luaL_addstring(&b, " ...\n");
+        i = t->shape[0] - 15;
+      }
+      luaL_addchar(&b, ' ');
+      print_value(&p, lg_load(t->dtype, t->storage->data,
+                              t->offset + i * t->strides[0]));
+      luaL_addchar(&b, '\n');
+    }
+  } else if (t->ndim == 2) {
+    print_matrix(&p, t->offset, 0, 1);
+  } else {
+    int64_t idx[LG_MAX_DIMS];
+    print_slices(&p, 0, t->offset, idx);
+  }
+  char sz[300];
+  int k = 0;
+  for (int i = 0; i < t->ndim; i++)
+    k += snprintf(sz + k, sizeof sz - k, i ? "x%lld" : "%lld",
+                  (long long)t->shape[i]);
+  if (t->ndim == 0)
+    snprintf(sz, sizeof sz, "()");
+  lua_pushfstring(L, "[lgrad.Tensor %s of size %s%s]", lg_dtype_name(t->dtype),
+                  sz, t->requires_grad ? ", requires_grad" : "");
+  luaL_addvalue(&b);
+  luaL_pushresult(&b);
+  return 1;
+}
+
+/* ---- t[i], t.grad and friends ---- */
+
+static int64_t check_index1(lua_State *L, lg_tensor *t, lua_Integer i) {
+  if (t->ndim == 0)
+    luaL_error(L, "index: cannot index a 0-d tensor (use item())");
+  int64_t n = t->shape[0];
+  if (i == 0 || i > n || i < -n)
+    luaL_error(L, "index: index %d out of range for size %d", (int)i, (int)n);
+  return i > 0 ? i - 1 : n + i;
+}
+
+static int t_index(lua_State *L) {
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    lg_tensor *t = lgL_checktensor(L, 1);
+    if (!lua_isinteger(L, 2))
+      return luaL_error(L, "index: tensor indices must be integers");
+    int64_t i = check_index1(L, t, lua_tointeger(L, 2));
+    if (t->ndim == 1) {
+      int64_t o = t->offset + i * t->strides[0];
+      if (t->dtype == LG_INT64)
+        lua_pushinteger(L, ((int64_t *)t->storage->data)[o]);
+      else
+        push_element(L, t->dtype, lg_load(t->dtype, t->storage->data, o));
+      return 1;
+    }
+    return lgL_pushresult(L, "index", lg_select(t, 0, i));
+  }
+  const char *k = lua_tostring(L, 2);
+  if (!k)
+    return luaL_error(L, "index: tensors are indexed by integers or names");
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
+    return 1;
+  lua_pop(L, 1);
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (!strcmp(k, "grad")) {
+    if (t->grad)
+      lgL_pushtensor(L, lg_retain(t->grad));
+    else
+      lua_pushnil(L);
+  } else if (!strcmp(k, "requires_grad")) {
+    lua_pushboolean(L, t->requires_grad);
+  } else if (!strcmp(k, "is_leaf")) {
+    lua_pushboolean(L, lg_is_leaf(t));
+  } else if (!strcmp(k, "grad_fn")) {
+    const char *n = lg_grad_fn_name(t);
+    if (n)
+      lua_pushstring(L, n);
+    else
+      lua_pushnil(L);
+  } else if (!strcmp(k, "ndim")) {
+    lua_pushinteger(L, t->ndim);
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
+static int t_newindex(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lua_type(L, 2) == LUA_TNUMBER) {
+    if (!lua_isinteger(L, 2))
+      return luaL_error(L, "index: tensor indices must be integers");
+    int64_t i = check_index1(L, t, lua_tointeger(L, 2));
+    if (lg_grad_enabled() && t->requires_grad)
+      return luaL_error(L, "index: cannot assign into a tensor that "
+                           "requires grad (use no_grad)");
+    lg_tensor **box = lgL_newbox(L); /* holds the view until done */
+    if (!(*box = lg_select(t, 0, i)))
+      return lgL_fail(L, "index");
+    int rc;
+    if (lua_type(L, 3) == LUA_TNUMBER || lua_isboolean(L, 3)) {
+      double v = lua_isboolean(L, 3) ? lua_toboolean(L, 3)
+                                     : lua_tonumber(L, 3);
+      rc = lg_fill_(*box, v);
+    } else {
+      lg_tensor *src = lgL_totensor(L, 3);
+      if (!src)
+        return luaL_error(L, "index: can assign a number or a tensor, "
+                             "not a %s", luaL_typename(L, 3));
+      if (!lua_touserdata(L, 3) || !*(lg_tensor **)lua_touserdata(L, 3))
+        return luaL_error(L, "tensor is closed");
+      rc = lg_copy_(*box, src);
+    }
+    if (rc)
+      return lgL_fail(L, "index");
+    return 0;
+  }
+  const char *k = luaL_checkstring(L, 2);
+  if (!strcmp(k, "grad")) {
+    lg_tensor *g = lua_isnil(L, 3) ? NULL : lgL_checktensor(L, 3);
+    if (g && (!lg_same_shape(g, t) || g->dtype != t->dtype)) {
+      char a[200], b[200];
+      return luaL_error(L, "grad: assigned gradient %s %s does not match the "
+                           "tensor's %s %s",
+                        lg_shape_str(g, a, sizeof a), lg_dtype_name(g->dtype),
+                        lg_shape_str(t, b, sizeof b), lg_dtype_name(t->dtype));
+    }
+    lg_retain(g);
+    lg_release(t->grad);
+    t->grad = g;
+    return 0;
+  }
+  if (!strcmp(k, "requires_grad")) {
+    bool on = lua_toboolean(L, 3);
+    if (on && !lg_dtype_is_float(t->dtype))
+      return luaL_error(L, "requires_grad: only float tensors can require "
+                           "grad");
+    if (!on && !lg_is_leaf(t))
+      return luaL_error(L, "requires_grad: cannot turn off grad on a "
+                           "non-leaf tensor (use detach)");
+    lg_set_requires_grad(t, on);
+    return 0;
+  }
+  return luaL_error(L, "tensor has no assignable field '%s'", k);
+}
+
+static const luaL_Reg tensor_methods[] = {{"shape", t_shape},
+                                          {"size", t_size},
+                                          {"stride", t_stride},
+                                          {"dim", t_dim},
+                                          {"numel", t_numel},
+                                          {"nelement", t_numel},
+                                          {"item", t_item},
+                                          {"totable", t_totable},
+                                          {"is_contiguous", t_is_contiguous},
+                                          {"dtype", t_dtype},
+                                          {"storage_id", t_storage_id},
+                                          {"close", t_gc},
+                                          {NULL, NULL}};
+
+static const luaL_Reg module_funcs[] = {{"tensor", l_tensor_new},
+                                        {"zeros", l_zeros},
+                                        {"ones", l_ones},
+                                        {"empty", l_empty},
+                                        {"full", l_full},
+                                        {"eye", l_eye},
+                                        {"range", l_range},
+                                        {"linspace", l_linspace},
+                                        {"rand", l_rand},
+                                        {"randn", l_randn},
+                                        {"randint", l_randint},
+                                        {"randperm", l_randperm},
+                                        {"zeros_like", l_zeros_like},
+                                        {"ones_like", l_ones_like},
+                                        {"rand_like", l_rand_like},
+                                        {"randn_like", l_randn_like},
+                                        {"manual_seed", l_manual_seed},
+                                        {"Generator", gen_new},
+                                        {"rng_state", default_gen_state},
+                                        {NULL, NULL}};
+
+static int l_is_tensor(lua_State *L) {
+  lua_pushboolean(L, lgL_totensor(L, 1) != NULL);
+  return 1;
+}
+
+void lgL_open_tensor(lua_State *L) {
+  int module = lua_gettop(L);
+  luaL_setfuncs(L, module_funcs, 0);
+  lua_pushcfunction(L, l_is_tensor);
+  lua_setfield(L, module, "is_tensor");
+  /* generator */
+  luaL_newmetatable(L, LGL_GENERATOR);
+  lua_pushcfunction(L, gen_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  lua_pushcfunction(L, gen_seed);
+  lua_setfield(L, -2, "manual_seed");
+  lua_pushcfunction(L, gen_get_state);
+  lua_setfield(L, -2, "get_state");
+  lua_pushcfunction(L, gen_set_state);
+  lua_setfield(L, -2, "set_state");
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  /* tensor */
+  luaL_newmetatable(L, LGL_TENSOR);
+  int mt = lua_gettop(L);
+  lua_newtable(L);
+  int methods = lua_gettop(L);
+  luaL_setfuncs(L, tensor_methods, 0);
+  lgL_register_ops(L, methods, module);
+  lua_pushvalue(L, methods);
+  lua_setfield(L, module, "Tensor");
+  lua_pushvalue(L, methods);
+  lua_pushcclosure(L, t_index, 1);
+  lua_setfield(L, mt, "__index");
+  lua_pushcfunction(L, t_newindex);
+  lua_setfield(L, mt, "__newindex");
+  lua_pushcfunction(L, t_gc);
+  lua_setfield(L, mt, "__gc");
+  lua_pushcfunction(L, t_gc);
+  lua_setfield(L, mt, "__close");
+  lua_pushcfunction(L, t_tostring);
+  lua_setfield(L, mt, "__tostring");
+  lua_pushcfunction(L, t_len);
+  lua_setfield(L, mt, "__len");
+  lua_settop(L, module);
+}

@@ -1,0 +1,100 @@
+/*
+ * lgrad.c -- luaopen_lgrad: the module table, dtypes, settings, and the
+ * lazily loaded Lua submodules (nn, data, train, exp, plot).
+ */
+#include <lauxlib.h>
+#include <lua.h>
+#include <string.h>
+
+#include "binding.h"
+
+static int l_set_num_threads(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  luaL_argcheck(L, n >= 1 && n <= 1024, 1, "thread count must be 1..1024");
+  lg_set_num_threads((int)n);
+  return 0;
+}
+
+static int l_get_num_threads(lua_State *L) {
+  lua_pushinteger(L, lg_get_num_threads());
+  return 1;
+}
+
+static int l_set_default_dtype(lua_State *L) {
+  lg_dtype d = lgL_checkdtype(L, 1);
+  if (!lg_dtype_is_float(d))
+    return luaL_argerror(L, 1, "the default dtype must be float32 or float64");
+  lg_set_default_dtype(d);
+  return 0;
+}
+
+static int l_get_default_dtype(lua_State *L) {
+  lua_pushstring(L, lg_dtype_name(lg_default_dtype()));
+  return 1;
+}
+
+static int l_memory(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)lg_mem_live());
+  return 1;
+}
+
+/* lg.nn and friends are Lua modules loaded on first use */
+static int module_index(lua_State *L) {
+  const char *k = luaL_checkstring(L, 2);
+  static const char *const lazy[] = {"nn", "data", "train", "exp", "plot",
+                                     "einsum_impl", NULL};
+  for (int i = 0; lazy[i]; i++)
+    if (!strcmp(k, lazy[i])) {
+      lua_getglobal(L, "require");
+      lua_pushfstring(L, "lgrad.%s", k);
+      lua_call(L, 1, 1);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, 1, k);
+      return 1;
+    }
+  return 0;
+}
+
+static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads},
+                                 {"get_num_threads", l_get_num_threads},
+                                 {"set_default_dtype", l_set_default_dtype},
+                                 {"get_default_dtype", l_get_default_dtype},
+                                 {"memory_allocated", l_memory},
+                                 {NULL, NULL}};
+
+LUALIB_API int luaopen_lgrad(lua_State *L);
+void lgL_open_functional(lua_State *L) __attribute__((weak));
+void lgL_open_optim(lua_State *L) __attribute__((weak));
+void lgL_open_sched(lua_State *L) __attribute__((weak));
+void lgL_open_reg(lua_State *L) __attribute__((weak));
+void lgL_open_io(lua_State *L) __attribute__((weak));
+
+LUALIB_API int luaopen_lgrad(lua_State *L) {
+  luaL_newlib(L, funcs);
+  static const char *const dtypes[] = {"float32", "float64", "int64", "bool"};
+  for (int i = 0; i < 4; i++) {
+    lua_pushstring(L, dtypes[i]);
+    lua_setfield(L, -2, dtypes[i]);
+  }
+  lua_pushliteral(L, "float32");
+  lua_setfield(L, -2, "float");
+  lua_pushliteral(L, "float64");
+  lua_setfield(L, -2, "double");
+  lua_pushliteral(L, "int64");
+  lua_setfield(L, -2, "long");
+  lua_pushliteral(L, LG_VERSION);
+  lua_setfield(L, -2, "version");
+  lgL_open_tensor(L);
+  lgL_open_autograd(L);
+  /* parts that may be absent from a partial build */
+  void (*parts[])(lua_State *) = {lgL_open_functional, lgL_open_optim,
+                                  lgL_open_sched, lgL_open_reg, lgL_open_io};
+  for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+    if (parts[i])
+      parts[i](L);
+  lua_createtable(L, 0, 1);
+  lua_pushcfunction(L, module_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  return 1;
+}

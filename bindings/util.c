@@ -1,0 +1,191 @@
+/*
+ * util.c -- helpers shared by the binding files: tensor boxes, argument
+ * checks, shapes, dtypes, options, and the byte accounting that lets
+ * Lua's collector see memory allocated in C.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "binding.h"
+
+lg_tensor *lgL_totensor(lua_State *L, int idx) {
+  lg_tensor **box = luaL_testudata(L, idx, LGL_TENSOR);
+  return box ? *box : NULL;
+}
+
+lg_tensor *lgL_checktensor(lua_State *L, int idx) {
+  lg_tensor **box = luaL_testudata(L, idx, LGL_TENSOR);
+  if (!box)
+    luaL_typeerror(L, idx, "tensor");
+  if (!*box)
+    luaL_error(L, "tensor is closed");
+  return *box;
+}
+
+lg_tensor **lgL_newbox(lua_State *L) {
+  lg_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = NULL;
+  luaL_setmetatable(L, LGL_TENSOR);
+  return box;
+}
+
+int lgL_fail(lua_State *L, const char *fname) {
+  const char *msg = lg_errmsg();
+  size_t n = strlen(fname);
+  /* runtime messages usually start with the function's name already */
+  if (!strncmp(msg, fname, n) && msg[n] == ':')
+    return luaL_error(L, "%s", msg);
+  return luaL_error(L, "%s: %s", fname, msg);
+}
+
+void lgL_pushtensor(lua_State *L, lg_tensor *t) {
+  lg_tensor **box = lgL_newbox(L);
+  *box = t;
+}
+
+int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t) {
+  if (!t)
+    return lgL_fail(L, fname);
+  lgL_pushtensor(L, t);
+  lgL_account(L);
+  return 1;
+}
+
+/* Torch7's heap tracking: a full collection when C bytes outgrow a
+ * threshold that doubles with what survives it */
+static __thread size_t gc_threshold = (size_t)64 << 20;
+
+void lgL_account(lua_State *L) {
+  size_t live = lg_mem_live();
+  if (live < gc_threshold)
+    return;
+  lua_gc(L, LUA_GCCOLLECT);
+  live = lg_mem_live();
+  size_t next = live * 2;
+  gc_threshold = next > ((size_t)64 << 20) ? next : ((size_t)64 << 20);
+}
+
+lg_tensor *lgL_checktensorlike(lua_State *L, int idx, lg_dtype like) {
+  lg_tensor *t = lgL_totensor(L, idx);
+  if (t)
+    return t;
+  if (lua_isnumber(L, idx) || lua_isboolean(L, idx)) {
+    double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx)
+                                     : lua_tonumber(L, idx);
+    lg_dtype d = like;
+    if (lua_isinteger(L, idx) && like == LG_BOOL)
+      d = LG_INT64;
+    if (!lua_isinteger(L, idx) && !lua_isboolean(L, idx) &&
+        !lg_dtype_is_float(like))
+      d = lg_default_dtype();
+    lg_tensor **box = lgL_newbox(L);
+    if (!(*box = lg_scalar(d, v)))
+      lgL_fail(L, "tensor");
+    lua_replace(L, idx);
+    return *box;
+  }
+  luaL_typeerror(L, idx, "tensor or number");
+  return NULL;
+}
+
+int lgL_checkdim(lua_State *L, int idx, int ndim, const char *fname) {
+  lua_Integer d = luaL_checkinteger(L, idx);
+  int n = ndim ? ndim : 1;
+  if (d == 0 || d > n || d < -n)
+    return luaL_error(L, "%s: dimension %d out of range for a %d-d tensor "
+                         "(dimensions are 1..%d or negative)",
+                      fname, (int)d, ndim, n);
+  return d > 0 ? (int)d - 1 : (int)(d + n);
+}
+
+int lgL_optdim(lua_State *L, int idx, int ndim, int def, const char *fname) {
+  if (lua_isnoneornil(L, idx))
+    return def;
+  return lgL_checkdim(L, idx, ndim, fname);
+}
+
+static int64_t checksize(lua_State *L, int idx, const char *fname) {
+  int isnum;
+  lua_Integer v = lua_tointegerx(L, idx, &isnum);
+  if (!isnum)
+    luaL_error(L, "%s: sizes must be integers", fname);
+  if (v < 0)
+    luaL_error(L, "%s: negative size %d", fname, (int)v);
+  return v;
+}
+
+int lgL_checkshape(lua_State *L, int idx, int64_t *shape, const char *fname) {
+  int n = 0;
+  if (lua_istable(L, idx) && !lgL_totensor(L, idx)) {
+    lua_Integer len = luaL_len(L, idx);
+    if (len > LG_MAX_DIMS)
+      luaL_error(L, "%s: at most %d dimensions", fname, LG_MAX_DIMS);
+    for (int i = 1; i <= len; i++) {
+      lua_geti(L, idx, i);
+      shape[n++] = checksize(L, -1, fname);
+      lua_pop(L, 1);
+    }
+  } else {
+    int top = lua_gettop(L);
+    for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
+      if (n >= LG_MAX_DIMS)
+        luaL_error(L, "%s: at most %d dimensions", fname, LG_MAX_DIMS);
+      shape[n++] = checksize(L, i, fname);
+    }
+  }
+  int64_t total = 1;
+  for (int i = 0; i < n; i++) {
+    if (shape[i] && total > ((int64_t)1 << 40) / shape[i])
+      luaL_error(L, "%s: size too large", fname);
+    total *= shape[i];
+  }
+  return n;
+}
+
+lg_dtype lgL_checkdtype(lua_State *L, int idx) {
+  const char *name = luaL_checkstring(L, idx);
+  lg_dtype d;
+  if (lg_dtype_from_name(name, &d))
+    luaL_argerror(L, idx, lg_errmsg());
+  return d;
+}
+
+double lgL_optnumberfield(lua_State *L, int idx, const char *k, double def) {
+  if (!idx || !lua_istable(L, idx))
+    return def;
+  lua_getfield(L, idx, k);
+  double v = def;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isnumber(L, -1))
+      luaL_error(L, "option '%s' must be a number", k);
+    v = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+int lgL_optbooleanfield(lua_State *L, int idx, const char *k, int def) {
+  if (!idx || !lua_istable(L, idx))
+    return def;
+  lua_getfield(L, idx, k);
+  int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+#define LGL_GENERATOR "lgrad.Generator"
+
+lg_generator *lgL_optgenerator(lua_State *L, int opts_idx) {
+  if (!opts_idx || !lua_istable(L, opts_idx))
+    return NULL;
+  lua_getfield(L, opts_idx, "generator");
+  lg_generator *g = NULL;
+  if (!lua_isnil(L, -1)) {
+    lg_generator **box = luaL_testudata(L, -1, LGL_GENERATOR);
+    if (!box || !*box)
+      luaL_error(L, "option 'generator' must be an lg.Generator");
+    g = *box;
+  }
+  lua_pop(L, 1);
+  return g;
+}

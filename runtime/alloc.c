@@ -1,0 +1,196 @@
+/*
+ * alloc.c -- the caching allocator for tensor data, storage and header
+ * free lists, and the live-byte count the Lua binding reports to its
+ * collector.
+ *
+ * Sizes are rounded up to a power of two (at least 64 bytes) and freed
+ * blocks are kept per size class, so a training loop that makes the same
+ * temporaries each step reuses them instead of calling malloc.  The cache
+ * holds at most LG_CACHE_MAX bytes; past that, blocks go back to libc.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define LG_NBINS 48
+#define LG_MIN_SHIFT 6
+#define LG_CACHE_MAX ((size_t)256 << 20)
+#define LG_HEADERS_MAX 4096
+
+typedef struct lg_block {
+  struct lg_block *next;
+} lg_block;
+
+static pthread_mutex_t bins_lock = PTHREAD_MUTEX_INITIALIZER;
+static lg_block *bins[LG_NBINS];
+static size_t cached_bytes;
+static size_t live_bytes;
+
+static int size_class(size_t n) {
+  int c = LG_MIN_SHIFT;
+  while (c < LG_NBINS && ((size_t)1 << c) < n)
+    c++;
+  return c;
+}
+
+void *lg_alloc(size_t nbytes) {
+  if (nbytes == 0)
+    nbytes = 1;
+  int c = size_class(nbytes);
+  if (c >= LG_NBINS) {
+    lg_seterr("out of memory (%zu bytes requested)", nbytes);
+    return NULL;
+  }
+  size_t sz = (size_t)1 << c;
+  void *p = NULL;
+  pthread_mutex_lock(&bins_lock);
+  if (bins[c]) {
+    p = bins[c];
+    bins[c] = bins[c]->next;
+    cached_bytes -= sz;
+  }
+  live_bytes += sz;
+  pthread_mutex_unlock(&bins_lock);
+  if (p)
+    return p;
+  if (posix_memalign(&p, 64, sz) != 0) {
+    pthread_mutex_lock(&bins_lock);
+    live_bytes -= sz;
+    pthread_mutex_unlock(&bins_lock);
+    lg_seterr("out of memory (%zu bytes requested)", nbytes);
+    return NULL;
+  }
+  return p;
+}
+
+void lg_free(void *p, size_t nbytes) {
+  if (!p)
+    return;
+  if (nbytes == 0)
+    nbytes = 1;
+  int c = size_class(nbytes);
+  size_t sz = (size_t)1 << c;
+  pthread_mutex_lock(&bins_lock);
+  live_bytes -= sz;
+  if (cached_bytes + sz <= LG_CACHE_MAX) {
+    lg_block *b = p;
+    b->next = bins[c];
+    bins[c] = b;
+    cached_bytes += sz;
+    p = NULL;
+  }
+  pthread_mutex_unlock(&bins_lock);
+  free(p);
+}
+
+size_t lg_mem_live(void) {
+  pthread_mutex_lock(&bins_lock);
+  size_t n = live_bytes;
+  pthread_mutex_unlock(&bins_lock);
+  return n;
+}
+
+void lg_mem_trim(void) {
+  pthread_mutex_lock(&bins_lock);
+  for (int c = 0; c < LG_NBINS; c++) {
+    while (bins[c]) {
+      lg_block *b = bins[c];
+      bins[c] = b->next;
+      free(b);
+    }
+  }
+  cached_bytes = 0;
+  pthread_mutex_unlock(&bins_lock);
+}
+
+/* ---- storage ---- */
+
+static LG_THREAD lg_storage *free_storages;
+static LG_THREAD int nfree_storages;
+
+lg_storage *lg_storage_new(size_t nbytes) {
+  lg_storage *s = free_storages;
+  if (s) {
+    free_storages = s->release_ctx;
+    nfree_storages--;
+  } else if (!(s = malloc(sizeof *s))) {
+    lg_seterr("out of memory");
+    return NULL;
+  }
+  s->data = lg_alloc(nbytes);
+  if (!s->data) {
+    free(s);
+    return NULL;
+  }
+  s->refcount = 1;
+  s->nbytes = nbytes;
+  s->release = NULL;
+  s->release_ctx = NULL;
+  s->version = 0;
+  return s;
+}
+
+lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
+                            void *ctx) {
+  lg_storage *s = malloc(sizeof *s);
+  if (!s) {
+    lg_seterr("out of memory");
+    return NULL;
+  }
+  s->refcount = 1;
+  s->data = data;
+  s->nbytes = nbytes;
+  s->release = rel;
+  s->release_ctx = ctx;
+  s->version = 0;
+  return s;
+}
+
+void lg_storage_release(lg_storage *s) {
+  if (!s || __atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0)
+    return;
+  if (s->release) {
+    s->release(s->data, s->release_ctx);
+    free(s);
+    return;
+  }
+  lg_free(s->data, s->nbytes);
+  if (nfree_storages < LG_HEADERS_MAX) {
+    s->release_ctx = free_storages;
+    free_storages = s;
+    nfree_storages++;
+  } else {
+    free(s);
+  }
+}
+
+/* ---- tensor headers ---- */
+
+static LG_THREAD lg_tensor *free_headers;
+static LG_THREAD int nfree_headers;
+
+lg_tensor *lg_tensor_header(void) {
+  lg_tensor *t = free_headers;
+  if (t) {
+    free_headers = t->next_free;
+    nfree_headers--;
+  } else if (!(t = malloc(sizeof *t))) {
+    lg_seterr("out of memory");
+    return NULL;
+  }
+  memset(t, 0, sizeof *t);
+  t->refcount = 1;
+  return t;
+}
+
+void lg_header_free(lg_tensor *t) {
+  if (nfree_headers < LG_HEADERS_MAX) {
+    t->next_free = free_headers;
+    free_headers = t;
+    nfree_headers++;
+  } else {
+    free(t);
+  }
+}

@@ -1,0 +1,553 @@
+/*
+ * autograd.c -- the reverse-mode engine: recording nodes, saved tensors
+ * with version checks, and backward over an iterative topological order.
+ *
+ * A node is owned by its output tensor (grad_fn) and by the edges of the
+ * nodes downstream of it.  Releasing a node is iterative so that a graph
+ * with a million steps cannot overflow the C stack.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+static LG_THREAD bool grad_disabled;
+static LG_THREAD bool anomaly;
+
+bool lg_grad_enabled(void) { return !grad_disabled; }
+bool lg_set_grad_enabled(bool on) {
+  bool was = !grad_disabled;
+  grad_disabled = !on;
+  return was;
+}
+void lg_set_anomaly_detection(bool on) { anomaly = on; }
+bool lg_anomaly_detection(void) { return anomaly; }
+
+void lg_set_requires_grad(lg_tensor *t, bool on) { t->requires_grad = on; }
+
+bool lg_is_leaf(const lg_tensor *t) { return t->grad_fn == NULL; }
+
+const char *lg_grad_fn_name(const lg_tensor *t) {
+  return t->grad_fn ? t->grad_fn->name : NULL;
+}
+
+bool lg_any_requires_grad(int n, lg_tensor **ts) {
+  if (grad_disabled)
+    return false;
+  for (int i = 0; i < n; i++)
+    if (ts[i] && ts[i]->requires_grad)
+      return true;
+  return false;
+}
+
+/* ---- node pool ---- */
+
+static LG_THREAD lg_node *free_nodes;
+static LG_THREAD int nfree_nodes;
+
+static lg_node *node_alloc(void) {
+  lg_node *n = free_nodes;
+  if (n) {
+    free_nodes = n->topo_next;
+    nfree_nodes--;
+  } else if (!(n = malloc(sizeof *n))) {
+    lg_seterr("out of memory");
+    return NULL;
+  }
+  memset(n, 0, sizeof *n);
+  n->refcount = 1;
+  return n;
+}
+
+static void node_free_saved(lg_node *n) {
+  for (int i = 0; i < n->nsaved; i++) {
+    lg_release(n->saved[i]);
+    n->saved[i] = NULL;
+  }
+  if (n->ctx_free && n->ctx) {
+    n->ctx_free(n->ctx);
+    n->ctx = NULL;
+  }
+  n->released = true;
+}
+
+void lg_node_release(lg_node *n) {
+  /* iterative: nodes whose count drops to zero go on a pending chain */
+  lg_node *pending = NULL;
+  if (!n || --n->refcount > 0)
+    return;
+  n->topo_next = NULL;
+  pending = n;
+  while (pending) {
+    lg_node *cur = pending;
+    pending = cur->topo_next;
+    node_free_saved(cur);
+    lg_release(cur->grad_accum);
+    for (int i = 0; i < cur->ninputs; i++) {
+      lg_edge *e = &cur->edges[i];
+      if (e->leaf)
+        lg_release(e->leaf);
+      if (e->fn && --e->fn->refcount == 0) {
+        e->fn->topo_next = pending;
+        pending = e->fn;
+      }
+    }
+    if (cur->edges != cur->edges_inline) {
+      free(cur->edges);
+      free(cur->needs_grad);
+    }
+    if (nfree_nodes < 4096) {
+      cur->topo_next = free_nodes;
+      free_nodes = cur;
+      nfree_nodes++;
+    } else {
+      free(cur);
+    }
+  }
+}
+
+lg_node *lg_record(lg_tensor *out, const char *name, lg_backward_fn bw,
+                   int n, lg_tensor **inputs) {
+  if (!lg_any_requires_grad(n, inputs))
+    return NULL;
+  lg_node *node = node_alloc();
+  if (!node)
+    return NULL; /* the op still succeeds, without a graph */
+  node->name = name;
+  node->backward = bw;
+  node->ninputs = n;
+  if (n <= LG_NODE_INLINE) {
+    node->edges = node->edges_inline;
+    node->needs_grad = node->needs_grad_inline;
+  } else {
+    node->edges = calloc(n, sizeof *node->edges);
+    node->needs_grad = calloc(n, sizeof *node->needs_grad);
+    if (!node->edges || !node->needs_grad) {
+      free(node->edges);
+      free(node->needs_grad);
+      node->edges = node->edges_inline;
+      node->needs_grad = node->needs_grad_inline;
+      node->ninputs = 0;
+      lg_node_release(node);
+      return NULL;
+    }
+  }
+  for (int i = 0; i < n; i++) {
+    lg_tensor *t = inputs[i];
+    node->edges[i].fn = NULL;
+    node->edges[i].leaf = NULL;
+    node->needs_grad[i] = false;
+    if (!t || !t->requires_grad)
+      continue;
+    node->needs_grad[i] = true;
+    if (t->grad_fn) {
+      node->edges[i].fn = t->grad_fn;
+      t->grad_fn->refcount++;
+    } else {
+      node->edges[i].leaf = lg_retain(t);
+    }
+  }
+  out->requires_grad = true;
+  out->grad_fn = node;
+  out->grad_fn_weak = false;
+  return node;
+}
+
+int lg_node_save(lg_node *node, lg_tensor *t) {
+  if (node->nsaved >= LG_NODE_INLINE) {
+    lg_seterr("%s: too many saved tensors", node->name);
+    return -1;
+  }
+  lg_tensor *s;
+  if (t->grad_fn == node) {
+    /* the node's own output: keep a header that does not own the node */
+    s = lg_make_view(t, t->ndim, t->shape, t->strides, t->offset);
+    if (!s)
+      return -1;
+    s->requires_grad = true;
+    s->grad_fn = node;
+    s->grad_fn_weak = true;
+  } else {
+    s = lg_retain(t);
+  }
+  node->saved_version[node->nsaved] = t->storage->version;
+  node->saved[node->nsaved++] = s;
+  return 0;
+}
+
+lg_tensor *lg_node_saved(lg_node *node, int i) {
+  if (node->released || i >= node->nsaved || !node->saved[i]) {
+    lg_seterr("backward through %s a second time: its saved tensors were "
+              "freed (pass retain_graph = true to the first backward)",
+              node->name);
+    return NULL;
+  }
+  lg_tensor *t = node->saved[i];
+  if (t->storage->version != node->saved_version[i]) {
+    lg_seterr("backward: a tensor saved by %s was modified in place "
+              "after it was used (version %llu, expected %llu)",
+              node->name, (unsigned long long)t->storage->version,
+              (unsigned long long)node->saved_version[i]);
+    return NULL;
+  }
+  return t;
+}
+
+void lg_node_set_shapes2(lg_node *n, const lg_tensor *a, const lg_tensor *b) {
+  n->ival[0] = a->ndim;
+  for (int i = 0; i < a->ndim; i++)
+    n->ival[1 + i] = a->shape[i];
+  n->ival[9] = b->ndim;
+  for (int i = 0; i < b->ndim; i++)
+    n->ival[10 + i] = b->shape[i];
+}
+
+lg_tensor *lg_grad_reduce_to(lg_tensor *g, const int64_t *ival) {
+  int nd = (int)ival[0];
+  bool same = nd == g->ndim;
+  for (int i = 0; same && i < nd; i++)
+    same = g->shape[i] == ival[1 + i];
+  if (same)
+    return lg_retain(g);
+  return lg_sum_to(g, nd, ival + 1);
+}
+
+int lg_accumulate(lg_tensor **acc, lg_tensor *g) {
+  if (!*acc) {
+    *acc = lg_retain(g);
+    return 0;
+  }
+  lg_tensor *s = lg_binary(LG_OP_ADD, *acc, g);
+  if (!s)
+    return -1;
+  lg_release(*acc);
+  *acc = s;
+  return 0;
+}
+
+int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward) {
+  if (!anomaly || !lg_dtype_is_float(t->dtype))
+    return 0;
+  lg_tensor *c = lg_contiguous(t);
+  if (!c)
+    return -1;
+  int64_t n = lg_numel(c);
+  const void *p = lg_data_ptr(c);
+  for (int64_t i = 0; i < n; i++) {
+    double v = lg_load(c->dtype, p, i);
+    if (!isfinite(v)) {
+      lg_release(c);
+      lg_seterr("anomaly: %s %s produced %s", opname,
+                backward ? "backward" : "forward", isnan(v) ? "NaN" : "Inf");
+      return -1;
+    }
+  }
+  lg_release(c);
+  return 0;
+}
+
+/* ---- leaf accumulation ---- */
+
+static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
+  if (g->dtype != leaf->dtype || !lg_same_shape(g, leaf)) {
+    lg_tensor *r = lg_sum_to(g, leaf->ndim, leaf->shape);
+    if (!r)
+      return -1;
+    lg_tensor *c = lg_to_dtype(r, leaf->dtype);
+    lg_release(r);
+    if (!c)
+      return -1;
+    int rc = accumulate_leaf(leaf, c, create_graph);
+    lg_release(c);
+    return rc;
+  }
+  if (!leaf->grad) {
+    if (create_graph || (g->refcount == 1 && g->storage->refcount == 1 &&
+                         lg_is_contiguous(g) && !g->requires_grad)) {
+      leaf->grad = lg_retain(g);
+      if (!create_graph && g->grad_fn) {
+        /* never keep a graph in .grad unless asked to */
+        lg_tensor *d = lg_detach(g);
+        lg_release(leaf->grad);
+        leaf->grad = d;
+      }
+      return leaf->grad ? 0 : -1;
+    }
+    bool was = lg_set_grad_enabled(false);
+    leaf->grad = lg_clone(g);
+    lg_set_grad_enabled(was);
+    return leaf->grad ? 0 : -1;
+  }
+  if (create_graph || leaf->grad->requires_grad) {
+    lg_tensor *s = lg_binary(LG_OP_ADD, leaf->grad, g);
+    if (!s)
+      return -1;
+    lg_release(leaf->grad);
+    leaf->grad = s;
+    return 0;
+  }
+  bool was = lg_set_grad_enabled(false);
+  int rc = lg_binary_(LG_OP_ADD, leaf->grad, g);
+  lg_set_grad_enabled(was);
+  return rc;
+}
+
+/* ---- the engine ---- */
+
+typedef struct {
+  lg_node **items;
+  int64_t n, cap;
+} node_vec;
+
+static int vec_push(node_vec *v, lg_node *n) {
+  if (v->n == v->cap) {
+    int64_t cap = v->cap ? v->cap * 2 : 64;
+    lg_node **p = realloc(v->items, cap * sizeof *p);
+    if (!p) {
+      lg_seterr("backward: out of memory");
+      return -1;
+    }
+    v->items = p;
+    v->cap = cap;
+  }
+  v->items[v->n++] = n;
+  return 0;
+}
+
+/* Runs the graph from roots (with their gradients).  When capture is
+ * non-NULL, gradients for the tensors in capture_for are stored there
+ * instead of accumulating into leaves. */
+static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
+                        bool retain_graph, bool create_graph, int ncap,
+                        lg_tensor **capture_for, lg_tensor **capture) {
+  node_vec all = {0}, ready = {0};
+  int rc = -1;
+  /* 1. collect reachable nodes and count dependencies */
+  for (int r = 0; r < nroots; r++) {
+    lg_node *n = roots[r]->grad_fn;
+    if (n && n->deps == 0) {
+      n->deps = -1; /* mark visited */
+      if (vec_push(&all, n))
+        goto done;
+    }
+  }
+  for (int64_t i = 0; i < all.n; i++) {
+    lg_node *n = all.items[i];
+    for (int k = 0; k < n->ninputs; k++) {
+      lg_node *m = n->edges[k].fn;
+      if (!m)
+        continue;
+      if (m->deps == 0) {
+        m->deps = -1;
+        if (vec_push(&all, m))
+          goto done;
+      }
+    }
+  }
+  for (int64_t i = 0; i < all.n; i++)
+    all.items[i]->deps = 0;
+  for (int64_t i = 0; i < all.n; i++) {
+    lg_node *n = all.items[i];
+    for (int k = 0; k < n->ninputs; k++)
+      if (n->edges[k].fn)
+        n->edges[k].fn->deps++;
+  }
+  /* 2. seed the roots */
+  for (int r = 0; r < nroots; r++) {
+    lg_tensor *t = roots[r];
+    if (capture) {
+      for (int c = 0; c < ncap; c++)
+        if (capture_for[c] == t && lg_accumulate(&capture[c], root_grads[r]))
+          goto done;
+    }
+    if (!t->grad_fn) {
+      if (!capture && accumulate_leaf(t, root_grads[r], create_graph))
+        goto done;
+      continue;
+    }
+    if (lg_accumulate(&t->grad_fn->grad_accum, root_grads[r]))
+      goto done;
+  }
+  for (int64_t i = 0; i < all.n; i++)
+    if (all.items[i]->deps == 0 && vec_push(&ready, all.items[i]))
+      goto done;
+  /* 3. process in topological order */
+  bool was = lg_set_grad_enabled(create_graph);
+  while (ready.n > 0) {
+    lg_node *n = ready.items[--ready.n];
+    lg_tensor *g = n->grad_accum;
+    n->grad_accum = NULL;
+    lg_tensor *inline_grads[LG_NODE_INLINE] = {0};
+    lg_tensor **grads = inline_grads;
+    if (n->ninputs > LG_NODE_INLINE &&
+        !(grads = calloc(n->ninputs, sizeof *grads))) {
+      lg_release(g);
+      lg_set_grad_enabled(was);
+      lg_seterr("backward: out of memory");
+      goto done;
+    }
+    if (n->retained_out && g) {
+      lg_tensor *o = n->retained_out;
+      bool w2 = lg_set_grad_enabled(false);
+      if (!o->grad) {
+        o->grad = create_graph ? lg_retain(g) : lg_clone(g);
+      } else {
+        lg_tensor *s = lg_binary(LG_OP_ADD, o->grad, g);
+        lg_release(o->grad);
+        o->grad = s;
+      }
+      lg_set_grad_enabled(w2);
+    }
+    if (capture) {
+      for (int c = 0; c < ncap; c++)
+        if (capture_for[c]->grad_fn == n && g)
+          lg_accumulate(&capture[c], g);
+    }
+    int st = 0;
+    if (g) {
+      if (n->released) {
+        lg_seterr("backward through %s a second time: its saved tensors "
+                  "were freed (pass retain_graph = true to the first "
+                  "backward)",
+                  n->name);
+        st = -1;
+      } else {
+        st = n->backward(n, g, grads);
+      }
+      if (!st) {
+        for (int k = 0; k < n->ninputs && !st; k++)
+          if (grads[k])
+            st = lg_anomaly_check(n->name, grads[k], true);
+      }
+    }
+    lg_release(g);
+    if (!st && !retain_graph)
+      node_free_saved(n);
+    for (int k = 0; k < n->ninputs; k++) {
+      lg_edge *e = &n->edges[k];
+      lg_tensor *gk = grads[k];
+      if (!st && gk && n->needs_grad[k]) {
+        if (e->fn)
+          st = lg_accumulate(&e->fn->grad_accum, gk);
+        else if (e->leaf) {
+          bool captured = false;
+          if (capture)
+            for (int c = 0; c < ncap; c++)
+              if (capture_for[c] == e->leaf) {
+                captured = true;
+                st = lg_accumulate(&capture[c], gk);
+              }
+          if (!captured && !capture)
+            st = accumulate_leaf(e->leaf, gk, create_graph);
+        }
+      }
+      lg_release(gk);
+      if (e->fn && --e->fn->deps == 0 && !st && vec_push(&ready, e->fn))
+        st = -1;
+    }
+    if (grads != inline_grads)
+      free(grads);
+    if (st) {
+      lg_set_grad_enabled(was);
+      goto done;
+    }
+  }
+  lg_set_grad_enabled(was);
+  rc = 0;
+done:
+  for (int64_t i = 0; i < all.n; i++) {
+    all.items[i]->deps = 0;
+    lg_release(all.items[i]->grad_accum);
+    all.items[i]->grad_accum = NULL;
+  }
+  free(all.items);
+  free(ready.items);
+  return rc;
+}
+
+static lg_tensor *default_grad(lg_tensor *root, const char *fname) {
+  if (lg_numel(root) != 1) {
+    char b[200];
+    lg_seterr("%s: grad can be implicitly created only for a tensor with "
+              "one element (got shape %s); pass a gradient",
+              fname, lg_shape_str(root, b, sizeof b));
+    return NULL;
+  }
+  return lg_full(root->dtype, root->ndim, root->shape, 1.0);
+}
+
+int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
+                bool create_graph) {
+  if (!root->requires_grad) {
+    lg_seterr("backward: the tensor does not require grad and has no "
+              "grad_fn");
+    return -1;
+  }
+  lg_tensor *g;
+  if (grad) {
+    if (!lg_same_shape(grad, root)) {
+      char a[200], b[200];
+      lg_seterr("backward: gradient of shape %s does not match output %s",
+                lg_shape_str(grad, a, sizeof a),
+                lg_shape_str(root, b, sizeof b));
+      return -1;
+    }
+    g = lg_retain(grad);
+  } else if (!(g = default_grad(root, "backward"))) {
+    return -1;
+  }
+  int rc = run_backward(1, &root, &g, retain_graph, create_graph, 0, NULL,
+                        NULL);
+  lg_release(g);
+  return rc;
+}
+
+int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
+            int nin, lg_tensor **inputs, lg_tensor **grads,
+            bool retain_graph, bool create_graph, bool allow_unused) {
+  lg_tensor *gs[64];
+  if (nout > 64) {
+    lg_seterr("grad: at most 64 outputs");
+    return -1;
+  }
+  for (int i = 0; i < nin; i++) {
+    grads[i] = NULL;
+    if (!inputs[i]->requires_grad) {
+      lg_seterr("grad: input %d does not require grad", i + 1);
+      return -1;
+    }
+  }
+  int k;
+  for (k = 0; k < nout; k++) {
+    if (!outputs[k]->requires_grad) {
+      lg_seterr("grad: output %d does not require grad", k + 1);
+      break;
+    }
+    if (grad_outputs && grad_outputs[k]) {
+      gs[k] = lg_retain(grad_outputs[k]);
+    } else if (!(gs[k] = default_grad(outputs[k], "grad"))) {
+      break;
+    }
+  }
+  int rc = -1;
+  if (k == nout)
+    rc = run_backward(nout, outputs, gs, retain_graph, create_graph, nin,
+                      inputs, grads);
+  for (int i = 0; i < k; i++)
+    lg_release(gs[i]);
+  if (!rc && !allow_unused)
+    for (int i = 0; i < nin; i++)
+      if (!grads[i]) {
+        lg_seterr("grad: input %d was not used in the graph (pass "
+                  "allow_unused = true)",
+                  i + 1);
+        rc = -1;
+      }
+  if (rc)
+    for (int i = 0; i < nin; i++) {
+      lg_release(grads[i]);
+      grads[i] = NULL;
+    }
+  return rc;
+}

@@ -1,0 +1,74 @@
+/*
+ * internal.h -- helpers shared by the runtime's own files (not public).
+ */
+#ifndef LGRAD_INTERNAL_H
+#define LGRAD_INTERNAL_H
+
+#include "lgrad.h"
+
+#define LG_THREAD __thread
+
+/* Strided iteration over up to three operands sharing one shape.  Dims
+ * are coalesced where every operand is contiguous across them; the
+ * innermost dimension is left to the caller's loop. */
+typedef struct {
+  int ndim;
+  int nops;
+  int64_t shape[LG_MAX_DIMS];
+  int64_t strides[3][LG_MAX_DIMS];
+  int64_t counter[LG_MAX_DIMS];
+  int64_t offs[3];
+  int64_t remaining; /* outer iterations left */
+} lg_iter;
+
+/* shape/strides per operand (strides 0 where broadcast) */
+void lg_iter_init(lg_iter *it, int ndim, const int64_t *shape, int nops,
+                  const int64_t *const *strides);
+/* the inner length and inner strides */
+static inline int64_t lg_iter_inner(const lg_iter *it) {
+  return it->ndim ? it->shape[it->ndim - 1] : 1;
+}
+static inline int64_t lg_iter_istride(const lg_iter *it, int k) {
+  return it->ndim ? it->strides[k][it->ndim - 1] : 0;
+}
+/* advances to the next inner row; false at the end */
+bool lg_iter_next(lg_iter *it);
+
+/* broadcast shape of a and b into out; -1 with an error when they clash */
+int lg_broadcast_shape(const char *fname, const lg_tensor *a,
+                       const lg_tensor *b, int *ndim, int64_t *shape);
+/* strides of t seen with shape (ndim), 0 for broadcast dims */
+void lg_broadcast_strides(const lg_tensor *t, int ndim, const int64_t *shape,
+                          int64_t *strides);
+void lg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides);
+int64_t lg_shape_numel(int ndim, const int64_t *shape);
+/* checks sizes are non-negative and the product fits; -1 on error */
+int lg_check_shape(const char *fname, int ndim, const int64_t *shape);
+
+
+/* a view header over t's storage with the given geometry (no autograd) */
+lg_tensor *lg_make_view(lg_tensor *t, int ndim, const int64_t *shape,
+                        const int64_t *strides, int64_t offset);
+/* a fresh contiguous tensor of t's shape with dtype d */
+lg_tensor *lg_empty_shape_of(const lg_tensor *t, lg_dtype d);
+/* refuses in-place writes that autograd cannot follow */
+int lg_check_inplace(const char *fname, lg_tensor *t);
+static inline void lg_bump_version(lg_tensor *t) { t->storage->version++; }
+/* normalize a 0-based dim allowing negatives (C: -1 last); -1 on error */
+int lg_wrap_dim(const char *fname, int dim, int ndim);
+
+/* autograd helpers for op files */
+/* records binary shapes into node->ival: [0]=nda, [1..8], [9]=ndb, [10..17] */
+void lg_node_set_shapes2(lg_node *n, const lg_tensor *a, const lg_tensor *b);
+/* grad reduced to the shape stored in ival at base (ndim then dims) */
+lg_tensor *lg_grad_reduce_to(lg_tensor *g, const int64_t *ival);
+/* called when an op's output has NaN/Inf under anomaly detection */
+int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward);
+
+void lg_header_free(lg_tensor *t);
+
+/* threading for big element-wise loops */
+typedef void (*lg_range_fn)(void *ctx, int64_t begin, int64_t end);
+void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx);
+
+#endif
