@@ -64,9 +64,13 @@ lg_tensor *lgL_index_in(lua_State *L, int idx, const char *fname) {
 
 void lgL_push_index_out(lua_State *L, lg_tensor *idx0, const char *fname) {
   lg_tensor **box = lgL_newbox(L);
-  *box = idx0;
-  if (lg_binary_scalar_(LG_OP_ADD, idx0, 1))
+  *box = idx0; /* collected with the box if what follows fails */
+  /* a new tensor: idx0 may be saved by a graph node */
+  lg_tensor *one_based = lg_binary_scalar(LG_OP_ADD, idx0, 1, false);
+  if (!one_based)
     lgL_fail(L, fname);
+  lg_release(idx0);
+  *box = one_based;
 }
 
 /* an optional dim argument; LG_ALL_DIMS when absent */

@@ -542,6 +542,35 @@ static int t_totable(lua_State *L) {
   return 1;
 }
 
+/* element at a 1-based row-major position, for any strides */
+static int64_t flat_offset(lua_State *L, lg_tensor *t, int idx) {
+  lua_Integer i = luaL_checkinteger(L, idx);
+  int64_t n = lg_numel(t);
+  if (i < 1 || i > n)
+    luaL_error(L, "flat index %d out of range 1..%d", (int)i, (int)n);
+  int64_t rem = i - 1, off = t->offset;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    off += (rem % t->shape[d]) * t->strides[d];
+    rem /= t->shape[d];
+  }
+  return off;
+}
+
+static int t_get_flat(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  push_element(L, t->dtype,
+               lg_load(t->dtype, t->storage->data, flat_offset(L, t, 2)));
+  return 1;
+}
+
+static int t_set_flat(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t off = flat_offset(L, t, 2);
+  lg_store(t->dtype, t->storage->data, off, luaL_checknumber(L, 3));
+  t->storage->version++;
+  return 0;
+}
+
 static int t_is_contiguous(lua_State *L) {
   lua_pushboolean(L, lg_is_contiguous(lgL_checktensor(L, 1)));
   return 1;
@@ -833,6 +862,8 @@ static const luaL_Reg tensor_methods[] = {{"shape", t_shape},
                                           {"is_contiguous", t_is_contiguous},
                                           {"dtype", t_dtype},
                                           {"storage_id", t_storage_id},
+                                          {"get_flat", t_get_flat},
+                                          {"set_flat", t_set_flat},
                                           {"close", t_gc},
                                           {NULL, NULL}};
 
