@@ -1,0 +1,155 @@
+/*
+ * lgrad_host.h -- embedding lgrad in a host program.
+ *
+ * A host program creates a lua_State, loads lgrad into it, hands tensors
+ * over its own memory to Lua scripts, runs them, and reads the tensors
+ * they return -- without copying data either way.
+ *
+ *   #include <lauxlib.h>
+ *   #include <lualib.h>
+ *   #include "lgrad_host.h"
+ *
+ *   static void release(void *data, void *ctx) { free(data); }
+ *
+ *   lua_State *L = luaL_newstate();
+ *   if (lgrad_open(L) != LUA_OK) { ... lua_tostring(L, -1) ... }
+ *   char *err = NULL;
+ *   if (lgrad_dofile(L, "train.lua", &err)) { puts(err); free(err); }
+ *   float *x = malloc(100 * 2 * sizeof *x);          -- fill it
+ *   lua_getglobal(L, "train");                       -- a Lua function
+ *   lgrad_push_wrap(L, LG_FLOAT32, 2, (int64_t[]){100, 2}, x, release,
+ *                   NULL);                           -- x now owned by lgrad
+ *   if (lgrad_call(L, 1, 1, &err)) { puts(err); free(err); }
+ *   lgrad_info w;
+ *   if (lgrad_tensor_info(L, -1, &w) == 0)           -- the result
+ *     ... read ((float *)w.data)[...] using w.shape and w.strides ...
+ *   lg_tensor *keep = lg_retain(lgrad_to_tensor(L, -1));
+ *   lua_pop(L, 1);
+ *   lua_close(L);                    -- release(x) runs here at the latest
+ *   ... keep's data is still valid ...
+ *   lg_release(keep);
+ *
+ * Build: cc -I/usr/include/lua5.4 -Ibindings host.c build/bindings/X.o
+ *   (every object but main.o) build/liblgrad.a -llua5.4 -lopenblas -lz
+ *   -lm -lpthread
+ *
+ * Ownership
+ *   - A tensor in Lua is a userdata holding one reference; Lua's collector
+ *     (or lua_close, or `local t <close>`) drops it.
+ *   - lgrad_push_wrap: lgrad does not copy `data`.  On success the tensor
+ *     owns it: `rel(data, ctx)` is called exactly once, when the last
+ *     reference goes (a collection, lua_close, or the host's own
+ *     lg_release of a retained pointer), on whatever thread drops it.
+ *     The host must keep `data` valid and not free it until then.  With
+ *     rel == NULL nothing is called and the host frees `data` itself,
+ *     after it knows no tensor uses it (after lua_close and after
+ *     releasing any pointer it retained).  On failure (-1) nothing was
+ *     pushed, rel is never called, and `data` still belongs to the host.
+ *   - lgrad_push_copy copies; `data` may be freed when it returns.
+ *   - lgrad_push_tensor pushes a tensor the host made with the C API; it
+ *     takes a new reference, so the host still releases its own.
+ *   - lgrad_to_tensor returns a borrowed pointer: valid while the Lua
+ *     value is referenced (on the stack, in a table, a global...) and not
+ *     closed.  To keep it longer, lg_retain() it and lg_release() it when
+ *     done; a retained tensor outlives lua_close.
+ *   - lgrad_tensor_info's `data` points into the tensor's storage: valid
+ *     as long as the tensor (or a retained reference to it or one of its
+ *     views) is.  In-place operations (optimizer steps, `x:add_(...)`)
+ *     write through the same pointer; they never move the storage.
+ *   - Error strings (*err) are malloc'd: the caller free()s them.  They
+ *     hold the message and a Lua traceback.
+ *
+ * Threads
+ *   - One lua_State (and the tensors in it) belongs to one thread at a
+ *     time; Lua itself is not thread-safe within a state.
+ *   - Independent lua_States may run lgrad on different threads at the
+ *     same time: the error message, grad mode, anomaly detection, the
+ *     default random generator (lg.manual_seed) and the caches of tensor
+ *     headers and graph nodes are per thread;
+ *     the memory allocator is locked; storage reference counts are atomic.
+ *   - Not thread-safe: sharing one tensor header between threads
+ *     (its reference count is not atomic: lg_retain/lg_release of the
+ *     same tensor must not race; a host may share the *memory* by
+ *     wrapping it once per state), writing a tensor another thread reads,
+ *     and the process-wide settings lg_set_num_threads and
+ *     lg_set_default_dtype, which must be called before threads start.
+ *   - The default generator is per thread and starts from the same seed
+ *     in every thread: seed each thread (lg.manual_seed) for distinct
+ *     streams.
+ */
+#ifndef LGRAD_HOST_H
+#define LGRAD_HOST_H
+
+#include <lua.h>
+
+#include "../runtime/lgrad.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* the Lua module's entry point (what `require "lgrad"` calls) */
+int luaopen_lgrad(lua_State *L);
+
+/* Loads lgrad into L: opens Lua's standard libraries unless `package` is
+ * already loaded, puts lgrad's Lua submodules on package.path (found
+ * from $LGRAD_LUADIR, or next to the executable: ../bindings for the
+ * build tree, ../share/lua/5.4 for an installed prefix), registers
+ * `require "lgrad"` and sets the global `lg`.  Returns LUA_OK, or an
+ * error status with the message pushed on the stack. */
+int lgrad_open(lua_State *L);
+
+/* Pushes a tensor over the host's memory (contiguous, row-major; no
+ * copy).  Returns 0, or -1 with nothing pushed (reason in lg_errmsg()).
+ * See Ownership above. */
+int lgrad_push_wrap(lua_State *L, lg_dtype dtype, int ndim,
+                    const int64_t *shape, void *data, lg_release_fn rel,
+                    void *ctx);
+/* the same with explicit strides (in elements; NULL for contiguous) */
+int lgrad_push_wrap_strided(lua_State *L, lg_dtype dtype, int ndim,
+                            const int64_t *shape, const int64_t *strides,
+                            void *data, lg_release_fn rel, void *ctx);
+
+/* Pushes a new tensor holding a copy of `data` (contiguous).  Returns 0,
+ * or -1 with nothing pushed. */
+int lgrad_push_copy(lua_State *L, lg_dtype dtype, int ndim,
+                    const int64_t *shape, const void *data);
+
+/* Pushes t (taking a new reference; NULL pushes nil). */
+void lgrad_push_tensor(lua_State *L, lg_tensor *t);
+
+/* The tensor at idx (borrowed), or NULL when the value is not a tensor
+ * or was closed. */
+lg_tensor *lgrad_to_tensor(lua_State *L, int idx);
+
+typedef struct lgrad_info {
+  lg_dtype dtype;
+  int ndim;
+  int64_t shape[LG_MAX_DIMS];
+  int64_t strides[LG_MAX_DIMS]; /* in elements */
+  int64_t numel;
+  size_t elem_size; /* bytes per element */
+  int contiguous;   /* row-major without gaps */
+  void *data;       /* the first element */
+  lg_tensor *tensor; /* borrowed, as lgrad_to_tensor */
+} lgrad_info;
+
+/* Fills *info for the tensor at idx; 0, or -1 when it is not a tensor. */
+int lgrad_tensor_info(lua_State *L, int idx, lgrad_info *info);
+
+/* Runs a file / a string as a chunk; its results are discarded.  Returns
+ * 0, or the Lua error status with *err (when err is not NULL) set to the
+ * message; the stack is left as it was. */
+int lgrad_dofile(lua_State *L, const char *path, char **err);
+int lgrad_dostring(lua_State *L, const char *code, char **err);
+
+/* lua_pcall with a traceback: the function and nargs arguments on the
+ * stack are replaced by nresults results (LUA_MULTRET: all).  Returns 0,
+ * or the Lua error status with nothing pushed and *err set. */
+int lgrad_call(lua_State *L, int nargs, int nresults, char **err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

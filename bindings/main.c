@@ -1,0 +1,1001 @@
+/*
+ * main.c -- the lgrad binary: runs Lua scripts with lgrad loaded (the
+ * global `lg`), and an interactive REPL with readline editing, history,
+ * multi-line input and tab completion of lgrad's names.
+ *
+ *   lgrad [options] [script [args]]
+ *
+ * Modeled on Lua 5.4's own lua.c: the same options (-e -l -i -v -E -W --
+ * -), the same `arg` table, the same error reports; plus --threads N,
+ * --seed N and -h.  With no script, a terminal on stdin gets the REPL and
+ * anything else is run as a script.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/select.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+#include <readline/history.h>
+#include <readline/readline.h>
+
+#include "../runtime/lgrad.h"
+#include "lgrad_host.h"
+
+#define PROGNAME "lgrad"
+#define PROMPT1 "> "
+#define PROMPT2 ">> "
+#define MAXINPUT 4096
+#define HISTORY_MAX 1000
+#define EOFMARK "<eof>"
+
+char *openblas_get_config(void); /* from OpenBLAS */
+
+/* the state, for signal handlers and completion (as lua.c's globalL) */
+static lua_State *globalL;
+static const char *progname = PROGNAME;
+
+/* ---- messages and protected calls (as in lua.c) ---- */
+
+static void print_usage(FILE *f) {
+  fprintf(f,
+          "usage: %s [options] [script [args]]\n"
+          "Available options are:\n"
+          "  -e chunk       execute string 'chunk'\n"
+          "  -i             enter interactive mode after the script\n"
+          "  -l mod         require library 'mod' into global 'mod'\n"
+          "  -l g=mod       require library 'mod' into global 'g'\n"
+          "  -v, --version  show version information\n"
+          "  -h, --help     show this help\n"
+          "  -E             ignore environment variables\n"
+          "  -W             turn warnings on\n"
+          "  --threads N    use N threads (also env LGRAD_NUM_THREADS)\n"
+          "  --seed N       seed the default random generator\n"
+          "  --             stop handling options\n"
+          "  -              run stdin as a script and stop handling "
+          "options\n"
+          "With no script, a terminal gets the REPL: the value of an "
+          "expression is\nprinted, Tab completes names, Ctrl-D quits.\n",
+          PROGNAME);
+}
+
+static void l_message(const char *pname, const char *msg) {
+  if (pname)
+    fprintf(stderr, "%s: ", pname);
+  fprintf(stderr, "%s\n", msg);
+  fflush(stderr);
+}
+
+/* prints the error object on top of the stack (if any) and pops it */
+static int report(lua_State *L, int status) {
+  if (status != LUA_OK) {
+    const char *msg = lua_tostring(L, -1);
+    l_message(progname, msg ? msg : "(error object is not a string)");
+    lua_pop(L, 1);
+  }
+  return status;
+}
+
+static int msghandler(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL) {
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+      return 1;
+    msg = lua_pushfstring(L, "(error object is a %s value)",
+                          luaL_typename(L, 1));
+  }
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+/* Ctrl-C while Lua code runs: a hook raises "interrupted!" at the next
+ * Lua instruction (a long C kernel finishes first) */
+static void lstop(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  lua_sethook(L, NULL, 0, 0);
+  luaL_error(L, "interrupted!");
+}
+
+static void laction(int sig) {
+  int flag = LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT;
+  signal(sig, SIG_DFL); /* a second Ctrl-C kills the process */
+  lua_sethook(globalL, lstop, flag, 1);
+}
+
+static int docall(lua_State *L, int narg, int nres) {
+  int base = lua_gettop(L) - narg;
+  lua_pushcfunction(L, msghandler);
+  lua_insert(L, base);
+  globalL = L;
+  signal(SIGINT, laction);
+  int status = lua_pcall(L, narg, nres, base);
+  signal(SIGINT, SIG_DFL);
+  lua_remove(L, base);
+  return status;
+}
+
+static void print_version(void) {
+  const char *blas = openblas_get_config();
+  printf("lgrad %s (%s, %s)\n", LG_VERSION, LUA_RELEASE,
+         blas ? blas : "OpenBLAS");
+  fflush(stdout);
+}
+
+static void createargtable(lua_State *L, char **argv, int argc, int script) {
+  if (script == argc)
+    script = 0; /* no script name: arg[0] is the interpreter */
+  int narg = argc - (script + 1);
+  lua_createtable(L, narg > 0 ? narg : 0, script + 1);
+  for (int i = 0; i < argc; i++) {
+    lua_pushstring(L, argv[i]);
+    lua_rawseti(L, -2, i - script);
+  }
+  lua_setglobal(L, "arg");
+}
+
+static int dochunk(lua_State *L, int status) {
+  if (status == LUA_OK)
+    status = docall(L, 0, 0);
+  return report(L, status);
+}
+
+static int dofile(lua_State *L, const char *name) {
+  return dochunk(L, luaL_loadfile(L, name));
+}
+
+static int dostring(lua_State *L, const char *s, const char *name) {
+  return dochunk(L, luaL_loadbuffer(L, s, strlen(s), name));
+}
+
+/* -l [g=]mod: global g (or mod) = require(mod) */
+static int dolibrary(lua_State *L, const char *spec) {
+  const char *eq = strchr(spec, '=');
+  const char *mod = eq ? eq + 1 : spec;
+  lua_getglobal(L, "require");
+  lua_pushstring(L, mod);
+  int status = docall(L, 1, 1);
+  if (status == LUA_OK) {
+    if (eq)
+      lua_pushlstring(L, spec, (size_t)(eq - spec));
+    else
+      lua_pushstring(L, mod);
+    lua_insert(L, -2);
+    lua_setglobal(L, lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  return report(L, status);
+}
+
+static int pushargs(lua_State *L) {
+  if (lua_getglobal(L, "arg") != LUA_TTABLE)
+    luaL_error(L, "'arg' is not a table");
+  int n = (int)luaL_len(L, -1);
+  luaL_checkstack(L, n + 3, "too many arguments to script");
+  for (int i = 1; i <= n; i++)
+    lua_rawgeti(L, -i, i);
+  lua_remove(L, -(n + 1));
+  return n;
+}
+
+static int handle_script(lua_State *L, char **argv) {
+  const char *fname = argv[0];
+  if (strcmp(fname, "-") == 0 && strcmp(argv[-1], "--") != 0)
+    fname = NULL; /* stdin */
+  int status = luaL_loadfile(L, fname);
+  if (status == LUA_OK) {
+    int n = pushargs(L);
+    status = docall(L, n, LUA_MULTRET);
+  }
+  return report(L, status);
+}
+
+/* ---- options ---- */
+
+enum {
+  HAS_ERROR = 1,
+  HAS_I = 2,
+  HAS_V = 4,
+  HAS_E = 8,
+  HAS_BIGE = 16,
+  HAS_H = 32
+};
+
+typedef struct {
+  int flags;
+  int script; /* index of the script in argv, argc when none */
+  const char *threads;
+  const char *seed;
+  const char *bad; /* the offending option */
+} options;
+
+/* the value of a long option given as "--name N" or "--name=N" */
+static const char *longvalue(char **argv, int *i, const char *name) {
+  size_t n = strlen(name);
+  if (strncmp(argv[*i], name, n) != 0)
+    return NULL;
+  if (argv[*i][n] == '=')
+    return argv[*i] + n + 1;
+  if (argv[*i][n] != '\0')
+    return NULL;
+  if (argv[*i + 1] == NULL)
+    return "";
+  return argv[++*i];
+}
+
+static void collectargs(char **argv, options *o) {
+  int i;
+  o->flags = 0;
+  o->threads = o->seed = o->bad = NULL;
+  for (i = 1; argv[i] != NULL; i++) {
+    o->script = i;
+    o->bad = argv[i];
+    if (argv[i][0] != '-')
+      return; /* the script */
+    switch (argv[i][1]) {
+    case '-': {
+      const char *v;
+      if (argv[i][2] == '\0') {
+        o->script = i + 1;
+        return;
+      } else if ((v = longvalue(argv, &i, "--threads"))) {
+        o->threads = v;
+      } else if ((v = longvalue(argv, &i, "--seed"))) {
+        o->seed = v;
+      } else if (!strcmp(argv[i], "--help")) {
+        o->flags |= HAS_H;
+      } else if (!strcmp(argv[i], "--version")) {
+        o->flags |= HAS_V;
+      } else {
+        o->flags |= HAS_ERROR;
+        return;
+      }
+      break;
+    }
+    case '\0':
+      return; /* script "-" is stdin */
+    case 'E':
+    case 'W':
+    case 'h':
+    case 'i':
+    case 'v':
+      if (argv[i][2] != '\0') {
+        o->flags |= HAS_ERROR;
+        return;
+      }
+      if (argv[i][1] == 'E')
+        o->flags |= HAS_BIGE;
+      else if (argv[i][1] == 'h')
+        o->flags |= HAS_H;
+      else if (argv[i][1] == 'i')
+        o->flags |= HAS_I | HAS_V; /* -i implies -v, as in lua */
+      else if (argv[i][1] == 'v')
+        o->flags |= HAS_V;
+      break;
+    case 'e':
+      o->flags |= HAS_E;
+      /* fallthrough */
+    case 'l':
+      if (argv[i][2] == '\0') {
+        i++;
+        if (argv[i] == NULL || argv[i][0] == '-') {
+          o->flags |= HAS_ERROR;
+          return;
+        }
+      }
+      break;
+    default:
+      o->flags |= HAS_ERROR;
+      return;
+    }
+  }
+  o->script = i;
+  o->bad = NULL;
+}
+
+/* -e, -l and -W in the order given */
+static int runargs(lua_State *L, char **argv, int n) {
+  for (int i = 1; i < n; i++) {
+    int opt = argv[i][1];
+    if (argv[i][0] != '-')
+      continue;
+    if (opt == '-') { /* skip a long option's separate value */
+      if (!strcmp(argv[i], "--threads") || !strcmp(argv[i], "--seed"))
+        i++;
+      continue;
+    }
+    if (opt == 'W') {
+      lua_warning(L, "@on", 0);
+    } else if (opt == 'e' || opt == 'l') {
+      const char *extra = argv[i] + 2;
+      if (*extra == '\0')
+        extra = argv[++i];
+      int status = opt == 'e' ? dostring(L, extra, "=(command line)")
+                              : dolibrary(L, extra);
+      if (status != LUA_OK)
+        return 0;
+    }
+  }
+  return 1;
+}
+
+static int handle_luainit(lua_State *L) {
+  const char *name = "=LUA_INIT_" LUA_VERSION_MAJOR "_" LUA_VERSION_MINOR;
+  const char *init = getenv(name + 1);
+  if (init == NULL) {
+    name = "=LUA_INIT";
+    init = getenv(name + 1);
+  }
+  if (init == NULL)
+    return LUA_OK;
+  if (init[0] == '@')
+    return dofile(L, init + 1);
+  return dostring(L, init, name);
+}
+
+static int parse_count(const char *s, long long lo, long long hi,
+                       long long *out) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end || errno || v < lo || v > hi)
+    return -1;
+  *out = v;
+  return 0;
+}
+
+/* --threads, LGRAD_NUM_THREADS and --seed; 0 after reporting an error */
+static int apply_settings(const options *o) {
+  long long v;
+  const char *env = (o->flags & HAS_BIGE) ? NULL : getenv("LGRAD_NUM_THREADS");
+  if (env && *env && !o->threads) {
+    if (parse_count(env, 1, 1024, &v)) {
+      l_message(progname, "LGRAD_NUM_THREADS must be an integer in 1..1024");
+      return 0;
+    }
+    lg_set_num_threads((int)v);
+  }
+  if (o->threads) {
+    if (parse_count(o->threads, 1, 1024, &v)) {
+      l_message(progname, "--threads expects an integer in 1..1024");
+      return 0;
+    }
+    lg_set_num_threads((int)v);
+  }
+  if (o->seed) {
+    char *end;
+    errno = 0;
+    unsigned long long s = strtoull(o->seed, &end, 0);
+    if (!*o->seed || *end || errno || o->seed[0] == '-') {
+      l_message(progname, "--seed expects a non-negative integer");
+      return 0;
+    }
+    lg_manual_seed((uint64_t)s);
+  }
+  return 1;
+}
+
+/* ---- the REPL: reading lines ---- */
+
+static int use_readline;   /* stdin is a terminal */
+static char *history_path; /* NULL: no history file */
+static volatile sig_atomic_t got_sigint, got_sigwinch;
+static char *rl_result;
+static int rl_finished;
+
+static void on_line(char *line) {
+  rl_result = line;
+  rl_finished = 1;
+  rl_callback_handler_remove();
+}
+
+static void prompt_sigint(int sig) {
+  (void)sig;
+  got_sigint = 1;
+}
+
+static void prompt_sigwinch(int sig) {
+  (void)sig;
+  got_sigwinch = 1;
+}
+
+/* Reads one line with readline's callback interface, so that Ctrl-C at
+ * the prompt abandons the line instead of killing the process.  Returns
+ * 1 with *line (malloc'd), 0 at end of input, 2 when interrupted. */
+static int read_tty_line(const char *prompt, char **line) {
+  struct sigaction sa, old_int, old_winch;
+  memset(&sa, 0, sizeof sa);
+  sigemptyset(&sa.sa_mask);
+  sa.sa_handler = prompt_sigint; /* no SA_RESTART: select sees EINTR */
+  sigaction(SIGINT, &sa, &old_int);
+  sa.sa_handler = prompt_sigwinch;
+  sigaction(SIGWINCH, &sa, &old_winch);
+  got_sigint = 0;
+  rl_finished = 0;
+  rl_result = NULL;
+  rl_callback_handler_install(prompt, on_line);
+  int result = 0;
+  while (!rl_finished) {
+    fd_set fds;
+    FD_ZERO(&fds);
+    FD_SET(fileno(rl_instream), &fds);
+    int r = select(fileno(rl_instream) + 1, &fds, NULL, NULL, NULL);
+    if (r < 0 && errno == EINTR) {
+      if (got_sigwinch) {
+        got_sigwinch = 0;
+        rl_resize_terminal();
+      }
+      if (got_sigint) {
+        rl_free_line_state();
+        rl_callback_sigcleanup();
+        rl_cleanup_after_signal();
+        rl_callback_handler_remove();
+        fputs("\n", stdout);
+        fflush(stdout);
+        result = 2;
+        break;
+      }
+      continue;
+    }
+    if (r < 0) {
+      rl_callback_handler_remove();
+      break;
+    }
+    rl_callback_read_char();
+  }
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGWINCH, &old_winch, NULL);
+  if (result == 2)
+    return 2;
+  *line = rl_result;
+  return rl_result != NULL;
+}
+
+static const char *get_prompt(lua_State *L, int firstline) {
+  if (lua_getglobal(L, firstline ? "_PROMPT" : "_PROMPT2") == LUA_TNIL)
+    return firstline ? PROMPT1 : PROMPT2;
+  const char *p = luaL_tolstring(L, -1, NULL);
+  lua_remove(L, -2);
+  return p;
+}
+
+/* Pushes the next line without its newline; 0 at end of input, 2 after a
+ * Ctrl-C (an empty line is pushed). */
+static int pushline(lua_State *L, int firstline) {
+  const char *prompt = get_prompt(L, firstline);
+  char *b = NULL;
+  int st;
+  if (use_readline) {
+    st = read_tty_line(prompt, &b);
+  } else {
+    static char buffer[MAXINPUT];
+    fputs(prompt, stdout);
+    fflush(stdout);
+    st = fgets(buffer, sizeof buffer, stdin) != NULL;
+    b = buffer;
+  }
+  lua_pop(L, 1); /* the prompt */
+  if (st == 0)
+    return 0;
+  if (st == 2) {
+    lua_pushliteral(L, "");
+    return 2;
+  }
+  size_t l = strlen(b);
+  if (l > 0 && b[l - 1] == '\n')
+    b[--l] = '\0';
+  if (firstline && b[0] == '=')
+    lua_pushfstring(L, "return %s", b + 1);
+  else
+    lua_pushlstring(L, b, l);
+  if (use_readline)
+    free(b);
+  return 1;
+}
+
+static void saveline(const char *line) {
+  if (!use_readline || !line[0])
+    return;
+  HIST_ENTRY *last = history_length > 0 ? history_get(history_base +
+                                                      history_length - 1)
+                                        : NULL;
+  if (last && !strcmp(last->line, line))
+    return; /* no consecutive duplicates */
+  add_history(line);
+  if (history_path)
+    append_history(1, history_path);
+}
+
+/* a syntax error at the end of the chunk means more input is needed */
+static int incomplete(lua_State *L, int status) {
+  if (status == LUA_ERRSYNTAX) {
+    size_t lmsg, lmark = sizeof(EOFMARK) - 1;
+    const char *msg = lua_tolstring(L, -1, &lmsg);
+    if (lmsg >= lmark && !strcmp(msg + lmsg - lmark, EOFMARK)) {
+      lua_pop(L, 1);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* tries the line as "return <line>", so that expressions print */
+static int addreturn(lua_State *L) {
+  const char *line = lua_tostring(L, -1);
+  const char *retline = lua_pushfstring(L, "return %s;", line);
+  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
+  if (status == LUA_OK) {
+    lua_remove(L, -2);
+    saveline(line);
+  } else {
+    lua_pop(L, 2);
+  }
+  return status;
+}
+
+/* the line as a statement, reading continuation lines while the chunk
+ * is incomplete; returns -2 when Ctrl-C abandoned the input */
+static int multiline(lua_State *L) {
+  for (;;) {
+    size_t len;
+    const char *line = lua_tolstring(L, 1, &len);
+    int status = luaL_loadbuffer(L, line, len, "=stdin");
+    if (!incomplete(L, status)) {
+      saveline(line);
+      return status;
+    }
+    int st = pushline(L, 0);
+    if (st == 0) {
+      saveline(line);
+      /* end of input: report the incomplete chunk's error */
+      return luaL_loadbuffer(L, line, len, "=stdin");
+    }
+    if (st == 2)
+      return -2;
+    lua_pushliteral(L, "\n");
+    lua_insert(L, -2);
+    lua_concat(L, 3);
+  }
+}
+
+/* Reads a complete chunk and compiles it: LUA_OK with the function on the
+ * stack, an error status with the message, -1 at end of input, or -2
+ * when the input was abandoned. */
+static int loadline(lua_State *L) {
+  lua_settop(L, 0);
+  int st = pushline(L, 1);
+  if (st == 0)
+    return -1;
+  if (st == 2)
+    return -2;
+  int status = addreturn(L);
+  if (status != LUA_OK)
+    status = multiline(L);
+  lua_remove(L, 1); /* the line */
+  if (status == -2)
+    lua_settop(L, 0);
+  return status;
+}
+
+/* ---- the REPL: printing values ---- */
+
+/* A printer for results: tostring for most values (tensors pretty-print
+ * through __tostring); plain tables as constructors, short ones on one
+ * line, nested ones indented, with limits on depth and length. */
+static const char *const printer_src =
+    "local type, tostring, pairs, getmetatable, pcall = "
+    "  type, tostring, pairs, getmetatable, pcall\n"
+    "local concat, sort, fmt = table.concat, table.sort, string.format\n"
+    "local MAXITEMS, MAXDEPTH, WIDTH = 50, 4, 78\n"
+    "local function plain(t)\n"
+    "  local mt = getmetatable(t)\n"
+    "  return not (mt and (mt.__tostring or mt.__name))\n"
+    "end\n"
+    "local function short(v)\n"
+    "  local ok, s = pcall(tostring, v)\n"
+    "  if not ok then return '<' .. type(v) .. '>' end\n"
+    "  if s:find('\\n') then\n"
+    "    local last = s:match('([^\\n]*%S[^\\n]*)\\n*$')\n"
+    "    s = last or s:gsub('\\n', ' ')\n"
+    "  end\n"
+    "  return s\n"
+    "end\n"
+    "local repr\n"
+    "local function key(k)\n"
+    "  if type(k) == 'string' and k:match('^[%a_][%w_]*$') then return k end\n"
+    "  return '[' .. repr(k, '', 1, {}) .. ']'\n"
+    "end\n"
+    "function repr(v, indent, depth, seen)\n"
+    "  local tv = type(v)\n"
+    "  if tv == 'string' then return fmt('%q', v) end\n"
+    "  if tv ~= 'table' or not plain(v) then return short(v) end\n"
+    "  if seen[v] then return '<cycle>' end\n"
+    "  if depth > MAXDEPTH then return '{...}' end\n"
+    "  seen[v] = true\n"
+    "  local parts, n, inner = {}, #v, indent .. '  '\n"
+    "  for i = 1, math.min(n, MAXITEMS) do\n"
+    "    parts[#parts + 1] = repr(v[i], inner, depth + 1, seen)\n"
+    "  end\n"
+    "  local keys = {}\n"
+    "  for k in pairs(v) do\n"
+    "    if not (math.type(k) == 'integer' and k >= 1 and k <= n) then\n"
+    "      keys[#keys + 1] = k\n"
+    "    end\n"
+    "  end\n"
+    "  sort(keys, function(a, b)\n"
+    "    local ta, tb = type(a), type(b)\n"
+    "    if ta ~= tb then return ta < tb end\n"
+    "    if ta == 'number' or ta == 'string' then return a < b end\n"
+    "    return tostring(a) < tostring(b)\n"
+    "  end)\n"
+    "  local total = math.min(n, MAXITEMS) + #keys\n"
+    "  for i = 1, #keys do\n"
+    "    if #parts >= MAXITEMS then break end\n"
+    "    local k = keys[i]\n"
+    "    parts[#parts + 1] = key(k) .. ' = ' .. "
+    "      repr(v[k], inner, depth + 1, seen)\n"
+    "  end\n"
+    "  local more = n + #keys - #parts\n"
+    "  if more > 0 then parts[#parts + 1] = fmt('... (%d more)', more) end\n"
+    "  seen[v] = nil\n"
+    "  if total == 0 then return '{}' end\n"
+    "  local one = '{' .. concat(parts, ', ') .. '}'\n"
+    "  if #one + #indent <= WIDTH and not one:find('\\n') then return one end\n"
+    "  return '{\\n' .. inner .. concat(parts, ',\\n' .. inner) .. '\\n' .. "
+    "    indent .. '}'\n"
+    "end\n"
+    "return function(...)\n"
+    "  local out = {}\n"
+    "  for i = 1, select('#', ...) do\n"
+    "    local v = select(i, ...)\n"
+    "    if type(v) == 'table' and plain(v) then\n"
+    "      out[i] = repr(v, '', 1, {})\n"
+    "    else\n"
+    "      out[i] = tostring(v)\n"
+    "    end\n"
+    "  end\n"
+    "  io.stdout:write(concat(out, '\\t'), '\\n')\n"
+    "  io.stdout:flush()\n"
+    "end\n";
+
+static int printer_ref = LUA_NOREF;
+
+static void l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  if (n == 0)
+    return;
+  luaL_checkstack(L, LUA_MINSTACK, "too many results to print");
+  lua_rawgeti(L, LUA_REGISTRYINDEX, printer_ref);
+  if (!lua_isfunction(L, -1)) { /* fall back on print */
+    lua_pop(L, 1);
+    lua_getglobal(L, "print");
+  }
+  lua_insert(L, 1);
+  if (lua_pcall(L, n, 0, 0) != LUA_OK)
+    l_message(progname, lua_pushfstring(L, "error calling 'print' (%s)",
+                                        lua_tostring(L, -1)));
+}
+
+/* ---- the REPL: completion ---- */
+
+static const char *const keywords[] = {
+    "and",  "break", "do",     "else", "elseif", "end",   "false",
+    "for",  "function", "goto", "if",   "in",    "local", "nil",
+    "not",  "or",    "repeat", "return", "then", "true",  "until",
+    "while", NULL};
+
+static int is_identifier(const char *s, size_t n) {
+  if (n == 0 ||
+      !(s[0] == '_' || ((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')))
+    return 0;
+  for (size_t i = 1; i < n; i++)
+    if (!(s[i] == '_' || (s[i] >= '0' && s[i] <= '9') ||
+          ((s[i] | 32) >= 'a' && (s[i] | 32) <= 'z')))
+      return 0;
+  return 1;
+}
+
+/* adds to the set at `set` every string key of the table at `tbl` that
+ * starts with `part` (functions only when `methods`), as base..key */
+static void add_keys(lua_State *L, int set, int tbl, const char *base,
+                     const char *part, int methods) {
+  size_t lpart = strlen(part);
+  tbl = lua_absindex(L, tbl);
+  lua_pushnil(L);
+  while (lua_next(L, tbl)) {
+    size_t lk;
+    if (lua_type(L, -2) == LUA_TSTRING) {
+      const char *k = lua_tolstring(L, -2, &lk);
+      int isfn = lua_type(L, -1) == LUA_TFUNCTION;
+      if (is_identifier(k, lk) && !strncmp(k, part, lpart) &&
+          (!methods || isfn) && (lpart > 0 || k[0] != '_') &&
+          (strncmp(k, "__", 2) || !strncmp(part, "__", 2))) {
+        lua_pushfstring(L, "%s%s%s", base, k, isfn ? "(" : "");
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+      }
+    }
+    lua_pop(L, 1);
+  }
+}
+
+/* the fields of the value on top (left in place): its own keys when a
+ * table, then the __index tables up the metatable chain; for a userdata
+ * whose __index is a function, the methods kept in its metatable */
+static void add_fields(lua_State *L, int set, const char *base,
+                       const char *part, int methods) {
+  int top = lua_gettop(L);
+  lua_pushvalue(L, top);
+  for (int depth = 0; depth < 8; depth++) {
+    int cur = lua_gettop(L);
+    if (lua_type(L, cur) == LUA_TTABLE)
+      add_keys(L, set, cur, base, part, methods);
+    if (!lua_getmetatable(L, cur))
+      break;
+    lua_getfield(L, cur + 1, "__index");
+    if (lua_type(L, -1) == LUA_TTABLE) {
+      lua_replace(L, cur);
+      lua_settop(L, cur);
+      continue;
+    }
+    if (lua_type(L, cur) != LUA_TTABLE)
+      add_keys(L, set, cur + 1, base, part, methods);
+    break;
+  }
+  lua_settop(L, top);
+}
+
+/* completion candidates for text (arg 1): a table of strings */
+static int l_candidates(lua_State *L) {
+  const char *text = luaL_checkstring(L, 1);
+  lua_newtable(L);
+  int set = lua_gettop(L);
+  const char *dot = strrchr(text, '.'), *colon = strrchr(text, ':');
+  const char *sep = dot > colon ? dot : colon;
+  if (!sep) {
+    lua_pushglobaltable(L);
+    add_fields(L, set, "", text, 0);
+    lua_settop(L, set);
+    size_t n = strlen(text);
+    for (int i = 0; keywords[i]; i++)
+      if (n > 0 && !strncmp(keywords[i], text, n)) {
+        lua_pushstring(L, keywords[i]);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+      }
+    return 1;
+  }
+  /* resolve the chain of names before the separator */
+  lua_pushglobaltable(L);
+  const char *p = text;
+  while (p < sep) {
+    const char *q = p;
+    while (q < sep && *q != '.' && *q != ':')
+      q++;
+    if (*q == ':' || !is_identifier(p, (size_t)(q - p)))
+      return 1; /* not a plain a.b.c chain */
+    int t = lua_type(L, -1);
+    if (t != LUA_TTABLE && t != LUA_TUSERDATA)
+      return 1;
+    lua_pushlstring(L, p, (size_t)(q - p));
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+    p = q + 1;
+  }
+  if (lua_isnil(L, -1))
+    return 1;
+  lua_pushlstring(L, text, (size_t)(sep - text) + 1);
+  const char *base = lua_tostring(L, -1);
+  lua_insert(L, -2);
+  add_fields(L, set, base, sep + 1, *sep == ':');
+  lua_settop(L, set);
+  return 1;
+}
+
+static char **candidates;
+static int ncandidates, next_candidate;
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void collect_candidates(const char *text) {
+  lua_State *L = globalL;
+  for (int i = next_candidate; i < ncandidates; i++)
+    free(candidates[i]);
+  free(candidates);
+  candidates = NULL;
+  ncandidates = next_candidate = 0;
+  int top = lua_gettop(L);
+  lua_pushcfunction(L, l_candidates);
+  lua_pushstring(L, text);
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1)) {
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      n++;
+      lua_pop(L, 1);
+    }
+    candidates = malloc((size_t)(n > 0 ? n : 1) * sizeof *candidates);
+    lua_pushnil(L);
+    while (candidates && lua_next(L, -2)) {
+      char *s = strdup(lua_tostring(L, -2));
+      if (s)
+        candidates[ncandidates++] = s;
+      lua_pop(L, 1);
+    }
+    if (candidates)
+      qsort(candidates, (size_t)ncandidates, sizeof *candidates, cmp_str);
+  }
+  lua_settop(L, top);
+}
+
+static char *candidate_generator(const char *text, int state) {
+  if (state == 0)
+    collect_candidates(text);
+  if (next_candidate < ncandidates)
+    return candidates[next_candidate++]; /* readline frees it */
+  return NULL;
+}
+
+static char **complete(const char *text, int start, int end) {
+  (void)start;
+  (void)end;
+  rl_attempted_completion_over = 1; /* never fall back on file names */
+  rl_completion_append_character = '\0';
+  return rl_completion_matches(text, candidate_generator);
+}
+
+/* ---- the REPL ---- */
+
+static void repl_init(lua_State *L) {
+  if (luaL_loadbuffer(L, printer_src, strlen(printer_src), "=printer") ==
+          LUA_OK &&
+      lua_pcall(L, 0, 1, 0) == LUA_OK)
+    printer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  else
+    lua_pop(L, 1);
+  use_readline = isatty(STDIN_FILENO);
+  if (!use_readline)
+    return;
+  rl_readline_name = "lgrad";
+  rl_attempted_completion_function = complete;
+  rl_basic_word_break_characters = " \t\n\"\\'><=;+-*/%^~#{}()[],&|";
+  rl_completer_word_break_characters = rl_basic_word_break_characters;
+  rl_catch_signals = 0;
+  rl_catch_sigwinch = 0;
+  stifle_history(HISTORY_MAX);
+  const char *path = getenv("LGRAD_HISTORY");
+  if (!path) {
+    const char *home = getenv("HOME");
+    if (home && *home) {
+      size_t n = strlen(home) + sizeof "/.lgrad_history";
+      if ((history_path = malloc(n)))
+        snprintf(history_path, n, "%s/.lgrad_history", home);
+    }
+  } else if (*path) {
+    history_path = strdup(path);
+  }
+  if (history_path && read_history(history_path) != 0) {
+    /* append_history needs the file to exist */
+    if (write_history(history_path) != 0) {
+      free(history_path);
+      history_path = NULL;
+    }
+  }
+}
+
+static void repl_done(void) {
+  if (history_path) {
+    history_truncate_file(history_path, HISTORY_MAX);
+    free(history_path);
+    history_path = NULL;
+  }
+  for (int i = next_candidate; i < ncandidates; i++)
+    free(candidates[i]);
+  free(candidates);
+  candidates = NULL;
+  ncandidates = next_candidate = 0;
+}
+
+static void doREPL(lua_State *L) {
+  const char *oldprogname = progname;
+  progname = NULL; /* errors print as lua's REPL prints them */
+  globalL = L;
+  repl_init(L);
+  int status;
+  while ((status = loadline(L)) != -1) {
+    if (status == -2)
+      continue; /* Ctrl-C: a fresh prompt */
+    if (status == LUA_OK)
+      status = docall(L, 0, LUA_MULTRET);
+    if (status == LUA_OK)
+      l_print(L);
+    else
+      report(L, status);
+  }
+  lua_settop(L, 0);
+  fputs("\n", stdout);
+  fflush(stdout);
+  repl_done();
+  progname = oldprogname;
+}
+
+/* ---- main ---- */
+
+static int pmain(lua_State *L) {
+  int argc = (int)lua_tointeger(L, 1);
+  char **argv = (char **)lua_touserdata(L, 2);
+  options o;
+  collectargs(argv, &o);
+  if (o.flags & HAS_ERROR) {
+    const char *bad = o.bad ? o.bad : "?";
+    if (bad[1] == 'e' || bad[1] == 'l')
+      fprintf(stderr, "%s: '%s' needs argument\n", PROGNAME, bad);
+    else
+      fprintf(stderr, "%s: unrecognized option '%s'\n", PROGNAME, bad);
+    print_usage(stderr);
+    return 0;
+  }
+  if (o.flags & HAS_H) {
+    print_usage(stdout);
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (o.flags & HAS_V)
+    print_version();
+  if (o.flags & HAS_BIGE) {
+    lua_pushboolean(L, 1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "LUA_NOENV");
+  }
+  luaL_openlibs(L);
+  createargtable(L, argv, argc, o.script);
+  lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCGEN, 0, 0);
+  if (report(L, lgrad_open(L)) != LUA_OK)
+    return 0;
+  lua_settop(L, 2);
+  if (!apply_settings(&o))
+    return 0;
+  if (!(o.flags & HAS_BIGE) && handle_luainit(L) != LUA_OK)
+    return 0;
+  if (!runargs(L, argv, o.script))
+    return 0;
+  if (o.script < argc && handle_script(L, argv + o.script) != LUA_OK)
+    return 0;
+  if (o.flags & HAS_I) {
+    doREPL(L);
+  } else if (o.script == argc && !(o.flags & (HAS_E | HAS_V))) {
+    if (isatty(STDIN_FILENO)) {
+      print_version();
+      doREPL(L);
+    } else {
+      if (dofile(L, NULL) != LUA_OK)
+        return 0;
+    }
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (L == NULL) {
+    l_message(PROGNAME, "cannot create state: not enough memory");
+    return EXIT_FAILURE;
+  }
+  lua_gc(L, LUA_GCSTOP);
+  lua_pushcfunction(L, pmain);
+  lua_pushinteger(L, argc);
+  lua_pushlightuserdata(L, argv);
+  int status = lua_pcall(L, 2, 1, 0);
+  int result = lua_toboolean(L, -1);
+  report(L, status);
+  lua_close(L);
+  return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
+}
