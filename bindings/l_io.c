@@ -329,6 +329,7 @@ static void save_table(lua_State *L, save_state *st, int idx) {
   while (lua_next(L, idx)) {
     lua_pop(L, 1);
     keyref *r = &keys[k++];
+    memset(r, 0, sizeof *r);
     if (lua_type(L, -1) == LUA_TNUMBER && lua_isinteger(L, -1)) {
       r->isint = 1;
       r->i = lua_tointeger(L, -1);

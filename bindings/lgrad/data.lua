@@ -1,0 +1,337 @@
+--- lgrad.data: datasets, batching and the dataset readers (lg.data).
+--
+--   local ds = lg.data.TensorDataset(x, y)
+--   local loader = lg.data.DataLoader(ds, {batch_size = 64, shuffle = true,
+--                                          seed = 1})
+--   for epoch = 1, 10 do
+--     for xb, yb in loader:iter() do ... end
+--   end
+--
+-- A DataLoader visits every sample exactly once per epoch.  With shuffle,
+-- epoch e uses the permutation drawn by lg.Generator(mix(seed, e)), so
+-- the order depends only on the seed and the epoch number: a loader
+-- restored with load_state_dict continues with the very batches the
+-- interrupted run would have seen.
+
+local lg = require "lgrad"
+
+local M = {}
+
+local io_ = lg._io
+
+local function is_tensor(v)
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt.__name == "lgrad.Tensor"
+end
+
+local function check_opts(fname, opts)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then
+    error(fname .. ": options must be a table, got " .. type(opts), 3)
+  end
+  return opts
+end
+
+---------------------------------------------------------------------------
+-- readers
+
+--- Reads an IDX file (gzip or plain).  Integer types give int64 tensors,
+-- float types float32/float64; opts: dtype, scale, shift (value * scale +
+-- shift), limit (keep the first items along dim 1).
+function M.read_idx(path, opts)
+  return io_.read_idx(path, check_opts("read_idx", opts))
+end
+
+--- Reads a numeric CSV into a 2-d tensor; with {header = true} the column
+-- names come back as a second result.  opts: header, dtype, delimiter.
+function M.read_csv(path, opts)
+  return io_.read_csv(path, check_opts("read_csv", opts))
+end
+
+local FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
+
+local function readable(path)
+  local f = io.open(path, "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
+local function find_file(dir, name)
+  for _, p in ipairs { dir .. "/" .. name .. ".gz", dir .. "/" .. name } do
+    if readable(p) then return p end
+  end
+  error(string.format("fashion_mnist: cannot find %s/%s(.gz)%s", dir, name,
+    dir == FMNIST_DIR and " (install Debian's dataset-fashion-mnist)" or ""),
+    3)
+end
+
+--- Fashion-MNIST: images (N x 28 x 28 float32 in [0, 1]) and labels
+-- (int64, 1..10).  split is "train" (60000) or "test" (10000); opts:
+-- dir, n (read only the first n samples).
+function M.fashion_mnist(split, opts)
+  split = split or "train"
+  opts = check_opts("fashion_mnist", opts)
+  local prefix = ({ train = "train", test = "t10k" })[split]
+  if not prefix then
+    error("fashion_mnist: split must be \"train\" or \"test\", got "
+      .. tostring(split), 2)
+  end
+  local dir = opts.dir or FMNIST_DIR
+  local n = opts.n
+  if n ~= nil and (math.type(n) ~= "integer" or n < 0) then
+    error("fashion_mnist: n must be a non-negative integer", 2)
+  end
+  local images = io_.read_idx(find_file(dir, prefix .. "-images-idx3-ubyte"),
+    { dtype = lg.float32, scale = 1 / 255, limit = n })
+  local labels = io_.read_idx(find_file(dir, prefix .. "-labels-idx1-ubyte"),
+    { dtype = lg.int64, shift = 1, limit = n })
+  if images:dim() ~= 3 or labels:dim() ~= 1
+      or images:size(1) ~= labels:size(1) then
+    error("fashion_mnist: image and label files do not match", 2)
+  end
+  return images, labels
+end
+
+---------------------------------------------------------------------------
+-- TensorDataset
+
+local TensorDataset = {}
+
+local function ds_get(self, i)
+  local n = self.n
+  if math.type(i) ~= "integer" then
+    error("TensorDataset: index must be an integer, got " .. tostring(i), 3)
+  end
+  if i < 0 then i = n + i + 1 end
+  if i < 1 or i > n then
+    error(string.format("TensorDataset: index %d out of range 1..%d", i, n),
+      3)
+  end
+  local out = {}
+  for k, t in ipairs(self.tensors) do out[k] = t:select(1, i) end
+  return out
+end
+
+TensorDataset.__index = function(self, k)
+  if type(k) == "number" then return ds_get(self, k) end
+  return TensorDataset[k]
+end
+TensorDataset.__len = function(self) return self.n end
+TensorDataset.__name = "lgrad.data.TensorDataset"
+TensorDataset.__tostring = function(self)
+  local parts = {}
+  for k, t in ipairs(self.tensors) do
+    parts[k] = "[" .. table.concat(t:shape(), "x") .. "]"
+  end
+  return string.format("TensorDataset(%d samples: %s)", self.n,
+    table.concat(parts, ", "))
+end
+
+--- The samples of index i, one per tensor, as separate values.
+function TensorDataset:get(i)
+  return table.unpack(ds_get(self, i))
+end
+
+--- A dataset over tensors that share their size along dim 1; ds[i] is the
+-- list {x[i], y[i], ...}.
+function M.TensorDataset(...)
+  local tensors = table.pack(...)
+  if tensors.n == 0 then
+    error("TensorDataset: needs at least one tensor", 2)
+  end
+  local n
+  for k = 1, tensors.n do
+    local t = tensors[k]
+    if not is_tensor(t) then
+      error(string.format("TensorDataset: argument %d is not a tensor", k), 2)
+    end
+    if t:dim() == 0 then
+      error(string.format("TensorDataset: tensor %d is 0-d", k), 2)
+    end
+    if n == nil then
+      n = t:size(1)
+    elseif t:size(1) ~= n then
+      error(string.format("TensorDataset: tensor %d has %d samples, "
+        .. "tensor 1 has %d", k, t:size(1), n), 2)
+    end
+  end
+  tensors.n = nil
+  return setmetatable({ tensors = tensors, n = n }, TensorDataset)
+end
+
+function M.is_TensorDataset(v)
+  return getmetatable(v) == TensorDataset
+end
+
+---------------------------------------------------------------------------
+-- DataLoader
+
+local DataLoader = {}
+DataLoader.__index = DataLoader
+DataLoader.__name = "lgrad.data.DataLoader"
+
+local function nbatches(n, bs, drop_last)
+  if drop_last then return n // bs end
+  return (n + bs - 1) // bs
+end
+
+DataLoader.__len = function(self)
+  return nbatches(#self.dataset, self.batch_size, self.drop_last)
+end
+
+DataLoader.__tostring = function(self)
+  return string.format("DataLoader(%d samples, batch_size %d, %d batches%s)",
+    #self.dataset, self.batch_size, #self,
+    self.shuffle and ", shuffled" or "")
+end
+
+-- the seed of epoch e's generator (53 bits, distinct per epoch)
+local function epoch_seed(seed, epoch)
+  local h = seed ~ (epoch * 0x9E3779B97F4A7C15)
+  h = (h ~ (h >> 31)) * 0x5851F42D4C957F2D
+  return (h ~ (h >> 29)) & 0x1FFFFFFFFFFFFF
+end
+
+--- A loader over a TensorDataset (batches are gathered with one
+-- index_select per tensor), a tensor, or any table with __len and
+-- __index giving samples (tensors, numbers, or lists of them), whose
+-- batches are stacked.  opts: batch_size (1), shuffle (false), drop_last
+-- (false), seed (drawn from lg's default generator when omitted).
+function M.DataLoader(dataset, opts)
+  opts = check_opts("DataLoader", opts)
+  if is_tensor(dataset) then dataset = M.TensorDataset(dataset) end
+  local ok = type(dataset) == "table" or type(dataset) == "userdata"
+  local okl, len = false, nil
+  if ok then okl, len = pcall(function() return #dataset end) end
+  if not okl or math.type(len) ~= "integer" or len < 0 then
+    error("DataLoader: dataset must have a length (#ds) and samples ds[i]",
+      2)
+  end
+  local bs = opts.batch_size or 1
+  if math.type(bs) ~= "integer" or bs < 1 then
+    error("DataLoader: batch_size must be a positive integer, got "
+      .. tostring(bs), 2)
+  end
+  local seed = opts.seed
+  if seed == nil then
+    seed = lg.randint(0, 0x7FFFFFFF, { 1 }):item()
+  elseif math.type(seed) ~= "integer" then
+    error("DataLoader: seed must be an integer", 2)
+  end
+  return setmetatable({
+    dataset = dataset,
+    batch_size = bs,
+    shuffle = not not opts.shuffle,
+    drop_last = not not opts.drop_last,
+    seed = seed,
+    epoch = 0,      -- epochs started
+    position = 0,   -- batches handed out in the current epoch
+    _resume = false,
+  }, DataLoader)
+end
+
+-- the batch of the 1-based sample indices idx (an int64 tensor)
+local function collate(self, idx)
+  local ds = self.dataset
+  if getmetatable(ds) == TensorDataset then
+    local out = {}
+    for k, t in ipairs(ds.tensors) do out[k] = t:index_select(1, idx) end
+    return table.unpack(out)
+  end
+  local ids = idx:totable()
+  local samples = {}
+  for k, i in ipairs(ids) do samples[k] = ds[i] end
+  local first = samples[1]
+  local function stack(list, what)
+    local v = list[1]
+    if is_tensor(v) then return lg.stack(list, 1) end
+    if type(v) == "number" then
+      local all_int = true
+      for _, x in ipairs(list) do
+        if math.type(x) ~= "integer" then all_int = false end
+      end
+      return lg.tensor(list, all_int and { dtype = lg.int64 } or nil)
+    end
+    error("DataLoader: cannot batch a sample " .. what .. " of type "
+      .. type(v), 4)
+  end
+  if type(first) == "table" and not is_tensor(first) then
+    local out = {}
+    for c = 1, #first do
+      local list = {}
+      for k, s in ipairs(samples) do list[k] = s[c] end
+      out[c] = stack(list, "component " .. c)
+    end
+    return table.unpack(out)
+  end
+  return stack(samples, "")
+end
+
+--- The order of the current epoch: a permutation, or nil for 1..n.
+function DataLoader:_order()
+  if not self.shuffle then return nil end
+  local g = lg.Generator(epoch_seed(self.seed, self.epoch))
+  return lg.randperm(#self.dataset, { generator = g })
+end
+
+--- Iterates over one epoch's batches: for xb, yb in loader:iter() do.
+-- Each call starts a new epoch, unless load_state_dict restored a loader
+-- in the middle of one, which then goes on where it stopped.
+function DataLoader:iter()
+  if self._resume then
+    self._resume = false
+  else
+    self.epoch = self.epoch + 1
+    self.position = 0
+  end
+  local n, bs = #self.dataset, self.batch_size
+  local nb = nbatches(n, bs, self.drop_last)
+  local order = self:_order()
+  local epoch = self.epoch
+  local b = self.position
+  return function()
+    if b >= nb or self.epoch ~= epoch then return nil end
+    b = b + 1
+    local first = (b - 1) * bs + 1
+    local len = math.min(bs, n - first + 1)
+    local idx
+    if order then
+      idx = order:narrow(1, first, len)
+    else
+      idx = lg.range(first, first + len - 1)
+    end
+    self.position = b
+    return collate(self, idx)
+  end
+end
+
+--- The loader's state for checkpoints: a table of integers.
+function DataLoader:state_dict()
+  return { seed = self.seed, epoch = self.epoch, position = self.position,
+    batch_size = self.batch_size }
+end
+
+--- Restores state_dict(): the next iter() goes on with the same epoch at
+-- the next batch (or starts the next epoch when that one was finished).
+function DataLoader:load_state_dict(sd)
+  if type(sd) ~= "table" then
+    error("DataLoader:load_state_dict: expects a table", 2)
+  end
+  for _, k in ipairs { "seed", "epoch", "position" } do
+    if math.type(sd[k]) ~= "integer" or (k ~= "seed" and sd[k] < 0) then
+      error("DataLoader:load_state_dict: '" .. k
+        .. "' must be a non-negative integer", 2)
+    end
+  end
+  if sd.batch_size ~= nil and sd.batch_size ~= self.batch_size then
+    error(string.format("DataLoader:load_state_dict: saved with batch_size "
+      .. "%d, this loader has %d", sd.batch_size, self.batch_size), 2)
+  end
+  self.seed, self.epoch, self.position = sd.seed, sd.epoch, sd.position
+  self._resume = self.epoch > 0 and self.position < #self
+end
+
+M.DataLoader_class = DataLoader
+M.TensorDataset_class = TensorDataset
+
+return M
