@@ -27,6 +27,7 @@
 #include "../runtime/lgrad.h"
 
 #define LGL_TENSOR "lgrad.Tensor"
+extern char lgL_tensor_mt_key; /* registry key of the Tensor metatable */
 
 /* the tensor at idx (errors on a non-tensor or a closed tensor) */
 lg_tensor *lgL_checktensor(lua_State *L, int idx);

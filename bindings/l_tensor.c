@@ -13,12 +13,19 @@
 /* ---- lifetime ---- */
 
 static int t_gc(lua_State *L) {
-  lg_tensor **box = luaL_checkudata(L, 1, LGL_TENSOR);
+  lg_tensor **box = lua_touserdata(L, 1); /* only ever a tensor box */
+  if (!box || lua_rawlen(L, 1) != sizeof *box)
+    return luaL_typeerror(L, 1, "tensor");
   if (*box) {
     lg_release(*box);
     *box = NULL;
   }
   return 0;
+}
+
+static int t_close(lua_State *L) {
+  luaL_checkudata(L, 1, LGL_TENSOR);
+  return t_gc(L);
 }
 
 /* ---- options ---- */
@@ -864,7 +871,7 @@ static const luaL_Reg tensor_methods[] = {{"shape", t_shape},
                                           {"storage_id", t_storage_id},
                                           {"get_flat", t_get_flat},
                                           {"set_flat", t_set_flat},
-                                          {"close", t_gc},
+                                          {"close", t_close},
                                           {NULL, NULL}};
 
 static const luaL_Reg module_funcs[] = {{"tensor", l_tensor_new},
@@ -914,6 +921,8 @@ void lgL_open_tensor(lua_State *L) {
   /* tensor */
   luaL_newmetatable(L, LGL_TENSOR);
   int mt = lua_gettop(L);
+  lua_pushvalue(L, mt);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &lgL_tensor_mt_key);
   lua_newtable(L);
   int methods = lua_gettop(L);
   luaL_setfuncs(L, tensor_methods, 0);

@@ -8,13 +8,28 @@
 
 #include "binding.h"
 
+/* The Tensor metatable is also kept in the registry under this address:
+ * a light-userdata key avoids interning the name on every check. */
+char lgL_tensor_mt_key;
+
+/* the box at idx when it is a tensor userdata, else NULL */
+static lg_tensor **tobox(lua_State *L, int idx) {
+  lg_tensor **box = lua_touserdata(L, idx);
+  if (!box || !lua_getmetatable(L, idx))
+    return NULL;
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lgL_tensor_mt_key);
+  int same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same ? box : NULL;
+}
+
 lg_tensor *lgL_totensor(lua_State *L, int idx) {
-  lg_tensor **box = luaL_testudata(L, idx, LGL_TENSOR);
+  lg_tensor **box = tobox(L, idx);
   return box ? *box : NULL;
 }
 
 lg_tensor *lgL_checktensor(lua_State *L, int idx) {
-  lg_tensor **box = luaL_testudata(L, idx, LGL_TENSOR);
+  lg_tensor **box = tobox(L, idx);
   if (!box)
     luaL_typeerror(L, idx, "tensor");
   if (!*box)
@@ -25,7 +40,8 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
 lg_tensor **lgL_newbox(lua_State *L) {
   lg_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = NULL;
-  luaL_setmetatable(L, LGL_TENSOR);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &lgL_tensor_mt_key);
+  lua_setmetatable(L, -2);
   return box;
 }
 

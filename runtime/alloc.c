@@ -23,16 +23,22 @@ typedef struct lg_block {
   struct lg_block *next;
 } lg_block;
 
+/* shared cache, behind a lock */
 static pthread_mutex_t bins_lock = PTHREAD_MUTEX_INITIALIZER;
 static lg_block *bins[LG_NBINS];
 static size_t cached_bytes;
-static size_t live_bytes;
+static size_t live_bytes; /* atomic */
+
+/* a small per-thread cache in front of it: no lock on the hot path */
+#define LG_TL_SHIFT_MAX 20 /* blocks up to 1 MB */
+#define LG_TL_COUNT 16
+static LG_THREAD lg_block *tl_bins[LG_TL_SHIFT_MAX + 1];
+static LG_THREAD int tl_count[LG_TL_SHIFT_MAX + 1];
 
 static int size_class(size_t n) {
-  int c = LG_MIN_SHIFT;
-  while (c < LG_NBINS && ((size_t)1 << c) < n)
-    c++;
-  return c;
+  if (n <= ((size_t)1 << LG_MIN_SHIFT))
+    return LG_MIN_SHIFT;
+  return 64 - __builtin_clzll((unsigned long long)(n - 1));
 }
 
 void *lg_alloc(size_t nbytes) {
@@ -45,22 +51,30 @@ void *lg_alloc(size_t nbytes) {
   }
   size_t sz = (size_t)1 << c;
   void *p = NULL;
+  __atomic_add_fetch(&live_bytes, sz, __ATOMIC_RELAXED);
+  if (c <= LG_TL_SHIFT_MAX && tl_bins[c]) {
+    p = tl_bins[c];
+    tl_bins[c] = tl_bins[c]->next;
+    tl_count[c]--;
+    return p;
+  }
   pthread_mutex_lock(&bins_lock);
   if (bins[c]) {
     p = bins[c];
     bins[c] = bins[c]->next;
     cached_bytes -= sz;
   }
-  live_bytes += sz;
   pthread_mutex_unlock(&bins_lock);
   if (p)
     return p;
   if (posix_memalign(&p, 64, sz) != 0) {
-    pthread_mutex_lock(&bins_lock);
-    live_bytes -= sz;
-    pthread_mutex_unlock(&bins_lock);
-    lg_seterr("out of memory (%zu bytes requested)", nbytes);
-    return NULL;
+    /* give the cache back to libc and try once more */
+    lg_mem_trim();
+    if (posix_memalign(&p, 64, sz) != 0) {
+      __atomic_sub_fetch(&live_bytes, sz, __ATOMIC_RELAXED);
+      lg_seterr("out of memory (%zu bytes requested)", nbytes);
+      return NULL;
+    }
   }
   return p;
 }
@@ -72,8 +86,15 @@ void lg_free(void *p, size_t nbytes) {
     nbytes = 1;
   int c = size_class(nbytes);
   size_t sz = (size_t)1 << c;
+  __atomic_sub_fetch(&live_bytes, sz, __ATOMIC_RELAXED);
+  if (c <= LG_TL_SHIFT_MAX && tl_count[c] < LG_TL_COUNT) {
+    lg_block *b = p;
+    b->next = tl_bins[c];
+    tl_bins[c] = b;
+    tl_count[c]++;
+    return;
+  }
   pthread_mutex_lock(&bins_lock);
-  live_bytes -= sz;
   if (cached_bytes + sz <= LG_CACHE_MAX) {
     lg_block *b = p;
     b->next = bins[c];
@@ -86,13 +107,18 @@ void lg_free(void *p, size_t nbytes) {
 }
 
 size_t lg_mem_live(void) {
-  pthread_mutex_lock(&bins_lock);
-  size_t n = live_bytes;
-  pthread_mutex_unlock(&bins_lock);
-  return n;
+  return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
 }
 
 void lg_mem_trim(void) {
+  for (int c = 0; c <= LG_TL_SHIFT_MAX; c++) {
+    while (tl_bins[c]) {
+      lg_block *b = tl_bins[c];
+      tl_bins[c] = b->next;
+      free(b);
+    }
+    tl_count[c] = 0;
+  }
   pthread_mutex_lock(&bins_lock);
   for (int c = 0; c < LG_NBINS; c++) {
     while (bins[c]) {
