@@ -1,0 +1,338 @@
+/*
+ * optim_adam.c -- the Adam family, with PyTorch 1.13's update rules:
+ * Adam and AdamW (amsgrad), Adamax, NAdam and RAdam.  Each parameter is
+ * updated in one pass; moments are kept in the parameter's dtype.
+ */
+#include "optim.h"
+
+typedef struct {
+  lg_dtype dt;
+  void *p, *m, *v, *vmax;
+  const void *g;
+  double b1, b2, eps, wd, decay, step_size, bc2_sqrt;
+  double c1, c2;       /* NAdam's coefficients */
+  double rect, rho_ok; /* RAdam */
+  bool maximize, decoupled;
+} adam_ctx;
+
+/* ---- Adam / AdamW ----
+ * d = grad (+ weight_decay * theta, Adam) ; theta *= 1 - lr * wd (AdamW)
+ * m = beta1 m + (1 - beta1) d ;  v = beta2 v + (1 - beta2) d^2
+ * vmax = max(vmax, v) (amsgrad)
+ * theta -= lr / (1 - beta1^t) * m / (sqrt(v or vmax) / sqrt(1 - beta2^t)
+ *          + eps) */
+
+static void adam_range(void *vc, int64_t i0, int64_t i1) {
+  const adam_ctx *c = vc;
+  LG_OPT_TYPED(c->dt, {
+    real *p = c->p, *m = c->m, *v = c->v, *vmax = c->vmax;
+    const real *g = c->g;
+    for (int64_t i = i0; i < i1; i++) {
+      double d = c->maximize ? -(double)g[i] : (double)g[i];
+      double x = p[i];
+      if (c->decoupled)
+        x = x * c->decay;
+      else if (c->wd != 0)
+        d = d + c->wd * x;
+      real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
+      real vi = (real)(v[i] * c->b2 + (1 - c->b2) * d * d);
+      m[i] = mi;
+      v[i] = vi;
+      double s = vi;
+      if (vmax) {
+        if (vmax[i] > vi || vmax[i] != vmax[i])
+          s = vmax[i];
+        else
+          vmax[i] = vi;
+      }
+      double den = sqrt(s) / c->bc2_sqrt + c->eps;
+      p[i] = (real)(x + -c->step_size * (mi / den));
+    }
+  });
+}
+
+static int adam_common(lg_opt_group *grp, lg_opt_param *p,
+                       const lg_tensor *grad, bool decoupled) {
+  const double *hp = grp->hp;
+  int64_t n = lg_numel(p->t);
+  double lr = hp[LG_HP_LR];
+  adam_ctx c = {.dt = p->t->dtype,
+                .p = lg_data_ptr(p->t),
+                .g = lg_data_ptr(grad),
+                .b1 = hp[LG_HP_BETA1],
+                .b2 = hp[LG_HP_BETA2],
+                .eps = hp[LG_HP_EPS],
+                .wd = hp[LG_HP_WEIGHT_DECAY],
+                .decay = 1 - lr * hp[LG_HP_WEIGHT_DECAY],
+                .maximize = hp[LG_HP_MAXIMIZE] != 0,
+                .decoupled = decoupled};
+  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
+      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+    return -1;
+  if (hp[LG_HP_AMSGRAD] != 0 && !(c.vmax = lg_opt_buf(p, 2, n, 0, NULL)))
+    return -1;
+  p->has_state = true;
+  double t = ++p->step;
+  c.step_size = lr / (1 - pow(c.b1, t));
+  c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
+  lg_opt_parallel(n, adam_range, &c);
+  return 0;
+}
+
+static int adam_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                       const lg_tensor *grad) {
+  return adam_common(grp, p, grad, false);
+}
+
+static int adamw_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                        const lg_tensor *grad) {
+  return adam_common(grp, p, grad, true);
+}
+
+static const lg_hp_spec adam_specs[] = {
+    LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
+    LG_OPT_WD(0),    LG_OPT_BOOL("amsgrad", LG_HP_AMSGRAD, 0),
+    LG_OPT_MAXIMIZE, LG_OPT_END};
+
+static const lg_hp_spec adamw_specs[] = {
+    LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
+    LG_OPT_WD(1e-2), LG_OPT_BOOL("amsgrad", LG_HP_AMSGRAD, 0),
+    LG_OPT_MAXIMIZE, LG_OPT_END};
+
+static const lg_state_spec adam_state[] = {
+    {"step", LG_ST_STEP, 0},
+    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
+    {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
+    {"max_exp_avg_sq", LG_ST_BUF2, LG_SHAPE_PARAM},
+    {NULL, 0, 0}};
+
+const lg_optim_kind lg_optim_adam = {.name = "Adam",
+                                     .specs = adam_specs,
+                                     .state = adam_state,
+                                     .update = adam_update};
+
+const lg_optim_kind lg_optim_adamw = {.name = "AdamW",
+                                      .specs = adamw_specs,
+                                      .state = adam_state,
+                                      .update = adamw_update};
+
+/* ---- Adamax ----
+ * m = beta1 m + (1 - beta1) d ;  u = max(beta2 u, |d| + eps)
+ * theta -= lr / (1 - beta1^t) * m / u */
+
+static void adamax_range(void *vc, int64_t i0, int64_t i1) {
+  const adam_ctx *c = vc;
+  LG_OPT_TYPED(c->dt, {
+    real *p = c->p, *m = c->m, *u = c->v;
+    const real *g = c->g;
+    for (int64_t i = i0; i < i1; i++) {
+      double d = c->maximize ? -(double)g[i] : (double)g[i];
+      double x = p[i];
+      if (c->wd != 0)
+        d = d + c->wd * x;
+      real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
+      real a = (real)(u[i] * c->b2), b = (real)(fabs(d) + c->eps);
+      real ui = (a != a || a > b) ? a : b;
+      m[i] = mi;
+      u[i] = ui;
+      p[i] = (real)(x + -c->step_size * (mi / (double)ui));
+    }
+  });
+}
+
+static int adamax_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                         const lg_tensor *grad) {
+  const double *hp = grp->hp;
+  int64_t n = lg_numel(p->t);
+  adam_ctx c = {.dt = p->t->dtype,
+                .p = lg_data_ptr(p->t),
+                .g = lg_data_ptr(grad),
+                .b1 = hp[LG_HP_BETA1],
+                .b2 = hp[LG_HP_BETA2],
+                .eps = hp[LG_HP_EPS],
+                .wd = hp[LG_HP_WEIGHT_DECAY],
+                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
+      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+    return -1;
+  p->has_state = true;
+  double t = ++p->step;
+  c.step_size = hp[LG_HP_LR] / (1 - pow(c.b1, t));
+  lg_opt_parallel(n, adamax_range, &c);
+  return 0;
+}
+
+static const lg_hp_spec adamax_specs[] = {
+    LG_OPT_LR(2e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
+    LG_OPT_WD(0), LG_OPT_MAXIMIZE, LG_OPT_END};
+
+static const lg_state_spec adamax_state[] = {
+    {"step", LG_ST_STEP, 0},
+    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
+    {"exp_inf", LG_ST_BUF1, LG_SHAPE_PARAM},
+    {NULL, 0, 0}};
+
+const lg_optim_kind lg_optim_adamax = {.name = "Adamax",
+                                       .specs = adamax_specs,
+                                       .state = adamax_state,
+                                       .update = adamax_update};
+
+/* ---- NAdam ----
+ * mu_t = beta1 (1 - 0.96^(t psi) / 2), psi the momentum decay
+ * prod_t = prod_{i<=t} mu_i ;  next = prod_t * mu_t * mu_{t+1} (as
+ *   PyTorch 1.13 writes it; 2.x uses prod_t * mu_{t+1})
+ * m, v as Adam ; den = sqrt(v / (1 - beta2^t)) + eps
+ * theta -= lr (1 - mu_t) / (1 - prod_t) d / den
+ *        + lr mu_{t+1} / (1 - next) m / den */
+
+static void nadam_range(void *vc, int64_t i0, int64_t i1) {
+  const adam_ctx *c = vc;
+  LG_OPT_TYPED(c->dt, {
+    real *p = c->p, *m = c->m, *v = c->v;
+    const real *g = c->g;
+    for (int64_t i = i0; i < i1; i++) {
+      double d = c->maximize ? -(double)g[i] : (double)g[i];
+      double x = p[i];
+      if (c->wd != 0)
+        d = d + c->wd * x;
+      real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
+      real vi = (real)(v[i] * c->b2 + (1 - c->b2) * d * d);
+      m[i] = mi;
+      v[i] = vi;
+      double den = sqrt(vi / c->bc2_sqrt) + c->eps;
+      x = x + c->c1 * (d / den);
+      p[i] = (real)(x + c->c2 * (mi / den));
+    }
+  });
+}
+
+static int nadam_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                        const lg_tensor *grad) {
+  const double *hp = grp->hp;
+  int64_t n = lg_numel(p->t);
+  adam_ctx c = {.dt = p->t->dtype,
+                .p = lg_data_ptr(p->t),
+                .g = lg_data_ptr(grad),
+                .b1 = hp[LG_HP_BETA1],
+                .b2 = hp[LG_HP_BETA2],
+                .eps = hp[LG_HP_EPS],
+                .wd = hp[LG_HP_WEIGHT_DECAY],
+                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
+      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+    return -1;
+  if (!p->has_state) {
+    p->scal[0] = 1; /* mu_product */
+    p->has_state = true;
+  }
+  double t = ++p->step, lr = hp[LG_HP_LR], psi = hp[LG_HP_MOMENTUM_DECAY];
+  double mu = c.b1 * (1. - 0.5 * pow(0.96, t * psi));
+  double mu_next = c.b1 * (1. - 0.5 * pow(0.96, (t + 1) * psi));
+  p->scal[0] *= mu;
+  double prod_next = p->scal[0] * mu * mu_next;
+  c.bc2_sqrt = 1 - pow(c.b2, t); /* here the bias correction itself */
+  c.c1 = -lr * (1. - mu) / (1. - p->scal[0]);
+  c.c2 = -lr * mu_next / (1. - prod_next);
+  lg_opt_parallel(n, nadam_range, &c);
+  return 0;
+}
+
+static const lg_hp_spec nadam_specs[] = {
+    LG_OPT_LR(2e-3),
+    LG_OPT_BETAS(0.9, 0.999),
+    LG_OPT_EPS(1e-8),
+    LG_OPT_WD(0),
+    LG_OPT_NUM("momentum_decay", LG_HP_MOMENTUM_DECAY, 4e-3, LG_R_NONNEG),
+    LG_OPT_MAXIMIZE,
+    LG_OPT_END};
+
+static const lg_state_spec nadam_state[] = {
+    {"step", LG_ST_STEP, 0},
+    {"mu_product", LG_ST_SCAL0, 0},
+    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
+    {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
+    {NULL, 0, 0}};
+
+const lg_optim_kind lg_optim_nadam = {.name = "NAdam",
+                                      .specs = nadam_specs,
+                                      .state = nadam_state,
+                                      .update = nadam_update};
+
+/* ---- RAdam ----
+ * m, v as Adam ; rho_inf = 2 / (1 - beta2) - 1
+ * rho_t = rho_inf - 2 t beta2^t / (1 - beta2^t)
+ * rho_t > 5: theta -= m / (1 - beta1^t) * lr * sqrt(1 - beta2^t)
+ *                     / (sqrt(v) + eps) * rect(rho_t)
+ * else:      theta -= m / (1 - beta1^t) * lr */
+
+static void radam_range(void *vc, int64_t i0, int64_t i1) {
+  const adam_ctx *c = vc;
+  LG_OPT_TYPED(c->dt, {
+    real *p = c->p, *m = c->m, *v = c->v;
+    const real *g = c->g;
+    for (int64_t i = i0; i < i1; i++) {
+      double d = c->maximize ? -(double)g[i] : (double)g[i];
+      double x = p[i];
+      if (c->wd != 0)
+        d = d + c->wd * x;
+      real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
+      real vi = (real)(v[i] * c->b2 + (1 - c->b2) * d * d);
+      m[i] = mi;
+      v[i] = vi;
+      double mhat = mi / c->step_size; /* step_size holds 1 - beta1^t */
+      double u;
+      if (c->rho_ok != 0)
+        u = mhat * c->c1 * (c->bc2_sqrt / (sqrt(vi) + c->eps)) * c->rect;
+      else
+        u = mhat * c->c1;
+      p[i] = (real)(x + -1.0 * u);
+    }
+  });
+}
+
+static int radam_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                        const lg_tensor *grad) {
+  const double *hp = grp->hp;
+  int64_t n = lg_numel(p->t);
+  adam_ctx c = {.dt = p->t->dtype,
+                .p = lg_data_ptr(p->t),
+                .g = lg_data_ptr(grad),
+                .b1 = hp[LG_HP_BETA1],
+                .b2 = hp[LG_HP_BETA2],
+                .eps = hp[LG_HP_EPS],
+                .wd = hp[LG_HP_WEIGHT_DECAY],
+                .c1 = hp[LG_HP_LR],
+                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
+      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+    return -1;
+  p->has_state = true;
+  double t = ++p->step;
+  double bc1 = 1 - pow(c.b1, t), bc2 = 1 - pow(c.b2, t);
+  double rho_inf = 2 / (1 - c.b2) - 1;
+  double rho_t = rho_inf - 2 * t * pow(c.b2, t) / bc2;
+  c.step_size = bc1;
+  c.bc2_sqrt = sqrt(bc2);
+  if (rho_t > 5.) {
+    c.rho_ok = 1;
+    c.rect = sqrt((rho_t - 4) * (rho_t - 2) * rho_inf /
+                  ((rho_inf - 4) * (rho_inf - 2) * rho_t));
+  }
+  lg_opt_parallel(n, radam_range, &c);
+  return 0;
+}
+
+static const lg_hp_spec radam_specs[] = {
+    LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
+    LG_OPT_WD(0), LG_OPT_MAXIMIZE, LG_OPT_END};
+
+static const lg_state_spec radam_state[] = {
+    {"step", LG_ST_STEP, 0},
+    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
+    {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
+    {NULL, 0, 0}};
+
+const lg_optim_kind lg_optim_radam = {.name = "RAdam",
+                                      .specs = radam_specs,
+                                      .state = radam_state,
+                                      .update = radam_update};
