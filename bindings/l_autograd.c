@@ -283,8 +283,19 @@ static int l_gradcheck(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* lg.einsum is written in Lua over permute, sum and matmul */
+static int l_einsum(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "lgrad.einsum");
+  lua_call(L, 1, 1);
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
 static const luaL_Reg module_funcs[] = {
     {"grad", l_grad},
+    {"einsum", l_einsum},
     {"no_grad", l_no_grad},
     {"enable_grad", l_enable_grad},
     {"set_grad_enabled", l_set_grad_enabled},

@@ -41,8 +41,7 @@ static int l_memory(lua_State *L) {
 /* lg.nn and friends are Lua modules loaded on first use */
 static int module_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
-  static const char *const lazy[] = {"nn", "data", "train", "exp", "plot",
-                                     "einsum_impl", NULL};
+  static const char *const lazy[] = {"nn", "data", "train", "exp", "plot", NULL};
   for (int i = 0; lazy[i]; i++)
     if (!strcmp(k, lazy[i])) {
       lua_getglobal(L, "require");
