@@ -26,6 +26,7 @@
 #include <readline/readline.h>
 
 #include "../runtime/lgrad.h"
+#include "binding.h"
 #include "lgrad_host.h"
 
 #define PROGNAME "lgrad"
@@ -524,36 +525,55 @@ static int incomplete(lua_State *L, int status) {
   return 0;
 }
 
-/* tries the line as "return <line>", so that expressions print */
-static int addreturn(lua_State *L) {
-  const char *line = lua_tostring(L, -1);
-  const char *retline = lua_pushfstring(L, "return %s;", line);
-  int status = luaL_loadbuffer(L, retline, strlen(retline), "=stdin");
-  if (status == LUA_OK) {
-    lua_remove(L, -2);
-    saveline(line);
-  } else {
-    lua_pop(L, 2);
-  }
+/* compiles "return <input>" (with a final ';' when `semicolon`):
+ * LUA_OK with the function pushed, 1 when the expression is incomplete,
+ * or another status with nothing pushed */
+static int load_expression(lua_State *L, const char *input, int semicolon) {
+  const char *code = lua_pushfstring(L, semicolon ? "return %s;" : "return %s",
+                                     input);
+  int status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
+  lua_remove(L, -2);
+  if (status == LUA_OK)
+    return LUA_OK;
+  if (incomplete(L, status))
+    return 1;
+  lua_pop(L, 1);
   return status;
 }
 
-/* the line as a statement, reading continuation lines while the chunk
- * is incomplete; returns -2 when Ctrl-C abandoned the input */
-static int multiline(lua_State *L) {
+/* Compiles the input at stack index 1, reading continuation lines while
+ * it is incomplete.  It is tried first as an expression, so that its
+ * value prints ("1 +" continues as an expression), then as a statement.
+ * Returns LUA_OK with the function pushed, an error status with the
+ * message, or -2 when Ctrl-C abandoned the input. */
+static int compile_input(lua_State *L) {
+  int as_expr = 1;
   for (;;) {
     size_t len;
-    const char *line = lua_tolstring(L, 1, &len);
-    int status = luaL_loadbuffer(L, line, len, "=stdin");
-    if (!incomplete(L, status)) {
-      saveline(line);
-      return status;
+    const char *input = lua_tolstring(L, 1, &len);
+    int status;
+    if (as_expr) {
+      status = load_expression(L, input, 1);
+      if (status != LUA_OK)
+        status = load_expression(L, input, 0);
+      if (status == LUA_OK) {
+        saveline(input);
+        return LUA_OK;
+      }
+      if (status != 1)
+        as_expr = 0; /* not an expression: try it as a statement */
+    }
+    if (!as_expr) {
+      status = luaL_loadbuffer(L, input, len, "=stdin");
+      if (!incomplete(L, status)) {
+        saveline(input);
+        return status;
+      }
     }
     int st = pushline(L, 0);
-    if (st == 0) {
-      saveline(line);
-      /* end of input: report the incomplete chunk's error */
-      return luaL_loadbuffer(L, line, len, "=stdin");
+    if (st == 0) { /* end of input inside a chunk: report why */
+      saveline(input);
+      return luaL_loadbuffer(L, input, len, "=stdin");
     }
     if (st == 2)
       return -2;
@@ -573,12 +593,12 @@ static int loadline(lua_State *L) {
     return -1;
   if (st == 2)
     return -2;
-  int status = addreturn(L);
-  if (status != LUA_OK)
-    status = multiline(L);
-  lua_remove(L, 1); /* the line */
-  if (status == -2)
+  int status = compile_input(L);
+  if (status == -2) {
     lua_settop(L, 0);
+    return -2;
+  }
+  lua_remove(L, 1); /* the input */
   return status;
 }
 
@@ -724,12 +744,51 @@ static void add_keys(lua_State *L, int set, int tbl, const char *base,
   }
 }
 
+/* tensor fields that its __index computes rather than looks up */
+static const char *const tensor_properties[] = {"grad", "requires_grad",
+                                                "is_leaf", "grad_fn", NULL};
+
 /* the fields of the value on top (left in place): its own keys when a
- * table, then the __index tables up the metatable chain; for a userdata
- * whose __index is a function, the methods kept in its metatable */
+ * table, then the __index tables up the metatable chain; when __index is
+ * a function, the tables among its upvalues (where C bindings keep their
+ * methods) */
 static void add_fields(lua_State *L, int set, const char *base,
                        const char *part, int methods) {
   int top = lua_gettop(L);
+  if (!methods && luaL_testudata(L, top, LGL_TENSOR)) {
+    for (int i = 0; tensor_properties[i]; i++)
+      if (!strncmp(tensor_properties[i], part, strlen(part))) {
+        lua_pushfstring(L, "%s%s", base, tensor_properties[i]);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+      }
+  }
+  if (!methods) {
+    /* lgrad's Lua submodules load on first use: offer those present */
+    static const char *const lazy[] = {"nn", "data", "train", "exp", "plot",
+                                       NULL};
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, -1, "lgrad");
+    int is_lg = lua_rawequal(L, -1, top);
+    lua_getglobal(L, "package");
+    for (int i = 0; is_lg && lazy[i]; i++) {
+      if (strncmp(lazy[i], part, strlen(part)) ||
+          lua_getfield(L, -1, "searchpath") != LUA_TFUNCTION) {
+        lua_settop(L, top + 3);
+        continue;
+      }
+      lua_pushfstring(L, "lgrad.%s", lazy[i]);
+      lua_getfield(L, -3, "path");
+      lua_call(L, 2, 1);
+      if (lua_isstring(L, -1)) {
+        lua_pushfstring(L, "%s%s", base, lazy[i]);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, set);
+      }
+      lua_settop(L, top + 3);
+    }
+    lua_settop(L, top);
+  }
   lua_pushvalue(L, top);
   for (int depth = 0; depth < 8; depth++) {
     int cur = lua_gettop(L);
@@ -743,8 +802,14 @@ static void add_fields(lua_State *L, int set, const char *base,
       lua_settop(L, cur);
       continue;
     }
-    if (lua_type(L, cur) != LUA_TTABLE)
-      add_keys(L, set, cur + 1, base, part, methods);
+    if (lua_type(L, -1) == LUA_TFUNCTION && lua_type(L, cur) != LUA_TTABLE) {
+      int fn = lua_gettop(L);
+      for (int n = 1; n <= 8 && lua_getupvalue(L, fn, n); n++) {
+        if (lua_type(L, -1) == LUA_TTABLE)
+          add_keys(L, set, -1, base, part, methods);
+        lua_pop(L, 1);
+      }
+    }
     break;
   }
   lua_settop(L, top);
@@ -777,18 +842,21 @@ static int l_candidates(lua_State *L) {
     const char *q = p;
     while (q < sep && *q != '.' && *q != ':')
       q++;
-    if (*q == ':' || !is_identifier(p, (size_t)(q - p)))
-      return 1; /* not a plain a.b.c chain */
     int t = lua_type(L, -1);
-    if (t != LUA_TTABLE && t != LUA_TUSERDATA)
+    if ((q < sep && *q == ':') || !is_identifier(p, (size_t)(q - p)) ||
+        (t != LUA_TTABLE && t != LUA_TUSERDATA)) {
+      lua_settop(L, set); /* not a plain a.b.c chain of tables */
       return 1;
+    }
     lua_pushlstring(L, p, (size_t)(q - p));
     lua_gettable(L, -2);
     lua_remove(L, -2);
     p = q + 1;
   }
-  if (lua_isnil(L, -1))
+  if (lua_isnil(L, -1)) {
+    lua_settop(L, set);
     return 1;
+  }
   lua_pushlstring(L, text, (size_t)(sep - text) + 1);
   const char *base = lua_tostring(L, -1);
   lua_insert(L, -2);
