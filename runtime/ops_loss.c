@@ -472,9 +472,8 @@ enum { CE_RED, CE_BASE, CE_IGNORE, CE_PROBS, CE_HASW };
  *   loss_i = (1 - e) w_y (lse - x_y) + e / C (W lse - sum_c w_c x_c)
  *   dx_c = a (p_c - [c = y]) + s (W p_c - w_c),
  *   a = (1 - e) g_i w_y / Dn,  s = e / C g_i / Ds
- * (ignored rows contribute nothing).  "mean" divides the nll term by
- * Dn = sum of w_y over kept rows, and the smoothing term by Dn too when
- * weighted, else by the number of rows, ignored ones included (PyTorch).
+ * (ignored rows contribute nothing).  "mean" divides both terms by
+ * D = sum of w_y over kept rows (their count when unweighted).
  * With probability targets t' = (1 - e) t + e / C:
  *   loss_i = -sum_c w_c t'_c (x_c - lse),  "mean" divides by the rows;
  *   dx_c = g_i (p_c sum_c' w_c' t'_c' - w_c t'_c),
@@ -654,7 +653,7 @@ lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
       if (y)
         st(d, lg_data_ptr(y), row, li);
     }
-  double Ds = weight ? Dn : (double)R;
+  double Ds = Dn;
   if (r != LG_REDUCTION_NONE) {
     double v;
     if (probs)
