@@ -19,9 +19,7 @@
 
 #include "../runtime/sched.h"
 #include "binding.h"
-
-/* from l_optim.c: the optimizer at idx (raises on anything else) */
-lg_optim *lgL_checkoptim(lua_State *L, int idx);
+#include "l_optim.h"
 
 #define LGL_SCHED "lgrad.Scheduler"
 
@@ -177,8 +175,8 @@ static int opt_intlist(opts_reader *r, const char *k, const int64_t **out,
     if (!ok)
       luaL_error(L, "%s: %s[%d] must be an integer", r->fname, k, i + 1);
     if (v[i] < 0)
-      luaL_error(L, "%s: %s[%d] must be >= 0, got %lld", r->fname, k,
-                 i + 1, (long long)v[i]);
+      luaL_error(L, "%s: %s[%d] must be >= 0, got %I", r->fname, k, i + 1,
+                 (lua_Integer)v[i]);
     lua_pop(L, 1);
   }
   lua_insert(L, -2);
@@ -268,7 +266,7 @@ static int lambda_call(void *call_ctx, void *fn_ctx, int group,
   lua_pushinteger(L, (lua_Integer)epoch);
   if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
     const char *msg = lua_tostring(L, -1);
-    lg_seterr("sched: fn failed at epoch %lld: %s", (long long)epoch,
+    lg_seterr("fn failed at epoch %lld: %s", (long long)epoch,
               msg ? msg : "(error object is not a string)");
     lua_settop(L, top);
     return -1;
@@ -277,7 +275,7 @@ static int lambda_call(void *call_ctx, void *fn_ctx, int group,
   if (ok)
     *factor = lua_tonumber(L, -1);
   else
-    lg_seterr("sched: fn must return a number, returned %s at epoch %lld",
+    lg_seterr("fn must return a number, returned %s at epoch %lld",
               luaL_typename(L, -1), (long long)epoch);
   lua_settop(L, top);
   return ok ? 0 : -1;

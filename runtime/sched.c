@@ -8,6 +8,7 @@
  * and commits only when nothing failed.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -162,10 +163,15 @@ static const char *momentum_key(const lg_sched *s) {
 
 /* ---- the chainable forms (PyTorch's get_lr) at s->last_epoch ---- */
 
+/* the callback's factor; its error message gets the scheduler's name */
 static int lambda_factor(lg_sched *s, void *cc, int g, int64_t e,
                          double *f) {
-  if (s->fn(cc, s->fn_ctx, g, e, f) < 0)
+  if (s->fn(cc, s->fn_ctx, g, e, f) < 0) {
+    char msg[400];
+    snprintf(msg, sizeof msg, "%s", lg_errmsg());
+    lg_seterr("sched.%s: %s", kind_names[s->kind], msg);
     return -1;
+  }
   return 0;
 }
 
