@@ -5,6 +5,7 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <string.h>
+#include <time.h>
 
 #include "binding.h"
 
@@ -30,6 +31,14 @@ static int l_set_default_dtype(lua_State *L) {
 
 static int l_get_default_dtype(lua_State *L) {
   lua_pushstring(L, lg_dtype_name(lg_default_dtype()));
+  return 1;
+}
+
+/* monotonic wall clock in seconds, for timing from scripts */
+static int l_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
   return 1;
 }
 
@@ -59,6 +68,7 @@ static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads},
                                  {"set_default_dtype", l_set_default_dtype},
                                  {"get_default_dtype", l_get_default_dtype},
                                  {"memory_allocated", l_memory},
+                                 {"clock", l_clock},
                                  {NULL, NULL}};
 
 LUALIB_API int luaopen_lgrad(lua_State *L);
