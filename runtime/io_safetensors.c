@@ -120,6 +120,8 @@ static int cmp_names(const void *a, const void *b) {
 
 /* index of a repeated name in names[0..n) (sorted in place), or -1 */
 static long find_duplicate(name_ref *names, size_t n) {
+  if (n < 2)
+    return -1;
   qsort(names, n, sizeof *names, cmp_names);
   for (size_t i = 1; i < n; i++)
     if (!cmp_names(&names[i - 1], &names[i]))
@@ -394,7 +396,8 @@ static int st_load(lg_source *src, lg_st_file *out) {
     lg_seterr("%s: tensor name '%.100s' appears twice", what, names[dup].s);
     goto fail_entries;
   }
-  qsort(entries, n, sizeof *entries, cmp_offsets);
+  if (n > 1)
+    qsort(entries, n, sizeof *entries, cmp_offsets);
   uint64_t pos = 0;
   for (size_t i = 0; i < n; i++) {
     if (entries[i].begin < pos) {
