@@ -29,6 +29,14 @@
 #define LGL_TENSOR "lgrad.Tensor"
 extern char lgL_tensor_mt_key; /* registry key of the Tensor metatable */
 
+/* the userdata behind a tensor: the pointer first, so a box's address is
+ * also the address of its lg_tensor pointer */
+typedef struct {
+  lg_tensor *tensor;
+  uint64_t tag;
+} lgL_box;
+#define LGL_BOX_TAG 0xC0DEFACE7E450A5DULL
+
 /* the tensor at idx (errors on a non-tensor or a closed tensor) */
 lg_tensor *lgL_checktensor(lua_State *L, int idx);
 lg_tensor *lgL_totensor(lua_State *L, int idx); /* NULL if not a tensor */

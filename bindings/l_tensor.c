@@ -13,9 +13,10 @@
 /* ---- lifetime ---- */
 
 static int t_gc(lua_State *L) {
-  lg_tensor **box = lua_touserdata(L, 1); /* only ever a tensor box */
-  if (!box || lua_rawlen(L, 1) != sizeof *box)
+  lgL_box *b = lua_touserdata(L, 1); /* only ever a tensor box */
+  if (!b || lua_rawlen(L, 1) != sizeof *b || b->tag != LGL_BOX_TAG)
     return luaL_typeerror(L, 1, "tensor");
+  lg_tensor **box = &b->tensor;
   if (*box) {
     lg_release(*box);
     *box = NULL;

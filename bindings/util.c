@@ -9,18 +9,18 @@
 #include "binding.h"
 
 /* The Tensor metatable is also kept in the registry under this address:
- * a light-userdata key avoids interning the name on every check. */
+ * a light-userdata key avoids interning the name for every new box. */
 char lgL_tensor_mt_key;
 
-/* the box at idx when it is a tensor userdata, else NULL */
+/* The box at idx when it is a tensor userdata, else NULL.  A box carries
+ * a 64-bit tag beside its pointer, so recognizing one costs a size and a
+ * tag comparison instead of a metatable lookup; the tag is not a valid
+ * address, so no other library's userdata of that size carries it. */
 static lg_tensor **tobox(lua_State *L, int idx) {
-  lg_tensor **box = lua_touserdata(L, idx);
-  if (!box || !lua_getmetatable(L, idx))
+  lgL_box *box = lua_touserdata(L, idx);
+  if (!box || lua_rawlen(L, idx) != sizeof *box || box->tag != LGL_BOX_TAG)
     return NULL;
-  lua_rawgetp(L, LUA_REGISTRYINDEX, &lgL_tensor_mt_key);
-  int same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same ? box : NULL;
+  return &box->tensor;
 }
 
 lg_tensor *lgL_totensor(lua_State *L, int idx) {
@@ -38,11 +38,12 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
 }
 
 lg_tensor **lgL_newbox(lua_State *L) {
-  lg_tensor **box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = NULL;
+  lgL_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+  box->tensor = NULL;
+  box->tag = LGL_BOX_TAG;
   lua_rawgetp(L, LUA_REGISTRYINDEX, &lgL_tensor_mt_key);
   lua_setmetatable(L, -2);
-  return box;
+  return &box->tensor;
 }
 
 int lgL_fail(lua_State *L, const char *fname) {

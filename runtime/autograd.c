@@ -318,10 +318,21 @@ static int vec_push(node_vec *v, lg_node *n) {
 /* Runs the graph from roots (with their gradients).  When capture is
  * non-NULL, gradients for the tensors in capture_for are stored there
  * instead of accumulating into leaves. */
+/* the work lists, kept between calls (a nested backward gets its own) */
+static LG_THREAD node_vec spare_all, spare_ready;
+static LG_THREAD bool spare_busy;
+
 static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
                         bool retain_graph, bool create_graph, int ncap,
                         lg_tensor **capture_for, lg_tensor **capture) {
   node_vec all = {0}, ready = {0};
+  bool own_spare = !spare_busy;
+  if (own_spare) {
+    spare_busy = true;
+    all = spare_all;
+    ready = spare_ready;
+    all.n = ready.n = 0;
+  }
   int rc = -1;
   /* 1. collect reachable nodes and count dependencies */
   for (int r = 0; r < nroots; r++) {
@@ -461,8 +472,14 @@ done:
     lg_release(all.items[i]->grad_accum);
     all.items[i]->grad_accum = NULL;
   }
-  free(all.items);
-  free(ready.items);
+  if (own_spare) {
+    spare_all = all;
+    spare_ready = ready;
+    spare_busy = false;
+  } else {
+    free(all.items);
+    free(ready.items);
+  }
   return rc;
 }
 
