@@ -149,11 +149,11 @@ typedef struct {
   int tensors; /* list of tensors, parallel to the first names */
   int mkeys;   /* metadata keys and values */
   int mvals;
-  int used;    /* set of names taken */
-  int tables;  /* list of JSON texts of table paths */
-  int leaves;  /* list of JSON texts of leaves */
-  int path;    /* the current path (list of keys) */
-  int seen;    /* tables on the current path */
+  int used;   /* set of names taken */
+  int tables; /* list of JSON texts of table paths */
+  int leaves; /* list of JSON texts of leaves */
+  int path;   /* the current path (list of keys) */
+  int seen;   /* tables on the current path */
   int depth;
 } save_state;
 
@@ -242,8 +242,7 @@ static void push_entry_name(lua_State *L, save_state *st, bool tensor) {
   lua_pushvalue(L, base);
   for (int k = 2;; k++) {
     const char *name = lua_tostring(L, -1);
-    bool reserved =
-        !strcmp(name, "__metadata__") || !strcmp(name, STRUCT_KEY);
+    bool reserved = !strcmp(name, "__metadata__") || !strcmp(name, STRUCT_KEY);
     lua_pushvalue(L, -1);
     lua_rawget(L, st->used);
     bool taken = !lua_isnil(L, -1);
@@ -487,8 +486,7 @@ static int l_save(lua_State *L) {
   append(L, st.mvals);
   size_t nt = (size_t)luaL_len(L, st.tensors);
   size_t nm = (size_t)luaL_len(L, st.mkeys);
-  lg_named_tensor *ts =
-      lua_newuserdatauv(L, (nt ? nt : 1) * sizeof *ts, 0);
+  lg_named_tensor *ts = lua_newuserdatauv(L, (nt ? nt : 1) * sizeof *ts, 0);
   lg_meta_entry *ms = lua_newuserdatauv(L, nm * sizeof *ms, 0);
   for (size_t i = 0; i < nt; i++) {
     lua_rawgeti(L, st.names, (lua_Integer)i + 1);
@@ -515,8 +513,8 @@ static int l_save(lua_State *L) {
 /* ---- loading ---- */
 
 static int bad_structure(lua_State *L, const char *path, const char *why) {
-  return luaL_error(L, "lg.load: %s: bad \"" STRUCT_KEY "\" entry (%s)",
-                    path, why);
+  return luaL_error(L, "lg.load: %s: bad \"" STRUCT_KEY "\" entry (%s)", path,
+                    why);
 }
 
 /* pushes the Lua value of one path key */
@@ -530,8 +528,8 @@ static void push_key(lua_State *L, const char *path, const lg_json *k) {
 }
 
 /* pushes the table at path[0 .. n-1] below root (at root_idx) */
-static void walk(lua_State *L, const char *path, int root_idx,
-                 const lg_json *p, size_t n) {
+static void walk(lua_State *L, const char *path, int root_idx, const lg_json *p,
+                 size_t n) {
   lua_pushvalue(L, root_idx);
   for (size_t i = 0; i < n; i++) {
     if (!lua_istable(L, -1))

@@ -158,8 +158,7 @@ typedef struct {
   char **names; /* ncols names when header, else NULL */
 } lg_csv_result;
 
-int lg_csv_load(const char *path, const lg_csv_opts *opts,
-                lg_csv_result *out);
+int lg_csv_load(const char *path, const lg_csv_opts *opts, lg_csv_result *out);
 int lg_csv_load_mem(const char *buf, size_t n, const char *what,
                     const lg_csv_opts *opts, lg_csv_result *out);
 void lg_csv_result_clear(lg_csv_result *r);
@@ -175,16 +174,15 @@ typedef struct {
 } lg_source;
 
 int lg_source_open(lg_source *src, const char *path);
-void lg_source_mem(lg_source *src, const void *buf, size_t n,
-                   const char *what);
+void lg_source_mem(lg_source *src, const void *buf, size_t n, const char *what);
 void lg_source_close(lg_source *src);
 /* reads exactly n bytes at off; -1 with "what: truncated ..." otherwise */
 int lg_source_read(lg_source *src, uint64_t off, void *buf, size_t n,
                    const char *part);
 /* checked product of dims times elem; -1 with an error on overflow or a
  * negative dim */
-int lg_io_nbytes(const char *what, int ndim, const int64_t *shape,
-                 size_t elem, uint64_t *nbytes);
+int lg_io_nbytes(const char *what, int ndim, const int64_t *shape, size_t elem,
+                 uint64_t *nbytes);
 /* writes data to path atomically (temp file, fsync, rename) by calling
  * emit(ctx, fd) which returns 0 or -1 with errno set */
 int lg_atomic_write(const char *path, int (*emit)(void *ctx, int fd),

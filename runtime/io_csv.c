@@ -30,8 +30,7 @@ typedef struct {
 /* reads one field at r->p into f; sets *eol when the row ends after it */
 static int read_field(csv_reader *r, field_buf *f, bool *eol) {
   f->len = 0;
-  while (r->p < r->end && (*r->p == ' ' || *r->p == '\t') &&
-         *r->p != r->delim)
+  while (r->p < r->end && (*r->p == ' ' || *r->p == '\t') && *r->p != r->delim)
     r->p++;
   bool quoted = r->p < r->end && *r->p == '"';
   if (quoted)
@@ -39,8 +38,7 @@ static int read_field(csv_reader *r, field_buf *f, bool *eol) {
   for (;;) {
     if (r->p >= r->end) {
       if (quoted) {
-        lg_seterr("%s: line %zu: unterminated quoted field", r->what,
-                  r->line);
+        lg_seterr("%s: line %zu: unterminated quoted field", r->what, r->line);
         return -1;
       }
       *eol = true;
@@ -147,15 +145,14 @@ static int vec_push(vec *v, const void *x, const char *what) {
 }
 
 static int parse_number(csv_reader *r, size_t line, const field_buf *f,
-                        size_t col,
-                        lg_dtype dtype, vec *values) {
+                        size_t col, lg_dtype dtype, vec *values) {
   if (dtype == LG_INT64) {
     char *endp;
     errno = 0;
     long long x = f->len ? strtoll(f->text, &endp, 10) : 0;
     if (!f->len || *endp || errno) {
-      lg_seterr("%s: line %zu, column %zu: '%.40s' is not an integer",
-                r->what, line, col, f->text);
+      lg_seterr("%s: line %zu, column %zu: '%.40s' is not an integer", r->what,
+                line, col, f->text);
       return -1;
     }
     int64_t v = x;
@@ -166,8 +163,8 @@ static int parse_number(csv_reader *r, size_t line, const field_buf *f,
     char *endp;
     v = strtod(f->text, &endp);
     if (*endp || f->len > CSV_MAX_FIELD) {
-      lg_seterr("%s: line %zu, column %zu: '%.40s' is not a number",
-                r->what, line, col, f->text);
+      lg_seterr("%s: line %zu, column %zu: '%.40s' is not a number", r->what,
+                line, col, f->text);
       return -1;
     }
   }
@@ -238,8 +235,8 @@ int lg_csv_load_mem(const char *buf, size_t n, const char *what,
         goto done;
       col++;
       if (ncols && col > ncols) {
-        lg_seterr("%s: line %zu has more than %zu fields", r.what,
-                  row_line, ncols);
+        lg_seterr("%s: line %zu has more than %zu fields", r.what, row_line,
+                  ncols);
         goto done;
       }
       if (parse_number(&r, row_line, &f, col, o.dtype, &values) < 0)
@@ -248,8 +245,8 @@ int lg_csv_load_mem(const char *buf, size_t n, const char *what,
     if (!ncols)
       ncols = col;
     if (col != ncols) {
-      lg_seterr("%s: line %zu has %zu field%s, expected %zu", r.what,
-                row_line, col, col == 1 ? "" : "s", ncols);
+      lg_seterr("%s: line %zu has %zu field%s, expected %zu", r.what, row_line,
+                col, col == 1 ? "" : "s", ncols);
       goto done;
     }
     rows++;
@@ -287,8 +284,7 @@ done:
   return rc;
 }
 
-int lg_csv_load(const char *path, const lg_csv_opts *opts,
-                lg_csv_result *out) {
+int lg_csv_load(const char *path, const lg_csv_opts *opts, lg_csv_result *out) {
   memset(out, 0, sizeof *out);
   lg_source src;
   if (lg_source_open(&src, path) < 0)

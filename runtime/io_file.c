@@ -65,8 +65,8 @@ int lg_source_read(lg_source *src, uint64_t off, void *buf, size_t n,
   if (off > src->size || n > src->size - off) {
     lg_seterr("%s: truncated %s (needs %llu bytes at offset %llu, file "
               "has %llu)",
-              src->what, part, (unsigned long long)n,
-              (unsigned long long)off, (unsigned long long)src->size);
+              src->what, part, (unsigned long long)n, (unsigned long long)off,
+              (unsigned long long)src->size);
     return -1;
   }
   if (n == 0)
@@ -92,14 +92,13 @@ int lg_source_read(lg_source *src, uint64_t off, void *buf, size_t n,
   return 0;
 }
 
-int lg_io_nbytes(const char *what, int ndim, const int64_t *shape,
-                 size_t elem, uint64_t *nbytes) {
+int lg_io_nbytes(const char *what, int ndim, const int64_t *shape, size_t elem,
+                 uint64_t *nbytes) {
   uint64_t total = elem;
   bool zero = false;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) {
-      lg_seterr("%s: negative size %lld in shape", what,
-                (long long)shape[i]);
+      lg_seterr("%s: negative size %lld in shape", what, (long long)shape[i]);
       return -1;
     }
     if (shape[i] == 0)

@@ -43,8 +43,7 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
       if (k < 0) {
         int code;
         const char *msg = gzerror(s->gz, &code);
-        lg_seterr("%s: %s", s->what,
-                  code == Z_ERRNO ? strerror(errno) : msg);
+        lg_seterr("%s: %s", s->what, code == Z_ERRNO ? strerror(errno) : msg);
         return -1;
       }
       if (k == 0) {
@@ -97,8 +96,7 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
   return (long long)(n - s->zs.avail_out);
 }
 
-static int stream_exact(idx_stream *s, void *buf, size_t n,
-                        const char *part) {
+static int stream_exact(idx_stream *s, void *buf, size_t n, const char *part) {
   long long k = stream_read(s, buf, n);
   if (k < 0)
     return -1;
@@ -120,19 +118,29 @@ static void stream_close(idx_stream *s) {
 
 static int elem_size(int type) {
   switch (type) {
-  case 0x08: case 0x09: return 1;
-  case 0x0B: return 2;
-  case 0x0C: case 0x0D: return 4;
-  case 0x0E: return 8;
-  default: return 0;
+  case 0x08:
+  case 0x09:
+    return 1;
+  case 0x0B:
+    return 2;
+  case 0x0C:
+  case 0x0D:
+    return 4;
+  case 0x0E:
+    return 8;
+  default:
+    return 0;
   }
 }
 
 static double raw_value(int type, const unsigned char *p) {
   switch (type) {
-  case 0x08: return p[0];
-  case 0x09: return (int8_t)p[0];
-  case 0x0B: return (int16_t)(uint16_t)(p[0] << 8 | p[1]);
+  case 0x08:
+    return p[0];
+  case 0x09:
+    return (int8_t)p[0];
+  case 0x0B:
+    return (int16_t)(uint16_t)(p[0] << 8 | p[1]);
   case 0x0C:
     return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
                      (uint32_t)p[2] << 8 | p[3]);
@@ -156,8 +164,12 @@ static double raw_value(int type, const unsigned char *p) {
 
 static void store(lg_dtype d, void *base, size_t i, double v) {
   switch (d) {
-  case LG_FLOAT32: ((float *)base)[i] = (float)v; break;
-  case LG_FLOAT64: ((double *)base)[i] = v; break;
+  case LG_FLOAT32:
+    ((float *)base)[i] = (float)v;
+    break;
+  case LG_FLOAT64:
+    ((double *)base)[i] = v;
+    break;
   case LG_INT64:
     /* IDX values are at most 32-bit integers or floats: clamp floats */
     if (v != v)
@@ -168,8 +180,11 @@ static void store(lg_dtype d, void *base, size_t i, double v) {
       v = -9.2e18;
     ((int64_t *)base)[i] = (int64_t)v;
     break;
-  case LG_BOOL: ((unsigned char *)base)[i] = v != 0; break;
-  default: break;
+  case LG_BOOL:
+    ((unsigned char *)base)[i] = v != 0;
+    break;
+  default:
+    break;
   }
 }
 

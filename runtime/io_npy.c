@@ -28,8 +28,8 @@ typedef struct {
 } tok;
 
 static void skip_space(tok *t) {
-  while (t->p < t->end && (*t->p == ' ' || *t->p == '\t' || *t->p == '\n' ||
-                           *t->p == '\r'))
+  while (t->p < t->end &&
+         (*t->p == ' ' || *t->p == '\t' || *t->p == '\n' || *t->p == '\r'))
     t->p++;
 }
 
@@ -136,9 +136,8 @@ bad:
   return -1;
 }
 
-static int parse_header(const char *what, const char *h, size_t n,
-                        npy_descr *d, bool *fortran, int *ndim,
-                        int64_t *shape) {
+static int parse_header(const char *what, const char *h, size_t n, npy_descr *d,
+                        bool *fortran, int *ndim, int64_t *shape) {
   tok t = {h, h + n, what};
   bool have_descr = false, have_order = false, have_shape = false;
   if (expect(&t, '{') < 0)
@@ -240,22 +239,40 @@ static void convert(const npy_descr *d, const unsigned char *src, void *dst,
       break;
     case 'i': {
       int64_t v = 0;
-      if (d->size == 1) v = (int8_t)b[0];
-      else if (d->size == 2) { int16_t x; memcpy(&x, b, 2); v = x; }
-      else if (d->size == 4) { int32_t x; memcpy(&x, b, 4); v = x; }
-      else memcpy(&v, b, 8);
+      if (d->size == 1)
+        v = (int8_t)b[0];
+      else if (d->size == 2) {
+        int16_t x;
+        memcpy(&x, b, 2);
+        v = x;
+      } else if (d->size == 4) {
+        int32_t x;
+        memcpy(&x, b, 4);
+        v = x;
+      } else
+        memcpy(&v, b, 8);
       ((int64_t *)dst)[i] = v;
       break;
     }
     case 'u': {
       int64_t v = 0;
-      if (d->size == 1) v = b[0];
-      else if (d->size == 2) { uint16_t x; memcpy(&x, b, 2); v = x; }
-      else { uint32_t x; memcpy(&x, b, 4); v = x; }
+      if (d->size == 1)
+        v = b[0];
+      else if (d->size == 2) {
+        uint16_t x;
+        memcpy(&x, b, 2);
+        v = x;
+      } else {
+        uint32_t x;
+        memcpy(&x, b, 4);
+        v = x;
+      }
       ((int64_t *)dst)[i] = v;
       break;
     }
-    case 'b': ((unsigned char *)dst)[i] = b[0] != 0; break;
+    case 'b':
+      ((unsigned char *)dst)[i] = b[0] != 0;
+      break;
     }
   }
 }
@@ -285,8 +302,7 @@ static void fortran_to_c(const char *src, char *dst, int ndim,
 static lg_tensor *npy_load(lg_source *src) {
   const char *what = src->what;
   unsigned char pre[12];
-  if (src->size < 10 ||
-      lg_source_read(src, 0, pre, 10, "header") < 0 ||
+  if (src->size < 10 || lg_source_read(src, 0, pre, 10, "header") < 0 ||
       memcmp(pre, "\x93NUMPY", 6)) {
     lg_seterr("%s: not a .npy file (bad magic)", what);
     return NULL;
@@ -307,15 +323,13 @@ static lg_tensor *npy_load(lg_source *src) {
     return NULL;
   }
   if (hlen > src->size - start) {
-    lg_seterr("%s: header length %llu larger than the file (%llu bytes)",
-              what, (unsigned long long)hlen,
-              (unsigned long long)src->size);
+    lg_seterr("%s: header length %llu larger than the file (%llu bytes)", what,
+              (unsigned long long)hlen, (unsigned long long)src->size);
     return NULL;
   }
   if (hlen > NPY_MAX_HEADER) {
-    lg_seterr("%s: .npy header of %llu bytes exceeds the limit of %llu",
-              what, (unsigned long long)hlen,
-              (unsigned long long)NPY_MAX_HEADER);
+    lg_seterr("%s: .npy header of %llu bytes exceeds the limit of %llu", what,
+              (unsigned long long)hlen, (unsigned long long)NPY_MAX_HEADER);
     return NULL;
   }
   char *h = malloc((size_t)hlen + 1);
@@ -428,10 +442,18 @@ static int npy_emit(void *ctx, int fd) {
 int lg_npy_save(const char *path, lg_tensor *t) {
   const char *descr;
   switch (t->dtype) {
-  case LG_FLOAT32: descr = "<f4"; break;
-  case LG_FLOAT64: descr = "<f8"; break;
-  case LG_INT64: descr = "<i8"; break;
-  case LG_BOOL: descr = "|b1"; break;
+  case LG_FLOAT32:
+    descr = "<f4";
+    break;
+  case LG_FLOAT64:
+    descr = "<f8";
+    break;
+  case LG_INT64:
+    descr = "<i8";
+    break;
+  case LG_BOOL:
+    descr = "|b1";
+    break;
   default:
     lg_seterr("%s: dtype cannot be stored in .npy", path);
     return -1;

@@ -21,16 +21,28 @@ typedef struct {
   int kind; /* file dtype, below */
 } st_dtype;
 
-enum { K_F32, K_F64, K_I64, K_BOOL, K_F16, K_BF16, K_I8, K_I16, K_I32,
-       K_U8, K_U16, K_U32 };
+enum {
+  K_F32,
+  K_F64,
+  K_I64,
+  K_BOOL,
+  K_F16,
+  K_BF16,
+  K_I8,
+  K_I16,
+  K_I32,
+  K_U8,
+  K_U16,
+  K_U32
+};
 
 static const st_dtype st_dtypes[] = {
-    {"F32", LG_FLOAT32, 4, K_F32},  {"F64", LG_FLOAT64, 8, K_F64},
-    {"I64", LG_INT64, 8, K_I64},    {"BOOL", LG_BOOL, 1, K_BOOL},
-    {"F16", LG_FLOAT32, 2, K_F16},  {"BF16", LG_FLOAT32, 2, K_BF16},
-    {"I8", LG_INT64, 1, K_I8},      {"I16", LG_INT64, 2, K_I16},
-    {"I32", LG_INT64, 4, K_I32},    {"U8", LG_INT64, 1, K_U8},
-    {"U16", LG_INT64, 2, K_U16},    {"U32", LG_INT64, 4, K_U32},
+    {"F32", LG_FLOAT32, 4, K_F32}, {"F64", LG_FLOAT64, 8, K_F64},
+    {"I64", LG_INT64, 8, K_I64},   {"BOOL", LG_BOOL, 1, K_BOOL},
+    {"F16", LG_FLOAT32, 2, K_F16}, {"BF16", LG_FLOAT32, 2, K_BF16},
+    {"I8", LG_INT64, 1, K_I8},     {"I16", LG_INT64, 2, K_I16},
+    {"I32", LG_INT64, 4, K_I32},   {"U8", LG_INT64, 1, K_U8},
+    {"U16", LG_INT64, 2, K_U16},   {"U32", LG_INT64, 4, K_U32},
 };
 
 static const st_dtype *find_dtype(const char *s, size_t n) {
@@ -42,11 +54,16 @@ static const st_dtype *find_dtype(const char *s, size_t n) {
 
 static const char *save_dtype_name(lg_dtype d) {
   switch (d) {
-  case LG_FLOAT32: return "F32";
-  case LG_FLOAT64: return "F64";
-  case LG_INT64: return "I64";
-  case LG_BOOL: return "BOOL";
-  default: return NULL;
+  case LG_FLOAT32:
+    return "F32";
+  case LG_FLOAT64:
+    return "F64";
+  case LG_INT64:
+    return "I64";
+  case LG_BOOL:
+    return "BOOL";
+  default:
+    return NULL;
   }
 }
 
@@ -66,8 +83,12 @@ static void convert_in(int kind, const unsigned char *src, void *dst,
       memcpy((float *)dst + i, &bits, 4);
       break;
     }
-    case K_I8: ((int64_t *)dst)[i] = (int8_t)src[i]; break;
-    case K_U8: ((int64_t *)dst)[i] = src[i]; break;
+    case K_I8:
+      ((int64_t *)dst)[i] = (int8_t)src[i];
+      break;
+    case K_U8:
+      ((int64_t *)dst)[i] = src[i];
+      break;
     case K_I16:
       p = src + i * 2;
       ((int64_t *)dst)[i] = (int16_t)(uint16_t)(p[0] | p[1] << 8);
@@ -78,8 +99,8 @@ static void convert_in(int kind, const unsigned char *src, void *dst,
       break;
     case K_I32:
     case K_U32: {
-      uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 |
-                   (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+      uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                   (uint32_t)p[3] << 24;
       ((int64_t *)dst)[i] = kind == K_I32 ? (int64_t)(int32_t)v : v;
       break;
     }
@@ -203,8 +224,7 @@ static int parse_entry(const char *what, const lg_json *m, st_entry *e,
   return 0;
 }
 
-static int parse_metadata(const char *what, const lg_json *m,
-                          lg_st_file *out) {
+static int parse_metadata(const char *what, const lg_json *m, lg_st_file *out) {
   if (m->type == LG_JSON_NULL)
     return 0;
   if (m->type != LG_JSON_OBJ) {
@@ -256,8 +276,8 @@ void lg_st_file_clear(lg_st_file *f) {
   memset(f, 0, sizeof *f);
 }
 
-static int load_tensor(lg_source *src, uint64_t data_start,
-                       const st_entry *e, lg_tensor **out) {
+static int load_tensor(lg_source *src, uint64_t data_start, const st_entry *e,
+                       lg_tensor **out) {
   lg_tensor *t = lg_empty(e->dt->dtype, e->ndim, e->shape);
   if (!t)
     return -1;
@@ -313,15 +333,13 @@ static int st_load(lg_source *src, lg_st_file *out) {
   for (int i = 7; i >= 0; i--)
     hlen = hlen << 8 | lenbuf[i];
   if (hlen > src->size - 8) {
-    lg_seterr("%s: header length %llu larger than the file (%llu bytes)",
-              what, (unsigned long long)hlen,
-              (unsigned long long)src->size);
+    lg_seterr("%s: header length %llu larger than the file (%llu bytes)", what,
+              (unsigned long long)hlen, (unsigned long long)src->size);
     return -1;
   }
   if (hlen > LG_ST_MAX_HEADER) {
     lg_seterr("%s: header of %llu bytes exceeds the limit of %llu", what,
-              (unsigned long long)hlen,
-              (unsigned long long)LG_ST_MAX_HEADER);
+              (unsigned long long)hlen, (unsigned long long)LG_ST_MAX_HEADER);
     return -1;
   }
   if (hlen < 2) {

@@ -79,13 +79,27 @@ void lg_sb_json_string(lg_strbuf *sb, const char *s, size_t n) {
     char esc[7] = {'\\', 0, 0, 0, 0, 0, 0};
     size_t k = 2;
     switch (c) {
-    case '"': esc[1] = '"'; break;
-    case '\\': esc[1] = '\\'; break;
-    case '\n': esc[1] = 'n'; break;
-    case '\r': esc[1] = 'r'; break;
-    case '\t': esc[1] = 't'; break;
-    case '\b': esc[1] = 'b'; break;
-    case '\f': esc[1] = 'f'; break;
+    case '"':
+      esc[1] = '"';
+      break;
+    case '\\':
+      esc[1] = '\\';
+      break;
+    case '\n':
+      esc[1] = 'n';
+      break;
+    case '\r':
+      esc[1] = 'r';
+      break;
+    case '\t':
+      esc[1] = 't';
+      break;
+    case '\b':
+      esc[1] = 'b';
+      break;
+    case '\f':
+      esc[1] = 'f';
+      break;
     default:
       esc[1] = 'u';
       esc[2] = '0';
@@ -163,8 +177,7 @@ struct lg_json_doc {
 };
 
 static void *arena_alloc(lg_json_doc *doc, size_t n) {
-  n = (n + sizeof(arena_align) - 1) / sizeof(arena_align) *
-      sizeof(arena_align);
+  n = (n + sizeof(arena_align) - 1) / sizeof(arena_align) * sizeof(arena_align);
   arena_chunk *c = doc->chunks;
   if (!c || c->cap - c->used < n) {
     size_t cap = n > 65536 ? n : 65536;
@@ -239,8 +252,8 @@ static int oom(parser *ps) {
 }
 
 static void skip_ws(parser *ps) {
-  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t' ||
-                             *ps->p == '\n' || *ps->p == '\r'))
+  while (ps->p < ps->end &&
+         (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
     ps->p++;
 }
 
@@ -331,14 +344,30 @@ static int parse_string(parser *ps, const char **out, size_t *outlen) {
       ps->p++;
       char e = *ps->p++;
       switch (e) {
-      case '"': o[n++] = '"'; break;
-      case '\\': o[n++] = '\\'; break;
-      case '/': o[n++] = '/'; break;
-      case 'b': o[n++] = '\b'; break;
-      case 'f': o[n++] = '\f'; break;
-      case 'n': o[n++] = '\n'; break;
-      case 'r': o[n++] = '\r'; break;
-      case 't': o[n++] = '\t'; break;
+      case '"':
+        o[n++] = '"';
+        break;
+      case '\\':
+        o[n++] = '\\';
+        break;
+      case '/':
+        o[n++] = '/';
+        break;
+      case 'b':
+        o[n++] = '\b';
+        break;
+      case 'f':
+        o[n++] = '\f';
+        break;
+      case 'n':
+        o[n++] = '\n';
+        break;
+      case 'r':
+        o[n++] = '\r';
+        break;
+      case 't':
+        o[n++] = '\t';
+        break;
       case 'u': {
         uint32_t cp;
         if (hex4(ps, &cp) < 0)
@@ -367,8 +396,8 @@ static int parse_string(parser *ps, const char **out, size_t *outlen) {
       }
       continue;
     }
-    size_t k = utf8_seq((const unsigned char *)ps->p,
-                        (size_t)(ps->end - ps->p));
+    size_t k =
+        utf8_seq((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
     if (!k)
       return perr(ps, "invalid UTF-8 in string");
     memcpy(o + n, ps->p, k);
@@ -494,8 +523,7 @@ static int parse_container(parser *ps, lg_json *v, int depth, bool obj) {
   return 0;
 }
 
-static int literal(parser *ps, const char *word, lg_json_type t,
-                   lg_json *v) {
+static int literal(parser *ps, const char *word, lg_json_type t, lg_json *v) {
   size_t k = strlen(word);
   if ((size_t)(ps->end - ps->p) < k || memcmp(ps->p, word, k))
     return perr(ps, "unexpected character");
@@ -509,14 +537,19 @@ static int parse_value(parser *ps, lg_json *v, int depth) {
   if (ps->p >= ps->end)
     return perr(ps, "unexpected end");
   switch (*ps->p) {
-  case '{': return parse_container(ps, v, depth, true);
-  case '[': return parse_container(ps, v, depth, false);
+  case '{':
+    return parse_container(ps, v, depth, true);
+  case '[':
+    return parse_container(ps, v, depth, false);
   case '"':
     v->type = LG_JSON_STR;
     return parse_string(ps, &v->s, &v->len);
-  case 't': return literal(ps, "true", LG_JSON_TRUE, v);
-  case 'f': return literal(ps, "false", LG_JSON_FALSE, v);
-  case 'n': return literal(ps, "null", LG_JSON_NULL, v);
+  case 't':
+    return literal(ps, "true", LG_JSON_TRUE, v);
+  case 'f':
+    return literal(ps, "false", LG_JSON_FALSE, v);
+  case 'n':
+    return literal(ps, "null", LG_JSON_NULL, v);
   default:
     if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9'))
       return parse_number(ps, v);
