@@ -49,8 +49,9 @@ static lg_tensor **check_params(lua_State *L, int idx, const char *fname,
     return v;
   }
   if (lua_type(L, idx) != LUA_TTABLE && lua_type(L, idx) != LUA_TUSERDATA)
-    luaL_error(L, "%s: params must be a tensor, a list of tensors or a "
-                  "module, got %s",
+    luaL_error(L,
+               "%s: params must be a tensor, a list of tensors or a "
+               "module, got %s",
                fname, luaL_typename(L, idx));
   if (lua_getfield(L, idx, "parameters") == LUA_TFUNCTION) {
     lua_pushvalue(L, idx);
@@ -79,8 +80,8 @@ static double check_coef(lua_State *L, int idx, const char *fname,
                          const char *what) {
   double v = luaL_checknumber(L, idx);
   if (!(v >= 0) || isinf(v))
-    luaL_error(L, "%s: %s must be a finite number >= 0, got %f", fname,
-               what, v);
+    luaL_error(L, "%s: %s must be a finite number >= 0, got %f", fname, what,
+               v);
   return v;
 }
 
@@ -129,8 +130,8 @@ static int reg_maxnorm(lua_State *L) {
 /* raises "fname: reason", dropping the runtime's own "name: " prefix */
 static int fail_as(lua_State *L, const char *fname) {
   const char *msg = lg_errmsg();
-  static const char *const own[] = {"penalty: ", "apply: ", "prox: ",
-                                     "MaxNorm: ", NULL};
+  static const char *const own[] = {
+      "penalty: ", "apply: ", "prox: ", "MaxNorm: ", NULL};
   for (int i = 0; own[i]; i++)
     if (strncmp(msg, own[i], strlen(own[i])) == 0)
       msg += strlen(own[i]);
@@ -143,8 +144,9 @@ static int reg_penalty(lua_State *L) {
   char fname[48];
   snprintf(fname, sizeof fname, "reg.%s:penalty", reg_names[r->kind]);
   if (r->kind == REG_MAXNORM)
-    return luaL_error(L, "%s: MaxNorm is a constraint without a penalty; "
-                         "call apply after the optimizer's step",
+    return luaL_error(L,
+                      "%s: MaxNorm is a constraint without a penalty; "
+                      "call apply after the optimizer's step",
                       fname);
   int n;
   lg_tensor **ps = check_params(L, 2, fname, &n);
@@ -179,8 +181,7 @@ static int reg_prox(lua_State *L) {
   char fname[48];
   snprintf(fname, sizeof fname, "reg.%s:prox", reg_names[r->kind]);
   if (r->kind == REG_MAXNORM)
-    return luaL_error(L, "%s: MaxNorm has no proximal step; call apply",
-                      fname);
+    return luaL_error(L, "%s: MaxNorm has no proximal step; call apply", fname);
   int n;
   lg_tensor **ps = check_params(L, 2, fname, &n);
   double lr = check_coef(L, 3, fname, "lr");
@@ -202,8 +203,7 @@ static int reg_index(lua_State *L) {
       lua_pushnumber(L, k[1] == '1' ? r->l1 : r->l2);
       return 1;
     }
-    if (strcmp(k, "lambda") == 0 &&
-        (r->kind == REG_L1 || r->kind == REG_L2)) {
+    if (strcmp(k, "lambda") == 0 && (r->kind == REG_L1 || r->kind == REG_L2)) {
       lua_pushnumber(L, r->kind == REG_L1 ? r->l1 : r->l2);
       return 1;
     }

@@ -93,8 +93,8 @@ static bool opt_bool(opts_reader *r, const char *k, bool def) {
 }
 
 /* index of the string option's value in choices (NULL-terminated) */
-static int opt_choice(opts_reader *r, const char *k,
-                      const char *const *choices, int def) {
+static int opt_choice(opts_reader *r, const char *k, const char *const *choices,
+                      int def) {
   int t = field(r, k);
   int v = def;
   if (t != LUA_TNIL) {
@@ -112,8 +112,7 @@ static int opt_choice(opts_reader *r, const char *k,
       }
       luaL_pushresult(&buf);
       luaL_error(r->L, "%s: %s must be one of %s, got %s", r->fname, k,
-                 lua_tostring(r->L, -1),
-                 s ? s : luaL_typename(r->L, -2));
+                 lua_tostring(r->L, -1), s ? s : luaL_typename(r->L, -2));
     }
   }
   lua_pop(r->L, 1);
@@ -132,8 +131,8 @@ static lg_sched_pergroup opt_pergroup(opts_reader *r, const char *k,
   } else if (t == LUA_TTABLE) {
     int n = (int)luaL_len(L, -1);
     if (n != r->ngroups)
-      luaL_error(L, "%s: %s has %d values for %d parameter groups",
-                 r->fname, k, n, r->ngroups);
+      luaL_error(L, "%s: %s has %d values for %d parameter groups", r->fname, k,
+                 n, r->ngroups);
     double *v = lua_newuserdatauv(L, sizeof(double) * (n ? n : 1), 0);
     for (int i = 0; i < n; i++) {
       if (lua_geti(L, -2, i + 1) != LUA_TNUMBER)
@@ -232,8 +231,7 @@ static void check_keys(opts_reader *r, lg_sched_kind kind) {
 
 /* pushes the weak table mapping box addresses to function lists */
 static void push_lambda_registry(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lambda_registry_key) ==
-      LUA_TTABLE)
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lambda_registry_key) == LUA_TTABLE)
     return;
   lua_pop(L, 1);
   lua_newtable(L);
@@ -246,16 +244,15 @@ static void push_lambda_registry(lua_State *L) {
 }
 
 /* the runtime's callback: fns[group] (or fns[1] for all) of the epoch */
-static int lambda_call(void *call_ctx, void *fn_ctx, int group,
-                       int64_t epoch, double *factor) {
+static int lambda_call(void *call_ctx, void *fn_ctx, int group, int64_t epoch,
+                       double *factor) {
   lua_State *L = call_ctx;
   if (!lua_checkstack(L, 4)) {
     lg_seterr("sched: Lua stack overflow");
     return -1;
   }
   int top = lua_gettop(L);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lambda_registry_key) !=
-          LUA_TTABLE ||
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &lambda_registry_key) != LUA_TTABLE ||
       lua_rawgetp(L, -1, fn_ctx) != LUA_TTABLE) {
     lua_settop(L, top);
     lg_seterr("sched: the scheduler's functions are gone");
@@ -304,8 +301,8 @@ static void push_fns(lua_State *L, int idx, opts_reader *r) {
                r->fname, luaL_typename(L, -1));
   int n = (int)luaL_len(L, -1);
   if (n != r->ngroups)
-    luaL_error(L, "%s: fn has %d functions for %d parameter groups",
-               r->fname, n, r->ngroups);
+    luaL_error(L, "%s: fn has %d functions for %d parameter groups", r->fname,
+               n, r->ngroups);
   lua_createtable(L, n, 0);
   for (int i = 1; i <= n; i++) {
     if (lua_geti(L, -2, i) != LUA_TFUNCTION)
@@ -353,8 +350,8 @@ static int sched_new(lua_State *L) {
     opt = lgL_checkoptim(L, 1);
   int ot = lua_type(L, opts_idx);
   if (!(ot == LUA_TTABLE || ot == LUA_TNONE || ot == LUA_TNIL ||
-        (ot == LUA_TFUNCTION && (kind == LG_SCHED_LAMBDA ||
-                                 kind == LG_SCHED_MULTIPLICATIVE))))
+        (ot == LUA_TFUNCTION &&
+         (kind == LG_SCHED_LAMBDA || kind == LG_SCHED_MULTIPLICATIVE))))
     luaL_typeerror(L, opts_idx, "table of options");
   opts_reader r = {L, ot == LUA_TTABLE ? opts_idx : 0, fname,
                    opt ? lg_optim_ngroups(opt) : 0};
@@ -528,8 +525,9 @@ static int sched_step(lua_State *L) {
     } else if (lua_type(L, 2) == LUA_TNUMBER) {
       metric = lua_tonumber(L, 2);
     } else {
-      return luaL_error(L, "sched.Plateau: step needs the metric (a number), "
-                           "got %s",
+      return luaL_error(L,
+                        "sched.Plateau: step needs the metric (a number), "
+                        "got %s",
                         luaL_typename(L, 2));
     }
     rc = lg_sched_step_metric(s, metric, L);
@@ -605,13 +603,11 @@ static void load_value(lua_State *L, const lg_sched_field *f, int j,
     int ok = 0;
     lua_Integer v = lua_tointegerx(L, -1, &ok);
     if (!ok)
-      luaL_error(L, "load_state_dict: %s%s must be an integer", where,
-                 f->name);
+      luaL_error(L, "load_state_dict: %s%s must be an integer", where, f->name);
     f->i64[j] = (int64_t)v;
   } else {
     if (lua_type(L, -1) != LUA_TNUMBER)
-      luaL_error(L, "load_state_dict: %s%s must be a number", where,
-                 f->name);
+      luaL_error(L, "load_state_dict: %s%s must be a number", where, f->name);
     f->f64[j] = lua_tonumber(L, -1);
   }
 }
@@ -624,10 +620,10 @@ static void check_state(lua_State *L, lg_sched *s, const char *where,
     luaL_error(L, "load_state_dict: %sstate must be a table", where);
   lua_getfield(L, -1, "kind");
   if (lua_type(L, -1) != LUA_TSTRING || strcmp(lua_tostring(L, -1), kind))
-    luaL_error(L, "load_state_dict: %sstate is for a %s scheduler, not %s",
-               where, lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1)
-                                                      : "(no kind)",
-               kind);
+    luaL_error(
+        L, "load_state_dict: %sstate is for a %s scheduler, not %s", where,
+        lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "(no kind)",
+        kind);
   lua_pop(L, 1);
   lg_sched_field f[LG_SCHED_MAXFIELDS];
   int nf = lg_sched_fields(s, f);
@@ -653,8 +649,7 @@ static void check_state(lua_State *L, lg_sched *s, const char *where,
     } else if (write) {
       load_value(L, &f[i], 0, where);
     } else if (t != LUA_TNUMBER) {
-      luaL_error(L, "load_state_dict: %s%s must be a number", where,
-                 f[i].name);
+      luaL_error(L, "load_state_dict: %s%s must be a number", where, f[i].name);
     }
     lua_pop(L, 1);
   }
@@ -662,8 +657,8 @@ static void check_state(lua_State *L, lg_sched *s, const char *where,
   if (nc) {
     if (lua_getfield(L, -1, "schedulers") != LUA_TTABLE ||
         luaL_len(L, -1) != nc)
-      luaL_error(L, "load_state_dict: %sschedulers must list %d states",
-                 where, nc);
+      luaL_error(L, "load_state_dict: %sschedulers must list %d states", where,
+                 nc);
     for (int i = 0; i < nc; i++) {
       char sub[64];
       snprintf(sub, sizeof sub, "%sschedulers[%d].", where, i + 1);
@@ -701,8 +696,7 @@ static int sched_index(lua_State *L) {
     lua_pushstring(L, lg_sched_kind_name(lg_sched_kind_of(s)));
     return 1;
   }
-  if (k && strcmp(k, "schedulers") == 0 &&
-      lg_sched_nchildren(s) > 0) {
+  if (k && strcmp(k, "schedulers") == 0 && lg_sched_nchildren(s) > 0) {
     lua_getiuservalue(L, 1, 2);
     return 1;
   }

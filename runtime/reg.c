@@ -68,8 +68,8 @@ static int check_float(const char *fname, const char *what, int i,
     return -1;
   }
   if (t->dtype != LG_FLOAT32 && t->dtype != LG_FLOAT64) {
-    lg_seterr("%s: %s of parameter %d is %s, not floating point", fname,
-              what, i + 1, lg_dtype_name(t->dtype));
+    lg_seterr("%s: %s of parameter %d is %s, not floating point", fname, what,
+              i + 1, lg_dtype_name(t->dtype));
     return -1;
   }
   return 0;
@@ -116,8 +116,7 @@ lg_tensor *lg_reg_penalty(double l1, double l2, int n, lg_tensor **params) {
     if (check_float("penalty", "the dtype", i, params[i]) < 0)
       goto fail;
     /* d/dp l1 |p| = l1 sign(p);  d/dp l2/2 p^2 = l2 p */
-    if (l1 != 0 &&
-        accumulate(&total, scaled_sum(LG_OP_ABS, params[i], l1)) < 0)
+    if (l1 != 0 && accumulate(&total, scaled_sum(LG_OP_ABS, params[i], l1)) < 0)
       goto fail;
     if (l2 != 0 &&
         accumulate(&total, scaled_sum(LG_OP_SQUARE, params[i], l2 / 2)) < 0)
@@ -232,8 +231,8 @@ int lg_reg_prox(double t1, double t2, int n, lg_tensor **params) {
 /* ---- max-norm projection ---- */
 
 /* scales the elements of one slice (geometry in w) to norm <= c */
-static void renorm_slice(lg_dtype d, char *base, const walk *slice,
-                         int64_t m, double c) {
+static void renorm_slice(lg_dtype d, char *base, const walk *slice, int64_t m,
+                         double c) {
   walk w = *slice;
   double ss = 0;
   for (int64_t k = 0; k < m; k++, walk_next(&w)) {
@@ -362,13 +361,15 @@ int lg_clip_grad_norm(int n, lg_tensor **params, double max_norm, double p,
         acc += pow(a, p);
     }
   }
-  double norm = inf ? acc : p == 2 ? sqrt(acc) : p == 1 ? acc
-                                                      : pow(acc, 1 / p);
+  double norm = inf ? acc : p == 2 ? sqrt(acc) : p == 1 ? acc : pow(acc, 1 / p);
   *total = norm;
   if (error_if_nonfinite && !isfinite(norm)) {
     lg_seterr("clip_grad_norm: the total norm of order %g is %s; set "
               "error_if_nonfinite = false to clip anyway",
-              p, isnan(norm) ? "nan" : norm > 0 ? "inf" : "-inf");
+              p,
+              isnan(norm) ? "nan"
+              : norm > 0  ? "inf"
+                          : "-inf");
     return -1;
   }
   double coef = max_norm / (norm + 1e-6);

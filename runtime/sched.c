@@ -55,9 +55,10 @@ struct lg_sched {
 };
 
 static const char *const kind_names[LG_SCHED_NKINDS] = {
-    "Constant",   "Step",     "MultiStep",      "Exponential",
-    "Cosine",     "CosineWarmRestarts", "Linear", "Polynomial",
-    "OneCycle",   "Cyclic",   "Plateau",        "Lambda",
+    "Constant",       "Step",       "MultiStep",
+    "Exponential",    "Cosine",     "CosineWarmRestarts",
+    "Linear",         "Polynomial", "OneCycle",
+    "Cyclic",         "Plateau",    "Lambda",
     "Multiplicative", "Sequential", "Chained"};
 
 /* the key OneCycle cycles for optimizers with betas (Adam and kin) */
@@ -85,7 +86,7 @@ void lg_sched_defaults(lg_sched_kind kind, lg_sched_opts *o) {
   o->end_factor = 1.0;
   o->power = 1.0;
   o->step_size = 0;
-  o->gamma = kind == LG_SCHED_CYCLIC ? 1.0
+  o->gamma = kind == LG_SCHED_CYCLIC        ? 1.0
              : kind == LG_SCHED_EXPONENTIAL ? NAN
                                             : 0.1;
   o->T_max = NAN;
@@ -113,8 +114,8 @@ void lg_sched_defaults(lg_sched_kind kind, lg_sched_opts *o) {
 
 static int group_get(lg_sched *s, int g, const char *key, double *v) {
   if (lg_optim_get(s->opt, g, key, v) < 0) {
-    lg_seterr("sched.%s: parameter group %d has no '%s'",
-              kind_names[s->kind], g + 1, key);
+    lg_seterr("sched.%s: parameter group %d has no '%s'", kind_names[s->kind],
+              g + 1, key);
     return -1;
   }
   return 0;
@@ -164,8 +165,7 @@ static const char *momentum_key(const lg_sched *s) {
 /* ---- the chainable forms (PyTorch's get_lr) at s->last_epoch ---- */
 
 /* the callback's factor; its error message gets the scheduler's name */
-static int lambda_factor(lg_sched *s, void *cc, int g, int64_t e,
-                         double *f) {
+static int lambda_factor(lg_sched *s, void *cc, int g, int64_t e, double *f) {
   if (s->fn(cc, s->fn_ctx, g, e, f) < 0) {
     char msg[400];
     snprintf(msg, sizeof msg, "%s", lg_errmsg());
@@ -210,12 +210,10 @@ static int onecycle_lrs(lg_sched *s, double *out, double *moms) {
         double a, b;
         if (group_get(s, g, lk[0], &a) < 0 || group_get(s, g, lk[1], &b) < 0)
           return -1;
-        out[g] = s->anneal_linear
-                     ? (b - a) * pct + a
-                     : b + (a - b) / 2.0 * (cos(M_PI * pct) + 1);
+        out[g] = s->anneal_linear ? (b - a) * pct + a
+                                  : b + (a - b) / 2.0 * (cos(M_PI * pct) + 1);
         if (s->cycle_momentum) {
-          if (group_get(s, g, mk[0], &a) < 0 ||
-              group_get(s, g, mk[1], &b) < 0)
+          if (group_get(s, g, mk[0], &a) < 0 || group_get(s, g, mk[1], &b) < 0)
             return -1;
           moms[g] = s->anneal_linear
                         ? (b - a) * pct + a
@@ -233,8 +231,8 @@ static void cyclic_lrs(lg_sched *s, double *out, double *moms) {
   double e = (double)s->last_epoch;
   double cycle = floor(1 + e / s->total_size);
   double x = 1. + e / s->total_size - cycle;
-  double scale_factor = x <= s->step_ratio ? x / s->step_ratio
-                                           : (x - 1) / (s->step_ratio - 1);
+  double scale_factor =
+      x <= s->step_ratio ? x / s->step_ratio : (x - 1) / (s->step_ratio - 1);
   double scale;
   if (s->cyclic_mode == LG_CYCLIC_TRIANGULAR)
     scale = 1.;
@@ -310,8 +308,7 @@ static int chain_lrs(lg_sched *s, void *cc, double *out, double *moms,
       if (e == 0)
         break;
       if (s->step_count == 1 && e > 0)
-        lr = s->eta_min +
-             (base - s->eta_min) * (1 + cos(e * M_PI / T)) / 2;
+        lr = s->eta_min + (base - s->eta_min) * (1 + cos(e * M_PI / T)) / 2;
       else if (fmod((double)(e - 1) - T, 2 * T) == 0)
         lr = lr + (base - s->eta_min) * (1 - cos(M_PI / T)) / 2;
       else
@@ -331,8 +328,7 @@ static int chain_lrs(lg_sched *s, void *cc, double *out, double *moms,
     case LG_SCHED_POLYNOMIAL:
       if (e != 0 && e <= s->total_iters) {
         double ti = (double)s->total_iters;
-        double decay =
-            pow((1.0 - e / ti) / (1.0 - (e - 1) / ti), s->power);
+        double decay = pow((1.0 - e / ti) / (1.0 - (e - 1) / ti), s->power);
         lr = lr * decay;
       }
       break;
@@ -368,9 +364,9 @@ static int closed_lrs(lg_sched *s, double *out) {
       out[g] = base * (s->factor + (e >= s->total_iters) * (1 - s->factor));
       break;
     case LG_SCHED_STEP:
-      out[g] = base * pow(s->gamma,
-                          (double)(s->last_epoch / s->step_size -
-                                   (s->last_epoch % s->step_size < 0)));
+      out[g] =
+          base * pow(s->gamma, (double)(s->last_epoch / s->step_size -
+                                        (s->last_epoch % s->step_size < 0)));
       break;
     case LG_SCHED_MULTISTEP: {
       /* bisect_right over the sorted milestones */
@@ -385,13 +381,13 @@ static int closed_lrs(lg_sched *s, double *out) {
       out[g] = base * pow(s->gamma, e);
       break;
     case LG_SCHED_COSINE:
-      out[g] = s->eta_min +
-               (base - s->eta_min) * (1 + cos(M_PI * e / s->T_max)) / 2;
+      out[g] =
+          s->eta_min + (base - s->eta_min) * (1 + cos(M_PI * e / s->T_max)) / 2;
       break;
     case LG_SCHED_LINEAR: {
       double m = e < s->total_iters ? e : (double)s->total_iters;
-      out[g] = base * (s->start_factor + (s->end_factor - s->start_factor) *
-                                             m / s->total_iters);
+      out[g] = base * (s->start_factor +
+                       (s->end_factor - s->start_factor) * m / s->total_iters);
       break;
     }
     case LG_SCHED_POLYNOMIAL: {
@@ -431,8 +427,7 @@ static int lr_step(lg_sched *s, const double *epoch, void *cc) {
     s->last_epoch = (int64_t)floor(*epoch);
     closed = closed_lrs(s, s->scratch);
   }
-  if (!closed &&
-      chain_lrs(s, cc, s->scratch, s->scratch2, &has_moms) < 0)
+  if (!closed && chain_lrs(s, cc, s->scratch, s->scratch2, &has_moms) < 0)
     goto fail;
   if (commit(s, s->scratch, s->scratch2, has_moms) < 0)
     goto fail;
@@ -480,9 +475,8 @@ static int restarts_step(lg_sched *s, const double *epoch) {
     }
   }
   for (int g = 0; g < s->ngroups; g++)
-    s->scratch[g] =
-        s->eta_min + (s->base_lrs[g] - s->eta_min) *
-                         (1 + cos(M_PI * T_cur / T_i)) / 2;
+    s->scratch[g] = s->eta_min + (s->base_lrs[g] - s->eta_min) *
+                                     (1 + cos(M_PI * T_cur / T_i)) / 2;
   if (commit(s, s->scratch, NULL, false) < 0)
     return -1;
   s->T_i = T_i;
@@ -581,8 +575,7 @@ static int step_any(lg_sched *s, const double *epoch, void *cc) {
   case LG_SCHED_SEQUENTIAL:
   case LG_SCHED_CHAINED:
     if (epoch) {
-      lg_seterr("sched.%s: cannot step to a given epoch",
-                kind_names[s->kind]);
+      lg_seterr("sched.%s: cannot step to a given epoch", kind_names[s->kind]);
       return -1;
     }
     return s->kind == LG_SCHED_SEQUENTIAL ? sequential_step(s, cc)
@@ -598,8 +591,7 @@ int lg_sched_step(lg_sched *s, void *call_ctx) {
 
 int lg_sched_step_epoch(lg_sched *s, double epoch, void *call_ctx) {
   if (!isfinite(epoch)) {
-    lg_seterr("sched.%s: epoch must be a finite number",
-              kind_names[s->kind]);
+    lg_seterr("sched.%s: epoch must be a finite number", kind_names[s->kind]);
     return -1;
   }
   return step_any(s, &epoch, call_ctx);
@@ -619,17 +611,16 @@ int lg_sched_step_metric(lg_sched *s, double metric, void *call_ctx) {
 
 /* ---- creation ---- */
 
-#define CHECK(cond, ...)                                                     \
-  do {                                                                       \
-    if (!(cond)) {                                                           \
-      lg_seterr(__VA_ARGS__);                                                \
-      return -1;                                                             \
-    }                                                                        \
+#define CHECK(cond, ...)                                                       \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      lg_seterr(__VA_ARGS__);                                                  \
+      return -1;                                                               \
+    }                                                                          \
   } while (0)
 
 /* checks the options of kind k before anything is allocated */
-static int check_opts(lg_sched_kind k, lg_optim *opt,
-                      const lg_sched_opts *o) {
+static int check_opts(lg_sched_kind k, lg_optim *opt, const lg_sched_opts *o) {
   const char *name = kind_names[k];
   if (k == LG_SCHED_SEQUENTIAL || k == LG_SCHED_CHAINED)
     CHECK(o->nchildren > 0 && o->children,
@@ -680,8 +671,7 @@ static int check_opts(lg_sched_kind k, lg_optim *opt,
           "sched.Linear: start_factor must be in (0, 1], got %g",
           o->start_factor);
     CHECK(o->end_factor >= 0 && o->end_factor <= 1,
-          "sched.Linear: end_factor must be in [0, 1], got %g",
-          o->end_factor);
+          "sched.Linear: end_factor must be in [0, 1], got %g", o->end_factor);
     CHECK(o->total_iters > 0,
           "sched.Linear: total_iters must be a positive integer, got %lld",
           (long long)o->total_iters);
@@ -713,8 +703,7 @@ static int check_opts(lg_sched_kind k, lg_optim *opt,
             (long long)o->total_steps);
     }
     CHECK(o->pct_start >= 0 && o->pct_start <= 1,
-          "sched.OneCycle: pct_start must be in [0, 1], got %g",
-          o->pct_start);
+          "sched.OneCycle: pct_start must be in [0, 1], got %g", o->pct_start);
     CHECK(o->div_factor != 0 && o->final_div_factor != 0,
           "sched.OneCycle: div_factor and final_div_factor must not be 0");
     break;
@@ -746,12 +735,11 @@ static int check_opts(lg_sched_kind k, lg_optim *opt,
     for (int i = 0; i < o->nchildren; i++) {
       lg_sched *c = o->children[i];
       CHECK(c->opt == opt,
-            "sched.%s: scheduler %d belongs to another optimizer", name,
-            i + 1);
+            "sched.%s: scheduler %d belongs to another optimizer", name, i + 1);
       CHECK(c->kind != LG_SCHED_PLATEAU,
             "sched.%s: Plateau needs a metric and cannot be a child", name);
-      CHECK(k == LG_SCHED_CHAINED || (c->kind != LG_SCHED_SEQUENTIAL &&
-                                      c->kind != LG_SCHED_CHAINED),
+      CHECK(k == LG_SCHED_CHAINED ||
+                (c->kind != LG_SCHED_SEQUENTIAL && c->kind != LG_SCHED_CHAINED),
             "sched.Sequential: scheduler %d is a %s, which cannot be "
             "restarted",
             i + 1, kind_names[c->kind]);
@@ -808,8 +796,7 @@ static int lr_init(lg_sched *s, void *cc) {
   for (int g = 0; g < s->ngroups; g++) {
     double v;
     if (lg_optim_get(s->opt, g, "initial_lr", &v) < 0) {
-      if (group_get(s, g, "lr", &v) < 0 ||
-          group_set(s, g, "initial_lr", v) < 0)
+      if (group_get(s, g, "lr", &v) < 0 || group_set(s, g, "initial_lr", v) < 0)
         return -1;
     }
     s->base_lrs[g] = v;
@@ -850,8 +837,7 @@ static int onecycle_init(lg_sched *s, const lg_sched_opts *o) {
       double mx = pergroup(&o->max_momentum, g);
       if (group_set(s, g, momentum_key(s), mx) < 0 ||
           group_set(s, g, "max_momentum", mx) < 0 ||
-          group_set(s, g, "base_momentum", pergroup(&o->base_momentum, g)) <
-              0)
+          group_set(s, g, "base_momentum", pergroup(&o->base_momentum, g)) < 0)
         return -1;
     }
   }
@@ -889,8 +875,7 @@ static int sequential_init(lg_sched *s, void *cc) {
   s->step_count = 0;
   for (int g = 0; g < s->ngroups; g++) {
     double v;
-    if (group_get(s, g, "initial_lr", &v) < 0 ||
-        group_set(s, g, "lr", v) < 0)
+    if (group_get(s, g, "initial_lr", &v) < 0 || group_set(s, g, "lr", v) < 0)
       return -1;
     s->base_lrs[g] = v;
   }
@@ -1039,8 +1024,10 @@ lg_sched *lg_sched_child(const lg_sched *s, int i) {
 int lg_sched_fields(lg_sched *s, lg_sched_field *out) {
   int k = 0, n = s->ngroups;
 #define I64(nm, p) out[k++] = (lg_sched_field){nm, 1, false, &s->p, NULL}
-#define F64(nm, p) out[k++] = (lg_sched_field){nm, 1, false, NULL, &s->p}
-#define ARR(nm, p, cnt) out[k++] = (lg_sched_field){nm, cnt, true, NULL, s->p}
+#define F64(nm, p)                                                             \
+  out[k++] = (lg_sched_field) { nm, 1, false, NULL, &s->p }
+#define ARR(nm, p, cnt)                                                        \
+  out[k++] = (lg_sched_field) { nm, cnt, true, NULL, s->p }
   I64("last_epoch", last_epoch);
   I64("step_count", step_count);
   ARR("base_lrs", base_lrs, n);

@@ -69,8 +69,8 @@ typedef struct {
  * marks required ones as not given (NaN or 0). */
 typedef struct {
   /* Constant, Linear, Polynomial, Step, MultiStep, Exponential */
-  double factor;       /* Constant, Plateau */
-  int64_t total_iters; /* Constant, Linear, Polynomial */
+  double factor;                   /* Constant, Plateau */
+  int64_t total_iters;             /* Constant, Linear, Polynomial */
   double start_factor, end_factor; /* Linear */
   double power;                    /* Polynomial */
   int64_t step_size;               /* Step (required) */
@@ -92,7 +92,7 @@ typedef struct {
   bool cycle_momentum; /* also Cyclic */
   lg_sched_pergroup base_momentum, max_momentum;
   /* Cyclic */
-  lg_sched_pergroup base_lr; /* required */
+  lg_sched_pergroup base_lr;           /* required */
   double step_size_up, step_size_down; /* down NaN: equal to up */
   int cyclic_mode;
   /* Plateau */

@@ -29,7 +29,7 @@ end
 
 local function near(got, want, tol, what)
   tol = tol or 1e-12
-  if not (math.abs(got - want) <= tol * (1 + math.abs(want))) then
+  if math.abs(got - want) > tol * (1 + math.abs(want)) or got ~= got then
     error(string.format("%s: got %.17g, want %.17g", what or "value", got,
                         want), 2)
   end

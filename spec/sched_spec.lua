@@ -58,7 +58,7 @@ end
 
 local function close(got, want, what)
   local tol = 1e-6 * math.abs(want) + 1e-15
-  if not (math.abs(got - want) <= tol) then
+  if math.abs(got - want) > tol or got ~= got then
     error(string.format("%s: got %.17g, want %.17g", what, got, want), 2)
   end
 end
@@ -237,7 +237,7 @@ describe("lg.sched behaviour", function()
   it("reports an error raised inside a Lambda function", function()
     local opt = make_optimizer()
     local bad = false
-    local s = lg.sched.Lambda(opt, {fn = function(e)
+    local s = lg.sched.Lambda(opt, {fn = function()
       if bad then error("boom") end
       return 1
     end})
