@@ -80,6 +80,14 @@ static const char *checkpath(lua_State *L, int idx, const char *fname) {
   return p;
 }
 
+/* the box of the tensor userdata at idx (possibly closed), or NULL */
+static lg_tensor **tensor_box(lua_State *L, int idx) {
+  lgL_box *box = lua_touserdata(L, idx);
+  if (!box || lua_rawlen(L, idx) != sizeof *box || box->tag != LGL_BOX_TAG)
+    return NULL;
+  return &box->tensor;
+}
+
 static bool ends_with(const char *s, const char *suffix) {
   size_t n = strlen(s), k = strlen(suffix);
   return n >= k && !strcmp(s + n - k, suffix);
@@ -371,7 +379,7 @@ static void save_value(lua_State *L, save_state *st, int idx) {
     save_table(L, st, idx);
     break;
   case LUA_TUSERDATA: {
-    lg_tensor **box = luaL_testudata(L, idx, LGL_TENSOR);
+    lg_tensor **box = tensor_box(L, idx);
     if (!box)
       where_error(L, st, "cannot save a userdata that is not a tensor");
     if (!*box)
@@ -456,7 +464,7 @@ static int l_save(lua_State *L) {
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   if (ends_with(path, ".npy")) {
-    lg_tensor **box = luaL_testudata(L, 2, LGL_TENSOR);
+    lg_tensor **box = tensor_box(L, 2);
     if (!box)
       return luaL_error(L, "lg.save: a .npy file holds one tensor, got %s",
                         luaL_typename(L, 2));

@@ -289,6 +289,12 @@ describe("lg.save / lg.load round trips", function()
     end
     assert_error_has(function() lg.save(path("f.safetensors"), deep) end,
       "tables nested too deep")
+    local closed = lg.tensor({ 1.0 })
+    closed:close()
+    assert_error_has(function() lg.save(path("f.safetensors"),
+        { a = { closed } }) end, "lg.save: tensor is closed at 'a.1'")
+    assert_error_has(function() lg.save(path("f.npy"), closed) end,
+      "tensor is closed")
     assert_error_has(function() lg.save(path("f.npy"), { lg.tensor(1) }) end,
       "lg.save: a .npy file holds one tensor, got table")
     assert_error_has(function() lg.save(path("f.safetensors")) end,

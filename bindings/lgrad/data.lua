@@ -19,10 +19,7 @@ local M = {}
 
 local io_ = lg._io
 
-local function is_tensor(v)
-  local mt = getmetatable(v)
-  return type(mt) == "table" and mt.__name == "lgrad.Tensor"
-end
+local is_tensor = lg.is_tensor
 
 local function check_opts(fname, opts)
   if opts == nil then return {} end
