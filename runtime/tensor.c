@@ -178,7 +178,8 @@ lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
   }
   t->dtype = d;
   t->ndim = ndim;
-  memcpy(t->shape, shape, ndim * sizeof *shape);
+  if (ndim > 0)
+    memcpy(t->shape, shape, ndim * sizeof *shape);
   lg_contiguous_strides(ndim, shape, t->strides);
   return t;
 }
@@ -207,7 +208,7 @@ lg_tensor *lg_scalar(lg_dtype d, double v) {
 lg_tensor *lg_from_data(lg_dtype d, int ndim, const int64_t *shape,
                         const void *data) {
   lg_tensor *t = lg_empty(d, ndim, shape);
-  if (t)
+  if (t && lg_numel(t) > 0)
     memcpy(t->storage->data, data, lg_numel(t) * dtype_sizes[d]);
   return t;
 }
@@ -227,9 +228,11 @@ lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
   int64_t extent = 1;
   t->dtype = d;
   t->ndim = ndim;
-  memcpy(t->shape, shape, ndim * sizeof *shape);
+  if (ndim > 0)
+    memcpy(t->shape, shape, ndim * sizeof *shape);
   if (strides)
-    memcpy(t->strides, strides, ndim * sizeof *strides);
+    if (ndim > 0)
+      memcpy(t->strides, strides, ndim * sizeof *strides);
   else
     lg_contiguous_strides(ndim, shape, t->strides);
   for (int i = 0; i < ndim; i++)

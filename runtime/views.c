@@ -17,8 +17,10 @@ lg_tensor *lg_make_view(lg_tensor *t, int ndim, const int64_t *shape,
     return NULL;
   v->dtype = t->dtype;
   v->ndim = ndim;
-  memcpy(v->shape, shape, ndim * sizeof *shape);
-  memcpy(v->strides, strides, ndim * sizeof *strides);
+  if (ndim > 0)
+    memcpy(v->shape, shape, ndim * sizeof *shape);
+  if (ndim > 0)
+    memcpy(v->strides, strides, ndim * sizeof *strides);
   v->offset = offset;
   v->storage = t->storage;
   __atomic_add_fetch(&t->storage->refcount, 1, __ATOMIC_RELAXED);
