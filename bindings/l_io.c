@@ -671,7 +671,7 @@ static int l_load(lua_State *L) {
   size_t slen;
   const char *stext = lua_tolstring(L, -1, &slen);
   lg_json_doc **doc = newbox(L, sizeof *doc, JSONDOC_MT, jsondoc_gc);
-  *doc = lg_json_parse(stext, slen, 8, path);
+  *doc = lg_json_parse(stext, slen, 8, 0, path);
   if (!*doc)
     return luaL_error(L, "lg.load: %s", lg_errmsg());
   const lg_json *s = lg_json_root(*doc);

@@ -81,10 +81,12 @@ struct lg_json {
 typedef struct lg_json_doc lg_json_doc;
 
 bool lg_utf8_valid(const char *s, size_t n);
-/* parses text[0..len) as one JSON value (depth at most max_depth, or
- * LG_JSON_MAX_DEPTH when 0); what names the source in errors */
+/* parses text[0..len) as one JSON value, at most max_depth deep (or
+ * LG_JSON_MAX_DEPTH when 0) and with at most max_values values (no limit
+ * but the text's length when 0; a value costs about 80 bytes, so this
+ * bounds the tree's memory); what names the source in errors */
 lg_json_doc *lg_json_parse(const char *text, size_t len, int max_depth,
-                           const char *what);
+                           size_t max_values, const char *what);
 const lg_json *lg_json_root(const lg_json_doc *doc);
 void lg_json_free(lg_json_doc *doc);
 /* the member named key of an object (first match), or NULL */

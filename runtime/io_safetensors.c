@@ -363,7 +363,10 @@ static int st_load(lg_source *src, lg_st_file *out) {
               what);
     return -1;
   }
-  out->doc = lg_json_parse(header, (size_t)hlen, 16, what);
+  /* an entry is some 60 bytes of text for 8 + ndim values: allowing a
+   * value per 8 bytes keeps the tree within about ten times the header */
+  out->doc =
+      lg_json_parse(header, (size_t)hlen, 16, (size_t)hlen / 8 + 1024, what);
   free(header);
   if (!out->doc)
     return -1;

@@ -224,6 +224,7 @@ typedef struct {
   const char *p, *end, *start;
   const char *what;
   int max_depth;
+  size_t values_left;
   lg_json_doc *doc;
   lg_json *stack; /* scratch for children being parsed */
   size_t sp, scap;
@@ -533,6 +534,9 @@ static int literal(parser *ps, const char *word, lg_json_type t, lg_json *v) {
 }
 
 static int parse_value(parser *ps, lg_json *v, int depth) {
+  if (ps->values_left == 0)
+    return perr(ps, "more values than the limit");
+  ps->values_left--;
   skip_ws(ps);
   if (ps->p >= ps->end)
     return perr(ps, "unexpected end");
@@ -558,13 +562,14 @@ static int parse_value(parser *ps, lg_json *v, int depth) {
 }
 
 lg_json_doc *lg_json_parse(const char *text, size_t len, int max_depth,
-                           const char *what) {
+                           size_t max_values, const char *what) {
   parser ps;
   memset(&ps, 0, sizeof ps);
   ps.p = ps.start = text;
   ps.end = text + len;
   ps.what = what ? what : "JSON";
   ps.max_depth = max_depth > 0 ? max_depth : LG_JSON_MAX_DEPTH;
+  ps.values_left = max_values ? max_values : len + 1;
   ps.doc = calloc(1, sizeof *ps.doc);
   if (!ps.doc) {
     lg_seterr("%s: out of memory parsing JSON", ps.what);

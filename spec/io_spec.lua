@@ -428,6 +428,10 @@ describe("hostile files", function()
     { "deep JSON nesting", function()
       return st("t15.safetensors", '{"a":' .. string.rep("[", 100000)
         .. string.rep("]", 100000) .. "}") end, "nesting deeper than" },
+    { "a header of a million tiny values", function()
+      return st("t15b.safetensors", '{"a":{"dtype":"F32","shape":[1],' ..
+        '"data_offsets":[0,4],"junk":[' .. string.rep("1,", 1000000) ..
+        '1]}}', "\0\0\0\0") end, "more values than the limit" },
     { "malformed JSON", function()
       return st("t16.safetensors", '{"a":{"dtype":"F32",}}') end,
       "bad JSON at byte 20" },
