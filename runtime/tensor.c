@@ -230,10 +230,9 @@ lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
   t->ndim = ndim;
   if (ndim > 0)
     memcpy(t->shape, shape, ndim * sizeof *shape);
-  if (strides)
-    if (ndim > 0)
-      memcpy(t->strides, strides, ndim * sizeof *strides);
-  else
+  if (strides && ndim > 0)
+    memcpy(t->strides, strides, ndim * sizeof *strides);
+  else if (!strides)
     lg_contiguous_strides(ndim, shape, t->strides);
   for (int i = 0; i < ndim; i++)
     if (shape[i] > 0)
