@@ -15,6 +15,12 @@
 #include "internal.h"
 #include "nn.h"
 
+/* The kernels here are plain loops left to the vectorizer; GCC's -O2 cost
+ * model keeps loops of unknown length scalar, so ask for the dynamic one. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
+
 #define SHAPE_BUF 192
 
 /* ---- shared helpers ---- */
@@ -97,6 +103,25 @@ static void work_free(void *p, size_t nbytes) {
   if (p)
     lg_free(p, nbytes);
 }
+
+/* sum of n contiguous values with eight independent accumulators (a
+ * plain loop would be one serial chain of additions) */
+#define DEF_ROWSUM(T, SFX)                                                     \
+  static double rowsum_##SFX(const T *p, int64_t n) {                          \
+    T acc[8] = {0};                                                            \
+    int64_t i = 0;                                                             \
+    for (; i + 8 <= n; i += 8)                                                 \
+      for (int k = 0; k < 8; k++)                                              \
+        acc[k] += p[i + k];                                                    \
+    double s = 0;                                                              \
+    for (int k = 0; k < 8; k++)                                                \
+      s += acc[k];                                                             \
+    for (; i < n; i++)                                                         \
+      s += p[i];                                                               \
+    return s;                                                                  \
+  }
+DEF_ROWSUM(float, f32)
+DEF_ROWSUM(double, f64)
 
 /* ==== linear ==== */
 
@@ -280,7 +305,8 @@ typedef struct {
  * (0 outside).  col2im adds cols back into dx (C, H, W).
  */
 #define DEF_IM2COL(T, SFX)                                                     \
-  static void im2col_##SFX(const T *x, const conv_geom *g, T *cols) {          \
+  static void im2col_##SFX(const T *restrict x, const conv_geom *g,        \
+                            T *restrict cols) {          \
     int64_t L = g->OH * g->OW;                                                 \
     for (int64_t c = 0; c < g->C; c++)                                         \
       for (int64_t i = 0; i < g->kh; i++)                                      \
@@ -315,7 +341,8 @@ typedef struct {
           }                                                                    \
         }                                                                      \
   }                                                                            \
-  static void col2im_##SFX(const T *cols, const conv_geom *g, T *dx) {         \
+  static void col2im_##SFX(const T *restrict cols, const conv_geom *g,     \
+                            T *restrict dx) {         \
     int64_t L = g->OH * g->OW;                                                 \
     for (int64_t c = 0; c < g->C; c++)                                         \
       for (int64_t i = 0; i < g->kh; i++)                                      \
@@ -544,14 +571,9 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
     for (int64_t n = 0; n < N; n++)
       for (int64_t oc = 0; oc < O; oc++) {
         int64_t base = n * ystride + oc * L;
-        double s = 0;
-        if (d == LG_FLOAT32)
-          for (int64_t l = 0; l < L; l++)
-            s += ((const float *)gp)[base + l];
-        else
-          for (int64_t l = 0; l < L; l++)
-            s += ((const double *)gp)[base + l];
-        acc[oc] += s;
+        acc[oc] += d == LG_FLOAT32
+                       ? rowsum_f32((const float *)gp + base, L)
+                       : rowsum_f64((const double *)gp + base, L);
       }
     for (int64_t oc = 0; oc < O; oc++)
       lg_store(d, lg_data_ptr(grads[2]), oc, acc[oc]);
@@ -755,39 +777,71 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
   o->divisor_override = node->ival[10];
 }
 
-/* y[p, oh, ow] = max over the window (NaN wins, as in PyTorch); idx holds
- * the flat position ih*W + iw of the maximum */
+/* the taps k in [*k0, *k1) of a window starting at s with step d that
+ * land inside [0, n) */
+static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
+                               int64_t *k0, int64_t *k1) {
+  int64_t lo = s >= 0 ? 0 : (-s + d - 1) / d;
+  int64_t hi = n - s <= 0 ? 0 : (n - s + d - 1) / d;
+  *k0 = lo;
+  *k1 = hi < k ? hi : k;
+}
+
+/* y[p, oh, ow] = max over the window and idx its flat position ih*W + iw;
+ * a NaN wins (the last one, as in PyTorch).  The compare is written as a
+ * select so that random data costs no mispredicted branches. */
 #define DEF_MAXPOOL(T, SFX)                                                    \
   static void maxpool_##SFX(const T *x, const pool_geom *g, T *y,              \
                             int64_t *idx) {                                    \
+    int64_t H = g->H, W = g->W;                                                \
     for (int64_t p = 0; p < g->planes; p++) {                                  \
-      const T *xp = x + p * g->H * g->W;                                       \
+      const T *xp = x + p * H * W;                                             \
       for (int64_t oh = 0; oh < g->OH; oh++) {                                 \
-        int64_t h0 = oh * g->sh - g->ph;                                       \
+        int64_t h0 = oh * g->sh - g->ph, i0, i1;                               \
+        window_taps(h0, g->dh, g->kh, H, &i0, &i1);                            \
         for (int64_t ow = 0; ow < g->OW; ow++) {                               \
-          int64_t w0 = ow * g->sw - g->pw;                                     \
-          T best = -INFINITY;                                                  \
-          int64_t bi = -1;                                                     \
-          for (int64_t i = 0; i < g->kh; i++) {                                \
-            int64_t ih = h0 + i * g->dh;                                       \
-            if (ih < 0 || ih >= g->H)                                          \
-              continue;                                                        \
-            for (int64_t j = 0; j < g->kw; j++) {                              \
-              int64_t iw = w0 + j * g->dw;                                     \
-              if (iw < 0 || iw >= g->W)                                        \
-                continue;                                                      \
-              T v = xp[ih * g->W + iw];                                        \
-              if (v > best || isnan(v) || bi < 0) {                            \
-                best = v;                                                      \
-                bi = ih * g->W + iw;                                           \
-                if (isnan(v))                                                  \
-                  goto done_##SFX;                                             \
-              }                                                                \
+          int64_t w0 = ow * g->sw - g->pw, j0, j1;                             \
+          window_taps(w0, g->dw, g->kw, W, &j0, &j1);                          \
+          int64_t bi = (h0 + i0 * g->dh) * W + w0 + j0 * g->dw;                \
+          T best = xp[bi];                                                     \
+          for (int64_t i = i0; i < i1; i++) {                                  \
+            int64_t row = (h0 + i * g->dh) * W + w0;                           \
+            for (int64_t j = j0; j < j1; j++) {                                \
+              int64_t k = row + j * g->dw;                                     \
+              T v = xp[k];                                                     \
+              bool take = (v > best) | (v != v);                               \
+              best = take ? v : best;                                          \
+              bi = take ? k : bi;                                              \
             }                                                                  \
           }                                                                    \
-        done_##SFX:                                                            \
           *y++ = best;                                                         \
           *idx++ = bi;                                                         \
+        }                                                                      \
+      }                                                                        \
+    }                                                                          \
+  }                                                                            \
+  /* 2x2 windows, stride 2, no padding or dilation: the usual CNN pool */      \
+  static void maxpool2_##SFX(const T *x, const pool_geom *g, T *y,             \
+                             int64_t *idx) {                                   \
+    int64_t H = g->H, W = g->W;                                                \
+    for (int64_t p = 0; p < g->planes; p++) {                                  \
+      const T *xp = x + p * H * W;                                             \
+      for (int64_t oh = 0; oh < g->OH; oh++) {                                 \
+        const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                           \
+        int64_t k0 = 2 * oh * W;                                               \
+        for (int64_t ow = 0; ow < g->OW; ow++) {                               \
+          T a = r0[2 * ow], b = r0[2 * ow + 1];                                \
+          T c = r1[2 * ow], d = r1[2 * ow + 1];                                \
+          int64_t ia = k0 + 2 * ow, ic = ia + W;                               \
+          bool tb = (b > a) | (b != b);                                        \
+          T ab = tb ? b : a;                                                   \
+          int64_t iab = tb ? ia + 1 : ia;                                      \
+          bool tc = (c > ab) | (c != c);                                       \
+          T abc = tc ? c : ab;                                                 \
+          int64_t iabc = tc ? ic : iab;                                        \
+          bool td = (d > abc) | (d != d);                                      \
+          *y++ = td ? d : abc;                                                 \
+          *idx++ = td ? ic + 1 : iabc;                                         \
         }                                                                      \
       }                                                                        \
     }                                                                          \
@@ -854,10 +908,15 @@ lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
   if (!xc || !(y = lg_empty(x->dtype, x->ndim, shape)) ||
       !(idx = lg_empty(LG_INT64, x->ndim, shape)))
     goto fail;
+  bool k2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 &&
+            g.pw == 0 && g.dh == 1 && g.dw == 1 && 2 * g.OH <= g.H &&
+            2 * g.OW <= g.W;
   if (x->dtype == LG_FLOAT32)
-    maxpool_f32(lg_data_ptr(xc), &g, lg_data_ptr(y), lg_data_ptr(idx));
+    (k2 ? maxpool2_f32 : maxpool_f32)(lg_data_ptr(xc), &g, lg_data_ptr(y),
+                                      lg_data_ptr(idx));
   else
-    maxpool_f64(lg_data_ptr(xc), &g, lg_data_ptr(y), lg_data_ptr(idx));
+    (k2 ? maxpool2_f64 : maxpool_f64)(lg_data_ptr(xc), &g, lg_data_ptr(y),
+                                      lg_data_ptr(idx));
   lg_release(xc);
   xc = NULL;
   lg_node *node = record(y, fn, max_pool2d_backward, 1, &x);
