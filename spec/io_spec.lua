@@ -225,6 +225,12 @@ describe("lg.save / lg.load round trips", function()
     assert.equals(bin, v.bin)
     assert.equals("héllo ☃", v.utf)
     assert.equals("a \"quoted\"\n\\ line", v.q)
+    lg.save(path("keys.safetensors"), { ["a\0b"] = lg.tensor({ 1.0 }),
+      ["c\0"] = "x", ["\u{2603}"] = { [3] = 1 } })
+    local k = lg.load(path("keys.safetensors"))
+    assert.equals(1, k["a\0b"]:item())
+    assert.equals("x", k["c\0"])
+    assert.equals(1, k["\u{2603}"][3])
   end)
 
   it("saves plain values at the root", function()
