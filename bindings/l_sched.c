@@ -36,6 +36,14 @@ static lg_sched *check_sched(lua_State *L, int idx) {
   return b->s;
 }
 
+/* raises when the scheduler's optimizer (user value 1) was closed, before
+ * the runtime touches it */
+static void check_optim_open(lua_State *L, int idx) {
+  lua_getiuservalue(L, idx, 1);
+  lgL_checkoptim(L, -1);
+  lua_pop(L, 1);
+}
+
 /* ---- option parsing (errors name the scheduler and the option) ---- */
 
 typedef struct {
@@ -243,11 +251,16 @@ static void push_lambda_registry(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &lambda_registry_key);
 }
 
+static int optim_still_open(lua_State *L) {
+  lgL_checkoptim(L, 1);
+  return 0;
+}
+
 /* the runtime's callback: fns[group] (or fns[1] for all) of the epoch */
 static int lambda_call(void *call_ctx, void *fn_ctx, int group, int64_t epoch,
                        double *factor) {
   lua_State *L = call_ctx;
-  if (!lua_checkstack(L, 4)) {
+  if (!lua_checkstack(L, 6)) {
     lg_seterr("sched: Lua stack overflow");
     return -1;
   }
@@ -274,6 +287,13 @@ static int lambda_call(void *call_ctx, void *fn_ctx, int group, int64_t epoch,
   else
     lg_seterr("fn must return a number, returned %s at epoch %lld",
               luaL_typename(L, -1), (long long)epoch);
+  /* the function may have closed the optimizer the runtime is using */
+  lua_pushcfunction(L, optim_still_open);
+  lua_getfield(L, top + 2, "optimizer");
+  if (ok && lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    lg_seterr("fn closed the optimizer at epoch %lld", (long long)epoch);
+    ok = 0;
+  }
   lua_settop(L, top);
   return ok ? 0 : -1;
 }
@@ -490,6 +510,8 @@ static int sched_new(lua_State *L) {
   if (o.fn) {
     push_lambda_registry(L);
     lua_pushvalue(L, extra);
+    lua_getiuservalue(L, -3, 1); /* the optimizer, checked after calls */
+    lua_setfield(L, -2, "optimizer");
     lua_rawsetp(L, -2, b);
     lua_pop(L, 1);
     o.fn_ctx = b;
@@ -515,6 +537,7 @@ static void push_lrs(lua_State *L, const double *v, int n) {
 static int sched_step(lua_State *L) {
   lg_sched *s = check_sched(L, 1);
   int rc;
+  check_optim_open(L, 1);
   if (lg_sched_kind_of(s) == LG_SCHED_PLATEAU) {
     double metric;
     lg_tensor *t = lgL_totensor(L, 2);
@@ -544,6 +567,7 @@ static int sched_step(lua_State *L) {
 static int sched_step_to(lua_State *L) {
   lg_sched *s = check_sched(L, 1);
   double e = luaL_checknumber(L, 2);
+  check_optim_open(L, 1);
   if (lg_sched_step_epoch(s, e, L) < 0)
     return luaL_error(L, "%s", lg_errmsg());
   return 0;

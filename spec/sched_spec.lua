@@ -215,6 +215,26 @@ describe("lg.sched behaviour", function()
     assert.are.equal(0.05, s.optimizer.param_groups[1].lr)
   end)
 
+  it("refuses to step once its optimizer is closed", function()
+    local opt = make_optimizer()
+    local s = lg.sched.Exponential(opt, {gamma = 0.5})
+    getmetatable(opt).__close(opt)
+    assert.has_error(function() s:step() end, "optimizer is closed")
+    assert.are.same({0.1, 0.05}, s:get_lr())
+  end)
+
+  it("notices a Lambda function that closes the optimizer", function()
+    local opt = make_optimizer()
+    local closing = false
+    local s = lg.sched.Lambda(opt, function()
+      if closing then getmetatable(opt).__close(opt) end
+      return 1
+    end)
+    closing = true
+    assert.has_error(function() s:step() end,
+      "sched.Lambda: fn closed the optimizer at epoch 1")
+  end)
+
   it("Chained takes the children's optimizer", function()
     local opt = make_optimizer()
     local a = lg.sched.Exponential(opt, {gamma = 0.5})
