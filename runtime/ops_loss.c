@@ -140,6 +140,42 @@ static inline double grad_at(const grad_view *gv, lg_dtype d, int64_t i) {
   return gv->p ? ld(d, gv->p, i) * gv->s : gv->s;
 }
 
+/* Backward functions written with raw kernels give gradients that are not
+ * differentiable again.  Under create_graph, ONCE_DIFFERENTIABLE(fn) makes
+ * fn_once, which records a node on each gradient it returns so that
+ * differentiating through it raises instead of silently giving zero. */
+static int twice_backward(lg_node *node, lg_tensor *grad_out,
+                          lg_tensor **grads) {
+  lg_seterr("%s: differentiating a gradient of this op again (double "
+            "backward) is not supported",
+            node->name);
+  return -1;
+}
+
+static void mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
+                      lg_tensor **grads) {
+  if (!lg_grad_enabled())
+    return;
+  lg_tensor *in[LG_NODE_INLINE + 1];
+  int n = 0;
+  in[n++] = grad_out;
+  for (int i = 0; i < node->nsaved; i++)
+    if (node->saved[i])
+      in[n++] = node->saved[i];
+  for (int i = 0; i < node->ninputs; i++)
+    if (grads[i] && !grads[i]->grad_fn)
+      lg_record(grads[i], name, twice_backward, n, in);
+}
+
+#define ONCE_DIFFERENTIABLE(fn)                                                \
+  static int fn##_once(lg_node *node, lg_tensor *grad_out,                     \
+                       lg_tensor **grads) {                                    \
+    int rc = fn(node, grad_out, grads);                                        \
+    if (!rc)                                                                   \
+      mark_once(node, #fn, grad_out, grads);                                   \
+    return rc;                                                                 \
+  }
+
 int lg_reduction_from_name(const char *name, bool allow_batchmean) {
   if (!strcmp(name, "none"))
     return LG_REDUCTION_NONE;
@@ -224,6 +260,57 @@ static inline double pw_deriv(pw_kind k, double r, double prm) {
   return 0;
 }
 
+/* The same gradient through differentiable ops, for create_graph:
+ * deriv(r) is 2r, sign(r), clamp(r / beta, -1, 1) or clamp(r, -delta,
+ * delta). */
+static int pw_backward_graph(lg_node *node, lg_tensor *a, lg_tensor *b,
+                             lg_tensor *grad_out, lg_tensor **grads) {
+  pw_kind k = (pw_kind)node->ival[0];
+  lg_reduction r = (lg_reduction)node->ival[1];
+  double prm = node->dval[0];
+  lg_tensor *diff = lg_binary(LG_OP_SUB, a, b), *dv = NULL, *g = NULL;
+  lg_tensor *t = NULL;
+  int rc = -1;
+  if (!diff)
+    return -1;
+  switch (k) {
+  case PW_MSE:
+    dv = lg_binary_scalar(LG_OP_MUL, diff, 2.0, false);
+    break;
+  case PW_L1:
+    dv = lg_unary(LG_OP_SIGN, diff);
+    break;
+  case PW_SMOOTH_L1:
+    if ((t = lg_binary_scalar(LG_OP_DIV, diff, prm, false)))
+      dv = lg_clamp(t, -1.0, 1.0);
+    break;
+  case PW_HUBER:
+    dv = lg_clamp(diff, -prm, prm);
+    break;
+  }
+  if (!dv)
+    goto out;
+  if (r == LG_REDUCTION_MEAN)
+    g = lg_binary_scalar(LG_OP_DIV, grad_out, (double)lg_numel(a), false);
+  else
+    g = lg_retain(grad_out);
+  if (!g || !(grads[0] = lg_binary(LG_OP_MUL, dv, g)))
+    goto out;
+  if (node->needs_grad[1] && !(grads[1] = lg_unary(LG_OP_NEG, grads[0])))
+    goto out;
+  if (!node->needs_grad[0]) {
+    lg_release(grads[0]);
+    grads[0] = NULL;
+  }
+  rc = 0;
+out:
+  lg_release(diff);
+  lg_release(dv);
+  lg_release(g);
+  lg_release(t);
+  return rc;
+}
+
 /* d input = g * deriv(r), d target = -d input (g already includes 1/n for
  * the mean) */
 static int pw_backward(lg_node *node, lg_tensor *grad_out,
@@ -231,6 +318,8 @@ static int pw_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *a = lg_node_saved(node, 0), *b = lg_node_saved(node, 1);
   if (!a || !b)
     return -1;
+  if (lg_grad_enabled())
+    return pw_backward_graph(node, a, b, grad_out, grads);
   pw_kind k = (pw_kind)node->ival[0];
   lg_reduction r = (lg_reduction)node->ival[1];
   double prm = node->dval[0];
@@ -563,6 +652,7 @@ out:
   lg_release(tc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(cross_entropy_backward)
 
 lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
                             lg_tensor *weight, double label_smoothing,
@@ -672,7 +762,7 @@ lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
   w = NULL;
   lg_tensor *tin = probs ? tconv : target;
   lg_tensor *in[2] = {logits, tin};
-  lg_node *node = record(y, fn, cross_entropy_backward, 2, in);
+  lg_node *node = record(y, fn, cross_entropy_backward_once, 2, in);
   if (node) {
     node->ival[CE_RED] = r;
     node->ival[CE_BASE] = index_base;
@@ -746,6 +836,7 @@ out:
   lg_release(tc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(nll_loss_backward)
 
 lg_tensor *lg_nll_loss(lg_tensor *logp, lg_tensor *target, lg_tensor *weight,
                        int64_t ignore_index, int64_t index_base,
@@ -795,7 +886,7 @@ lg_tensor *lg_nll_loss(lg_tensor *logp, lg_tensor *target, lg_tensor *weight,
   lg_release(tc);
   xc = tc = NULL;
   lg_tensor *in[1] = {logp};
-  lg_node *node = record(y, fn, nll_loss_backward, 1, in);
+  lg_node *node = record(y, fn, nll_loss_backward_once, 1, in);
   if (node) {
     node->ival[CE_RED] = r;
     node->ival[CE_BASE] = index_base;
@@ -885,6 +976,7 @@ out:
   lg_release(tc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(bce_backward)
 
 lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
                                    lg_tensor *weight, lg_reduction r) {
@@ -928,7 +1020,7 @@ lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
   lg_release(tc);
   per = pc = tc = NULL;
   lg_tensor *in[2] = {p, t};
-  lg_node *node = record(y, fn, bce_backward, 2, in);
+  lg_node *node = record(y, fn, bce_backward_once, 2, in);
   if (node) {
     node->ival[0] = r;
     if (lg_node_save(node, p) || lg_node_save(node, t) ||
@@ -1012,6 +1104,7 @@ out:
   lg_release(tc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(bce_logits_backward)
 
 lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
                               lg_tensor *weight, lg_tensor *pos_weight,
@@ -1054,7 +1147,7 @@ lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
   lg_release(tc);
   per = xc = tc = NULL;
   lg_tensor *in[2] = {x, t};
-  lg_node *node = record(y, fn, bce_logits_backward, 2, in);
+  lg_node *node = record(y, fn, bce_logits_backward_once, 2, in);
   if (node) {
     node->ival[0] = r;
     node->ival[1] = wc != NULL;
@@ -1131,6 +1224,7 @@ out:
   lg_release(tc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(kl_div_backward)
 
 lg_tensor *lg_kl_div(lg_tensor *log_q, lg_tensor *p, bool log_target,
                      lg_reduction r) {
@@ -1168,7 +1262,7 @@ lg_tensor *lg_kl_div(lg_tensor *log_q, lg_tensor *p, bool log_target,
   lg_release(tc);
   per = xc = tc = NULL;
   lg_tensor *in[2] = {log_q, t};
-  lg_node *node = record(y, fn, kl_div_backward, 2, in);
+  lg_node *node = record(y, fn, kl_div_backward_once, 2, in);
   if (node) {
     node->ival[0] = r;
     node->ival[1] = log_target;

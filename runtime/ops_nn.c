@@ -104,6 +104,42 @@ static void work_free(void *p, size_t nbytes) {
     lg_free(p, nbytes);
 }
 
+/* Backward functions written with raw kernels give gradients that are not
+ * differentiable again.  Under create_graph, ONCE_DIFFERENTIABLE(fn) makes
+ * fn_once, which records a node on each gradient it returns so that
+ * differentiating through it raises instead of silently giving zero. */
+static int twice_backward(lg_node *node, lg_tensor *grad_out,
+                          lg_tensor **grads) {
+  lg_seterr("%s: differentiating a gradient of this op again (double "
+            "backward) is not supported",
+            node->name);
+  return -1;
+}
+
+static void mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
+                      lg_tensor **grads) {
+  if (!lg_grad_enabled())
+    return;
+  lg_tensor *in[LG_NODE_INLINE + 1];
+  int n = 0;
+  in[n++] = grad_out;
+  for (int i = 0; i < node->nsaved; i++)
+    if (node->saved[i])
+      in[n++] = node->saved[i];
+  for (int i = 0; i < node->ninputs; i++)
+    if (grads[i] && !grads[i]->grad_fn)
+      lg_record(grads[i], name, twice_backward, n, in);
+}
+
+#define ONCE_DIFFERENTIABLE(fn)                                                \
+  static int fn##_once(lg_node *node, lg_tensor *grad_out,                     \
+                       lg_tensor **grads) {                                    \
+    int rc = fn(node, grad_out, grads);                                        \
+    if (!rc)                                                                   \
+      mark_once(node, #fn, grad_out, grads);                                   \
+    return rc;                                                                 \
+  }
+
 /* sum of n contiguous values with eight independent accumulators (a
  * plain loop would be one serial chain of additions) */
 #define DEF_ROWSUM(T, SFX)                                                     \
@@ -587,6 +623,7 @@ out:
   lg_release(wc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(conv2d_backward)
 
 lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
                      const lg_conv2d_opts *opts) {
@@ -663,7 +700,7 @@ lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
   lg_release(wc);
   xc = wc = NULL;
   lg_tensor *in[3] = {x, w, b};
-  lg_node *node = record(y, fn, conv2d_backward, 3, in);
+  lg_node *node = record(y, fn, conv2d_backward_once, 3, in);
   if (node) {
     conv_save_opts(node, &o);
     if (lg_node_save(node, x) || lg_node_save(node, w))
@@ -888,6 +925,7 @@ static int max_pool2d_backward(lg_node *node, lg_tensor *grad_out,
   grads[0] = dx;
   return 0;
 }
+ONCE_DIFFERENTIABLE(max_pool2d_backward)
 
 lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
                          lg_tensor **indices) {
@@ -919,7 +957,7 @@ lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
                                       lg_data_ptr(idx));
   lg_release(xc);
   xc = NULL;
-  lg_node *node = record(y, fn, max_pool2d_backward, 1, &x);
+  lg_node *node = record(y, fn, max_pool2d_backward_once, 1, &x);
   if (node) {
     pool_save(node, &o);
     node->ival[12] = g.H;
@@ -1034,6 +1072,7 @@ static int avg_pool2d_backward(lg_node *node, lg_tensor *grad_out,
   grads[0] = dx;
   return 0;
 }
+ONCE_DIFFERENTIABLE(avg_pool2d_backward)
 
 lg_tensor *lg_avg_pool2d(lg_tensor *x, const lg_pool2d_opts *opts) {
   const char *fn = "avg_pool2d";
@@ -1061,7 +1100,7 @@ lg_tensor *lg_avg_pool2d(lg_tensor *x, const lg_pool2d_opts *opts) {
   else
     avgpool_f64(lg_data_ptr(xc), &g, &o, lg_data_ptr(y));
   lg_release(xc);
-  lg_node *node = record(y, fn, avg_pool2d_backward, 1, &x);
+  lg_node *node = record(y, fn, avg_pool2d_backward_once, 1, &x);
   if (node) {
     pool_save(node, &o);
     node->ninput_shape = x->ndim;
@@ -1112,6 +1151,7 @@ static int embedding_backward(lg_node *node, lg_tensor *grad_out,
   grads[0] = dw;
   return 0;
 }
+ONCE_DIFFERENTIABLE(embedding_backward)
 
 lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight,
                         int64_t padding_idx, int64_t index_base) {
@@ -1162,7 +1202,7 @@ lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight,
   for (int64_t i = 0; i < n; i++)
     memcpy(yp + i * row, wp + (ip[i] - index_base) * row, row);
   lg_release(wc);
-  lg_node *node = record(y, fn, embedding_backward, 1, &weight);
+  lg_node *node = record(y, fn, embedding_backward_once, 1, &weight);
   if (node) {
     node->ival[0] = index_base;
     node->ival[1] = padding_idx;
@@ -1416,6 +1456,7 @@ out:
   lg_release(xc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(layer_norm_backward)
 
 lg_tensor *lg_layer_norm(lg_tensor *x, int nnorm,
                          const int64_t *normalized_shape, lg_tensor *weight,
@@ -1494,7 +1535,7 @@ lg_tensor *lg_layer_norm(lg_tensor *x, int nnorm,
   lg_release(xc);
   xc = NULL;
   lg_tensor *in[3] = {x, weight, bias};
-  lg_node *node = record(y, fn, layer_norm_backward, 3, in);
+  lg_node *node = record(y, fn, layer_norm_backward_once, 3, in);
   if (node) {
     node->ival[0] = nnorm;
     if (lg_node_save(node, x) || lg_node_save(node, stats) ||
@@ -1631,6 +1672,7 @@ out:
   lg_release(xc);
   return rc;
 }
+ONCE_DIFFERENTIABLE(batch_norm_backward)
 
 /* writes n doubles into the 1-d tensor t in place (bumping its version) */
 static int store_vec(lg_tensor *t, int64_t n, const double *v) {
@@ -1750,7 +1792,7 @@ lg_tensor *lg_batch_norm(lg_tensor *x, lg_tensor *running_mean,
   lg_release(xc);
   xc = NULL;
   lg_tensor *in[3] = {x, weight, bias};
-  lg_node *node = record(y, fn, batch_norm_backward, 3, in);
+  lg_node *node = record(y, fn, batch_norm_backward_once, 3, in);
   if (node) {
     node->ival[0] = training;
     if (lg_node_save(node, x) || lg_node_save(node, stats) ||

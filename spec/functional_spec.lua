@@ -458,6 +458,16 @@ describe("lg.F errors", function()
       "are 1..2 or negative)")
   end)
 
+  it("double backward through conv2d raises instead of giving zero", function()
+    local x = lg.randn({1, 1, 4, 4}, {requires_grad = true})
+    local w = lg.randn({1, 1, 3, 3}, {requires_grad = true})
+    local gx = lg.grad(F.conv2d(x, w):sum(), {x}, {create_graph = true})[1]
+    local ok, err = pcall(function() gx:sum():backward() end)
+    assert.is_false(ok)
+    assert.matches("conv2d_backward: differentiating a gradient of this op " ..
+                   "again %(double backward%) is not supported", err)
+  end)
+
   it("a saved input changed in place is caught at backward", function()
     local x = lg.randn(1, 1, 4, 4)
     local w = lg.randn({1, 1, 3, 3}, {requires_grad = true})

@@ -265,6 +265,35 @@ describe("loss behaviour", function()
     for i = 5, 8 do assert.equal(0, g[i]) end
   end)
 
+  it("regression losses are differentiable twice (Hessian-vector)", function()
+    local X = lg.randn({5, 3}, {dtype = lg.float64})
+    local y = lg.randn({5}, {dtype = lg.float64})
+    local v = lg.randn({3}, {dtype = lg.float64})
+    -- mean over 5 residuals: H = 2 X^T X / 5; huber inside delta: X^T X / 5
+    local XtXv = lg.matmul(X:t(), lg.matmul(X, v))
+    for name, scale in pairs({mse_loss = 2 / 5, huber_loss = 1 / 5}) do
+      local w = lg.randn({3}, {dtype = lg.float64, requires_grad = true})
+      local opts = name == "huber_loss" and {delta = 1e6} or nil
+      local loss = F[name](lg.matmul(X, w), y, opts)
+      local g = lg.grad(loss, {w}, {create_graph = true})[1]
+      local hv = lg.grad((g * v):sum(), {w})[1]
+      local got, want = flat(hv), flat(XtXv)
+      for i = 1, 3 do
+        assert.is_true(math.abs(got[i] - scale * want[i]) < 1e-10, name)
+      end
+    end
+  end)
+
+  it("double backward through cross_entropy raises", function()
+    local x = lg.randn({3, 4}, {dtype = lg.float64, requires_grad = true})
+    local loss = F.cross_entropy(x, labels({1, 2, 3}))
+    local g = lg.grad(loss, {x}, {create_graph = true})[1]
+    local ok, err = pcall(function() g:sum():backward() end)
+    assert.is_false(ok)
+    assert.matches("cross_entropy_backward: differentiating a gradient of " ..
+                   "this op again %(double backward%) is not supported", err)
+  end)
+
   it("smooth_l1_loss and huber_loss take a positional parameter", function()
     local a = lg.tensor({0, 3}, {dtype = lg.float64})
     local b = lg.tensor({0.5, 0}, {dtype = lg.float64})
