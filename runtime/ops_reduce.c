@@ -190,6 +190,62 @@ static lg_tensor *expand_back(lg_tensor *g, lg_node *n) {
   return e;
 }
 
+/* The product of the other elements of x's reduced slice, for each element
+ * (out: the product with keepdim).  Without zeros it is out / x.  With
+ * zeros, out / x is NaN at a zero: there the product of the others is the
+ * product of the non-zero elements when the zero is the only one of its
+ * slice, else 0.  Written with differentiable ops; at a slice with two or
+ * more zeros the second derivative between the zeros is taken as 0. */
+static lg_tensor *prod_others(lg_tensor *x, lg_tensor *out, int dim) {
+  lg_tensor *zero = lg_binary_scalar(LG_OP_EQ, x, 0, false);
+  if (!zero)
+    return NULL;
+  bool was = lg_set_grad_enabled(false);
+  lg_tensor *anyz = lg_reduce(LG_RED_ANY, zero, LG_ALL_DIMS, false);
+  lg_set_grad_enabled(was);
+  if (!anyz) {
+    lg_release(zero);
+    return NULL;
+  }
+  bool has_zero = lg_item(anyz) != 0;
+  lg_release(anyz);
+  if (!has_zero) {
+    lg_release(zero);
+    return lg_binary(LG_OP_DIV, out, x);
+  }
+  lg_tensor *one = lg_scalar(x->dtype, 1);
+  lg_tensor *safe = one ? lg_where(zero, one, x) : NULL; /* zeros -> 1 */
+  lg_tensor *nonzero_prod =
+      safe ? lg_reduce(LG_RED_PROD, safe, dim, true) : NULL;
+  lg_tensor *nzeros = lg_reduce(LG_RED_SUM, zero, dim, true);
+  lg_tensor *lone = nzeros ? lg_binary_scalar(LG_OP_EQ, nzeros, 1, false)
+                           : NULL;
+  lg_tensor *at_lone = lone ? lg_binary(LG_OP_AND, zero, lone) : NULL;
+  lg_tensor *at_lone_f = at_lone ? lg_to_dtype(at_lone, x->dtype) : NULL;
+  /* out / x at non-zeros; 0 at zeros, where out / safe would carry out's
+   * own derivative into the second order */
+  lg_tensor *quot = safe ? lg_binary(LG_OP_DIV, out, safe) : NULL;
+  lg_tensor *nil = lg_scalar(x->dtype, 0);
+  lg_tensor *rest = quot && nil ? lg_where(zero, nil, quot) : NULL;
+  lg_tensor *fill = nonzero_prod && at_lone_f
+                        ? lg_binary(LG_OP_MUL, nonzero_prod, at_lone_f)
+                        : NULL;
+  lg_tensor *r = rest && fill ? lg_binary(LG_OP_ADD, rest, fill) : NULL;
+  lg_release(zero);
+  lg_release(one);
+  lg_release(safe);
+  lg_release(nonzero_prod);
+  lg_release(nzeros);
+  lg_release(lone);
+  lg_release(at_lone);
+  lg_release(at_lone_f);
+  lg_release(quot);
+  lg_release(nil);
+  lg_release(rest);
+  lg_release(fill);
+  return r;
+}
+
 static int reduce_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_redop op = (lg_redop)n->ival[10];
   lg_tensor *e = expand_back(g, n);
@@ -206,8 +262,8 @@ static int reduce_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     if (x && out) {
       int kn = (int)n->ival[0];
       lg_tensor *ko = lg_reshape(out, kn, n->ival + 1);
-      if (op == LG_RED_PROD) { /* g * out / x */
-        lg_tensor *t = ko ? lg_binary(LG_OP_DIV, ko, x) : NULL;
+      if (op == LG_RED_PROD) {
+        lg_tensor *t = ko ? prod_others(x, ko, (int)n->ival[11]) : NULL;
         r = t ? lg_binary(LG_OP_MUL, e, t) : NULL;
         lg_release(t);
       } else { /* max/min: spread evenly over the tied positions */
