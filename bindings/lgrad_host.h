@@ -76,6 +76,8 @@
  *   - The default generator is per thread and starts from the same seed
  *     in every thread: seed each thread (lg.manual_seed) for distinct
  *     streams.
+ *   - A thread that used lgrad calls lg_mem_trim() before it ends, so
+ *     that the memory blocks it cached go back to libc.
  */
 #ifndef LGRAD_HOST_H
 #define LGRAD_HOST_H

@@ -1,6 +1,7 @@
--- Embedding lgrad in C host programs: builds examples/host_train.c and
--- the tests/host_*_test.c programs against the built objects, runs them,
--- and runs them under valgrind when it is installed.
+-- lgrad from C: builds tests/core_test.c against the core library alone,
+-- and examples/host_train.c and the tests/host_*_test.c programs against
+-- the built objects as host programs; runs them, and runs them under
+-- valgrind when it is installed.
 local BUILD = os.getenv("LGRAD_BUILD") or "build"
 
 local function quote(s)
@@ -42,10 +43,15 @@ local function link_inputs()
 end
 
 local binaries = {}
-local function build(src)
+-- compiles src as a host program, or with `core_only` against the core
+-- library alone (no Lua headers or library at all)
+local function build(src, core_only)
   if binaries[src] then return binaries[src] end
   local exe = tmp .. "." .. src:match("([%w_]+)%.c$")
-  local cmd = table.concat({
+  local cmd = core_only and table.concat({
+    "cc -std=gnu99 -O2 -g -pthread -Wall -Wextra", quote(src),
+    quote(BUILD .. "/liblgrad.a"), "-lopenblas -lz -lm -o", quote(exe) }, " ")
+    or table.concat({
     "cc -std=gnu99 -O2 -g -pthread -Wall -Wextra",
     "-I/usr/include/lua5.4 -Ibindings", quote(src), link_inputs(),
     "-llua5.4 -lopenblas -lz -lm -o", quote(exe) }, " ")
@@ -69,6 +75,17 @@ describe("embedding lgrad", function()
                            "tests/host_threads_test.c" }) do
       assert.equals("", build(src).warnings)
     end
+  end)
+
+  it("uses the runtime from C without Lua", function()
+    local b = build("tests/core_test.c", true)
+    assert.equals("", b.warnings)
+    local syms = sh("nm " .. quote(b.exe) .. " | grep -c ' U lua' || true")
+    assert.equals("0\n", syms)
+    local out, err, code = sh(quote(b.exe))
+    assert.equals("", err)
+    assert.equals(0, code, out)
+    assert.matches("(%d+) passed, 0 failed\n$", out)
   end)
 
   it("passes the embedding API checks", function()
@@ -125,9 +142,21 @@ describe("embedding lgrad", function()
        function()
       local out, err, code = sh(VALGRIND ..
         quote(build("examples/host_train.c").exe) ..
-        " examples/host_train.lua 10")
+        " examples/host_train.lua 2")
       assert.equals(0, code, err)
       assert.truthy(out:find("released by lgrad: 2 of 2", 1, true), out)
+    end)
+
+    -- each run costs a few seconds of valgrind start-up: the host
+    -- example always runs, the others with LGRAD_SLOW=1
+    if os.getenv("LGRAD_SLOW") ~= "1" then return end
+
+    it("reports no errors and no definite leaks for the core test",
+       function()
+      local out, err, code = sh(VALGRIND ..
+        quote(build("tests/core_test.c", true).exe))
+      assert.equals(0, code, err)
+      assert.matches("passed, 0 failed\n$", out)
     end)
 
     it("reports no errors and no definite leaks for the API checks",
@@ -150,9 +179,7 @@ describe("embedding lgrad", function()
     -- The runtime keeps per-thread caches (tensor headers, storages,
     -- graph nodes, backward scratch vectors); they must be freed when a
     -- thread ends, or a host that starts threads leaks at every exit.
-    -- Known to fail until the runtime frees them at thread exit, so it
-    -- runs only with LGRAD_SLOW=1 for now.
-    if os.getenv("LGRAD_SLOW") ~= "1" then return end
+    -- Known to fail until the runtime frees them at thread exit.
     it("leaks nothing definite when training threads end", function()
       local _, err, code = sh(VALGRIND ..
         quote(build("tests/host_threads_test.c").exe) ..
