@@ -1,0 +1,1472 @@
+--- lgrad.nn: modules (lg.nn).
+--
+--   local model = lg.nn.Sequential(
+--     lg.nn.Linear(784, 256), lg.nn.ReLU(), lg.nn.Linear(256, 10))
+--   local logits = model(x)                 -- m(x) runs m:forward(x)
+--   local opt = lg.optim.Adam(model:parameters(), {lr = 1e-3})
+--   print(model)                            -- structure and parameter count
+--
+-- Modules written in Lua subclass lg.nn.Module with extend, set their
+-- sub-modules and parameters up in init by plain assignment, and define
+-- forward:
+--
+--   local MLP = lg.nn.Module:extend("MLP")
+--   function MLP:init(nin, nhidden, nout)
+--     self.fc1 = lg.nn.Linear(nin, nhidden)   -- a sub-module
+--     self.fc2 = lg.nn.Linear(nhidden, nout)
+--     self.scale = lg.nn.Parameter(lg.ones(nout))   -- a parameter
+--     self:register_buffer("calls", lg.zeros{})     -- state, not trained
+--   end
+--   function MLP:forward(x)
+--     return self.fc2(self.fc1(x):relu()) * self.scale
+--   end
+--   local m = MLP(784, 128, 10)
+--
+-- Registration: assigning a module, or a tensor that requires grad
+-- (lg.nn.Parameter(t) is t made a leaf that requires grad), to a new field
+-- of a module registers it under the field's name, in assignment order.
+-- Later assignments to the same field replace the value and keep the
+-- registration.  Tensors that do not require grad are plain fields unless
+-- registered with register_buffer (saved in state_dict, not trained).
+-- register_parameter and add_module register explicitly.  Field names used
+-- by the methods below (train, forward, parameters, ...) and names starting
+-- with "_" are reserved.
+--
+-- Names: named_parameters and state_dict use PyTorch's dotted names, so
+-- state dicts interchange with PyTorch's: a Sequential's children are
+-- named "0", "1", ... (m[1] is the child named "0"), as torch.nn.Sequential
+-- names them.  A module's own parameters come first, then its buffers
+-- (state_dict only), then each child's, in registration order.
+
+local lg = require "lgrad"
+
+local F = lg.F
+local is_tensor = lg.is_tensor
+local mtype = math.type
+local sqrt = math.sqrt
+local fmt = string.format
+
+local M = {}
+
+---------------------------------------------------------------------------
+-- helpers
+
+local function is_module(v)
+  if type(v) ~= "table" then return false end
+  local mt = getmetatable(v)
+  return type(mt) == "table" and mt._is_module == true
+end
+M.is_module = is_module
+
+local function shape_str(shape)
+  return "[" .. table.concat(shape, ",") .. "]"
+end
+
+-- a child's name in dotted paths: integer keys (a Sequential's) are
+-- PyTorch's 0-based names
+local function key_name(k)
+  if mtype(k) == "integer" then return tostring(k - 1) end
+  return k
+end
+
+local function join(prefix, k)
+  local name = key_name(k)
+  if prefix == "" then return name end
+  return prefix .. "." .. name
+end
+
+local function check_int(fname, what, v, min)
+  if mtype(v) ~= "integer" or v < (min or 1) then
+    error(fmt("%s: %s must be an integer >= %d (got %s)", fname, what,
+      min or 1, tostring(v)), 3)
+  end
+  return v
+end
+
+-- the options table (or {}), with unknown keys rejected
+local function options(fname, opts, allowed)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" or is_tensor(opts) then
+    error(fmt("%s: options must be a table (got %s)", fname, type(opts)), 3)
+  end
+  for k in pairs(opts) do
+    if not allowed[k] then
+      error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3)
+    end
+  end
+  return opts
+end
+
+local function set_of(list)
+  local s = {}
+  for _, k in ipairs(list) do s[k] = true end
+  return s
+end
+
+-- integer or {h, w} pair
+local function pair(fname, what, v)
+  if mtype(v) == "integer" and v >= 0 then return { v, v } end
+  if type(v) == "table" and not is_tensor(v) and #v == 2
+      and mtype(v[1]) == "integer" and mtype(v[2]) == "integer" then
+    return { v[1], v[2] }
+  end
+  error(fmt("%s: %s must be an integer or a pair {h, w} (got %s)", fname,
+    what, tostring(v)), 3)
+end
+
+local function pair_str(p)
+  if p[1] == p[2] then return tostring(p[1]) end
+  return "(" .. p[1] .. ", " .. p[2] .. ")"
+end
+
+---------------------------------------------------------------------------
+-- lg.nn.init: in-place initializations, as torch.nn.init
+
+local init = {}
+M.init = init
+
+local function nograd(f, t, ...)
+  local prev = lg.set_grad_enabled(false)
+  local ok, err = pcall(f, t, ...)
+  lg.set_grad_enabled(prev)
+  if not ok then error(err, 0) end
+  return t
+end
+
+local function check_float(fname, t)
+  if not is_tensor(t) then
+    error(fmt("init.%s: expected a tensor (got %s)", fname, type(t)), 3)
+  end
+  local d = t:dtype()
+  if d ~= "float32" and d ~= "float64" then
+    error(fmt("init.%s: needs a float tensor (got %s)", fname, d), 3)
+  end
+end
+
+-- fan_in and fan_out of a weight: (out, in, k...) as PyTorch reads them
+local function fans(fname, t)
+  local nd = t:dim()
+  if nd < 2 then
+    error(fmt("init.%s: fan in and fan out need a tensor with at least 2 "
+      .. "dimensions (got %d)", fname, nd), 3)
+  end
+  local receptive = 1
+  for d = 3, nd do receptive = receptive * t:size(d) end
+  return t:size(2) * receptive, t:size(1) * receptive
+end
+init._fans = fans
+
+--- The recommended gain for a nonlinearity, as torch.nn.init.calculate_gain.
+function init.calculate_gain(nonlinearity, param)
+  local n = nonlinearity
+  if n == "linear" or n == "sigmoid" or n == "identity" or n == "conv1d"
+      or n == "conv2d" or n == "conv3d" or n == "conv_transpose1d"
+      or n == "conv_transpose2d" or n == "conv_transpose3d" then
+    return 1
+  elseif n == "tanh" then
+    return 5 / 3
+  elseif n == "relu" then
+    return sqrt(2)
+  elseif n == "leaky_relu" then
+    local slope = param == nil and 0.01 or param
+    if type(slope) ~= "number" then
+      error("init.calculate_gain: negative_slope must be a number", 2)
+    end
+    return sqrt(2 / (1 + slope * slope))
+  elseif n == "selu" then
+    return 3 / 4
+  end
+  error(fmt("init.calculate_gain: unsupported nonlinearity '%s'",
+    tostring(n)), 2)
+end
+
+-- generator option passed through to uniform_/normal_
+local function gen_opts(o)
+  if o and o.generator then return { generator = o.generator } end
+  return nil
+end
+
+-- (t, positional..., opts) or (t, opts): the trailing options table
+local function trailing(...)
+  local n = select("#", ...)
+  local last = n > 0 and select(n, ...) or nil
+  if type(last) == "table" and not is_tensor(last) then return last, n - 1 end
+  return nil, n
+end
+
+--- uniform_(t [, a = 0, b = 1] [, {generator}])
+function init.uniform_(t, a, b, o)
+  check_float("uniform_", t)
+  if type(a) == "table" then o, a, b = a, a.a, a.b end
+  if type(b) == "table" then o, b = b, nil end
+  a, b = a or 0, b or 1
+  return nograd(t.uniform_, t, a, b, gen_opts(o))
+end
+
+--- normal_(t [, mean = 0, std = 1] [, {generator}])
+function init.normal_(t, mean, std, o)
+  check_float("normal_", t)
+  if type(mean) == "table" then o, mean, std = mean, mean.mean, mean.std end
+  if type(std) == "table" then o, std = std, nil end
+  mean, std = mean or 0, std or 1
+  return nograd(t.normal_, t, mean, std, gen_opts(o))
+end
+
+--- constant_(t, value)
+function init.constant_(t, v)
+  check_float("constant_", t)
+  if type(v) ~= "number" then
+    error("init.constant_: value must be a number", 2)
+  end
+  return nograd(t.fill_, t, v)
+end
+
+function init.zeros_(t) return init.constant_(t, 0) end
+function init.ones_(t) return init.constant_(t, 1) end
+
+local function gain_of(o, g)
+  if type(g) == "number" then return g end
+  if o and o.gain ~= nil then return o.gain end
+  return 1
+end
+
+--- xavier_uniform_(t [, gain = 1] [, {gain, generator}]):
+-- U(-a, a) with a = gain * sqrt(6 / (fan_in + fan_out))
+function init.xavier_uniform_(t, ...)
+  check_float("xavier_uniform_", t)
+  local o = trailing(...)
+  local fin, fout = fans("xavier_uniform_", t)
+  local a = gain_of(o, (...)) * sqrt(6 / (fin + fout))
+  return nograd(t.uniform_, t, -a, a, gen_opts(o))
+end
+
+--- xavier_normal_(t [, gain = 1] [, {gain, generator}]):
+-- N(0, std^2) with std = gain * sqrt(2 / (fan_in + fan_out))
+function init.xavier_normal_(t, ...)
+  check_float("xavier_normal_", t)
+  local o = trailing(...)
+  local fin, fout = fans("xavier_normal_", t)
+  local std = gain_of(o, (...)) * sqrt(2 / (fin + fout))
+  return nograd(t.normal_, t, 0, std, gen_opts(o))
+end
+
+-- kaiming's arguments: (t, a, mode, nonlinearity) or (t, {a, mode,
+-- nonlinearity, generator}); returns gain / sqrt(fan) and the options
+local function kaiming_std(fname, t, ...)
+  check_float(fname, t)
+  local o, n = trailing(...)
+  local a, mode, nl = ...
+  if n < 1 then a = nil end
+  if n < 2 then mode = nil end
+  if n < 3 then nl = nil end
+  o = o or {}
+  a = a or o.a or 0
+  mode = mode or o.mode or "fan_in"
+  nl = nl or o.nonlinearity or "leaky_relu"
+  if mode ~= "fan_in" and mode ~= "fan_out" then
+    error(fmt("init.%s: mode must be \"fan_in\" or \"fan_out\" (got %s)",
+      fname, tostring(mode)), 3)
+  end
+  local fin, fout = fans(fname, t)
+  local fan = mode == "fan_in" and fin or fout
+  if fan == 0 then
+    error(fmt("init.%s: cannot initialize a tensor with no elements", fname),
+      3)
+  end
+  return init.calculate_gain(nl, a) / sqrt(fan), o
+end
+
+--- kaiming_uniform_(t [, a = 0, mode = "fan_in", nonlinearity =
+-- "leaky_relu"]) or (t, {a, mode, nonlinearity, generator}):
+-- U(-b, b) with b = gain * sqrt(3 / fan)
+function init.kaiming_uniform_(t, ...)
+  local std, o = kaiming_std("kaiming_uniform_", t, ...)
+  local b = sqrt(3) * std
+  return nograd(t.uniform_, t, -b, b, gen_opts(o))
+end
+
+--- kaiming_normal_: N(0, std^2) with std = gain / sqrt(fan)
+function init.kaiming_normal_(t, ...)
+  local std, o = kaiming_std("kaiming_normal_", t, ...)
+  return nograd(t.normal_, t, 0, std, gen_opts(o))
+end
+
+--- orthogonal_(t [, gain = 1] [, {gain, generator}]): a (semi-)orthogonal
+-- matrix from the QR decomposition of a normal matrix, signs fixed by R's
+-- diagonal, as PyTorch; dims past the first are flattened.
+function init.orthogonal_(t, ...)
+  check_float("orthogonal_", t)
+  if t:dim() < 2 then
+    error("init.orthogonal_: only tensors with 2 or more dimensions are "
+      .. "supported", 2)
+  end
+  local o = trailing(...)
+  local gain = gain_of(o, (...))
+  local rows = t:size(1)
+  local cols = t:numel() // rows
+  local flat = lg.randn({ rows, cols }, { dtype = lg.float64,
+    generator = o and o.generator })
+  if rows < cols then flat = flat:t() end
+  -- Householder QR of the m x n matrix a (m >= n), in Lua tables
+  local m, n = flat:size(1), flat:size(2)
+  local a = flat:contiguous():totable()
+  local vs = {}
+  local rdiag = {}
+  for k = 1, n do
+    local norm = 0
+    for i = k, m do norm = norm + a[i][k] * a[i][k] end
+    norm = sqrt(norm)
+    local alpha = a[k][k] > 0 and -norm or norm
+    local v = {}
+    for i = k, m do v[i] = a[i][k] end
+    v[k] = v[k] - alpha
+    local vnorm = 0
+    for i = k, m do vnorm = vnorm + v[i] * v[i] end
+    if vnorm > 0 then
+      for j = k, n do
+        local s = 0
+        for i = k, m do s = s + v[i] * a[i][j] end
+        s = 2 * s / vnorm
+        for i = k, m do a[i][j] = a[i][j] - s * v[i] end
+      end
+    end
+    vs[k] = { v = v, vnorm = vnorm }
+    rdiag[k] = a[k][k]
+  end
+  -- Q's first n columns: apply the reflections to the identity's columns
+  local q = {}
+  for i = 1, m do
+    q[i] = {}
+    for j = 1, n do q[i][j] = (i == j) and 1 or 0 end
+  end
+  for k = n, 1, -1 do
+    local v, vnorm = vs[k].v, vs[k].vnorm
+    if vnorm > 0 then
+      for j = 1, n do
+        local s = 0
+        for i = k, m do s = s + v[i] * q[i][j] end
+        s = 2 * s / vnorm
+        for i = k, m do q[i][j] = q[i][j] - s * v[i] end
+      end
+    end
+  end
+  for j = 1, n do
+    local sgn = rdiag[j] < 0 and -gain or gain
+    for i = 1, m do q[i][j] = q[i][j] * sgn end
+  end
+  local qt = lg.tensor(q, { dtype = lg.float64 })
+  if rows < cols then qt = qt:t() end
+  return nograd(t.copy_, t, qt:contiguous():view(t:shape()))
+end
+
+---------------------------------------------------------------------------
+-- Module: the base class
+
+local Module = {}
+Module._is_module = true
+Module.__index = Module
+Module.__name = "Module"
+M.Module = Module
+
+-- registers k when first given a module or a tensor requiring grad
+local function module_newindex(self, k, v)
+  if v ~= nil then
+    local kind = self._kind
+    if kind[k] == nil then
+      local what
+      if is_module(v) then
+        what = "module"
+      elseif is_tensor(v) and v.requires_grad then
+        what = "param"
+      end
+      if what then
+        local order = self._order
+        order[#order + 1] = k
+        kind[k] = what
+      end
+    end
+  end
+  rawset(self, k, v)
+end
+Module.__newindex = module_newindex
+
+function Module.__call(self, ...)
+  return self:forward(...)
+end
+
+-- a new instance of class cls: internal fields first, then cls.init
+local function construct(cls, ...)
+  local self = setmetatable({ _order = {}, _kind = {}, training = true }, cls)
+  local initf = cls.init
+  if initf then initf(self, ...) end
+  return self
+end
+
+local class_mt_cache = setmetatable({}, { __mode = "k" })
+
+local function class_meta(parent)
+  local mt = class_mt_cache[parent]
+  if not mt then
+    mt = {
+      __index = parent,
+      __call = construct,
+      __tostring = function(c) return "lgrad.nn class " .. c.__name end,
+    }
+    class_mt_cache[parent] = mt
+  end
+  return mt
+end
+
+--- A subclass: local C = Base:extend("Name"); define C:init(...) and
+-- C:forward(...); instantiate with C(...).  C.super is Base.
+function Module.extend(parent, name)
+  if type(name) ~= "string" then
+    error("Module.extend: the class needs a name (a string)", 2)
+  end
+  local cls = {}
+  for k, v in pairs(parent) do
+    if type(k) == "string" and k:sub(1, 2) == "__" then cls[k] = v end
+  end
+  cls.__index = cls
+  cls.__name = name
+  cls.super = parent
+  return setmetatable(cls, class_meta(parent))
+end
+setmetatable(Module, class_meta({}))
+
+function Module.init() end
+
+function Module:forward()
+  error(fmt("%s: forward is not implemented", self.__name), 2)
+end
+
+--- Registers a parameter (the tensor is made a leaf requiring grad unless
+-- it already is one); t may be nil to declare an absent one.
+function Module:register_parameter(name, t)
+  if type(name) ~= "string" then
+    error("register_parameter: name must be a string", 2)
+  end
+  if t ~= nil then
+    if not is_tensor(t) then
+      error(fmt("register_parameter: '%s' must be a tensor (got %s)", name,
+        type(t)), 2)
+    end
+    if not t.requires_grad then t = M.Parameter(t) end
+  end
+  if self._kind[name] == nil then
+    self._order[#self._order + 1] = name
+    self._kind[name] = "param"
+  end
+  rawset(self, name, t)
+  return t
+end
+
+--- Registers a buffer: a tensor saved in state_dict but not trained.
+function Module:register_buffer(name, t)
+  if type(name) ~= "string" then
+    error("register_buffer: name must be a string", 2)
+  end
+  if t ~= nil and not is_tensor(t) then
+    error(fmt("register_buffer: '%s' must be a tensor (got %s)", name,
+      type(t)), 2)
+  end
+  if self._kind[name] == nil then
+    self._order[#self._order + 1] = name
+    self._kind[name] = "buffer"
+  end
+  rawset(self, name, t)
+  return t
+end
+
+--- Registers a sub-module under name (a string or an integer).
+function Module:add_module(name, m)
+  if not is_module(m) then
+    error(fmt("add_module: '%s' must be a module (got %s)", tostring(name),
+      type(m)), 2)
+  end
+  if self._kind[name] == nil then
+    self._order[#self._order + 1] = name
+    self._kind[name] = "module"
+  end
+  rawset(self, name, m)
+  return m
+end
+
+-- calls fn(key, value) for each registered entry of kind, in order
+local function each_own(mod, what, fn)
+  local order, kind = mod._order, mod._kind
+  for i = 1, #order do
+    local k = order[i]
+    if kind[k] == what then
+      local v = rawget(mod, k)
+      if v ~= nil then fn(k, v) end
+    end
+  end
+end
+
+-- pre-order walk: fn(prefix, module); modules seen once
+local function walk(mod, prefix, fn, seen)
+  if seen then
+    if seen[mod] then return end
+    seen[mod] = true
+  end
+  fn(prefix, mod)
+  local order, kind = mod._order, mod._kind
+  for i = 1, #order do
+    local k = order[i]
+    if kind[k] == "module" then
+      local child = rawget(mod, k)
+      if is_module(child) then walk(child, join(prefix, k), fn, seen) end
+    end
+  end
+end
+
+-- an ordered table: r[i] = {name, value}, r[name] = value; pairs(r) and
+-- calling r as an iterator (for name, v in r do) go in order
+local Ordered = {}
+local function ordered_next(r, prev)
+  local i = prev == nil and 1 or r._pos[prev] + 1
+  local e = r[i]
+  if e then return e[1], e[2] end
+end
+Ordered.__pairs = function(r) return ordered_next, r, nil end
+Ordered.__call = function(r, _, prev) return ordered_next(r, prev) end
+-- _pos is kept out of pairs and #: stored in the metatable-backed index
+Ordered.__index = function(r, k)
+  if k == "_pos" then
+    local pos = {}
+    for i = 1, #r do pos[r[i][1]] = i end
+    rawset(r, "_pos", pos)
+    return pos
+  end
+end
+
+local function ordered(list)
+  local r = {}
+  for i, e in ipairs(list) do
+    r[i] = e
+    r[e[1]] = e[2]
+  end
+  return setmetatable(r, Ordered)
+end
+
+--- Parameters as a list, each once, in named_parameters' order.
+function Module:parameters()
+  local list, seen = {}, {}
+  walk(self, "", function(_, m)
+    each_own(m, "param", function(_, p)
+      if not seen[p] then
+        seen[p] = true
+        list[#list + 1] = p
+      end
+    end)
+  end, {})
+  return list
+end
+
+--- Parameters with dotted names: an ordered table (r[i] = {name, p},
+-- r[name] = p); `for name, p in m:named_parameters() do` visits them in
+-- order, as pairs(r) does.
+function Module:named_parameters()
+  local list, seen = {}, {}
+  walk(self, "", function(prefix, m)
+    each_own(m, "param", function(k, p)
+      if not seen[p] then
+        seen[p] = true
+        list[#list + 1] = { join(prefix, k), p }
+      end
+    end)
+  end, {})
+  return ordered(list)
+end
+
+--- Buffers with dotted names, as named_parameters.
+function Module:named_buffers()
+  local list = {}
+  walk(self, "", function(prefix, m)
+    each_own(m, "buffer", function(k, b)
+      list[#list + 1] = { join(prefix, k), b }
+    end)
+  end, {})
+  return ordered(list)
+end
+
+function Module:buffers()
+  local list = {}
+  for i, e in ipairs(self:named_buffers()) do list[i] = e[2] end
+  return list
+end
+
+--- Every module (self first, pre-order) with its dotted name ("" for self).
+function Module:named_modules()
+  local list = {}
+  walk(self, "", function(prefix, m) list[#list + 1] = { prefix, m } end, {})
+  return ordered(list)
+end
+
+function Module:modules()
+  local list = {}
+  walk(self, "", function(_, m) list[#list + 1] = m end, {})
+  return list
+end
+
+--- The direct sub-modules, in order.
+function Module:children()
+  local list = {}
+  each_own(self, "module", function(_, c) list[#list + 1] = c end)
+  return list
+end
+
+function Module:named_children()
+  local list = {}
+  each_own(self, "module", function(k, c)
+    list[#list + 1] = { key_name(k), c }
+  end)
+  return ordered(list)
+end
+
+--- Total number of parameter elements (shared parameters counted once).
+function Module:num_parameters(trainable_only)
+  local n = 0
+  for _, p in ipairs(self:parameters()) do
+    if not trainable_only or p.requires_grad then n = n + p:numel() end
+  end
+  return n
+end
+
+--- Training mode (the default) for self and every sub-module: Dropout
+-- drops, BatchNorm uses batch statistics and updates its running ones.
+function Module:train(mode)
+  if mode == nil then mode = true end
+  mode = not not mode
+  walk(self, "", function(_, m) rawset(m, "training", mode) end, {})
+  return self
+end
+
+--- Evaluation mode: Dropout passes through, BatchNorm uses running stats.
+function Module:eval()
+  return self:train(false)
+end
+
+--- Calls fn(m) on every sub-module, then self (PyTorch's order).
+function Module:apply(fn)
+  for _, c in ipairs(self:children()) do c:apply(fn) end
+  fn(self)
+  return self
+end
+
+--- Drops every parameter's gradient (sets .grad to nil, as PyTorch's
+-- default set_to_none).
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p.grad = nil end
+end
+
+--- Sets requires_grad on every parameter (false freezes the module).
+function Module:requires_grad_(on)
+  if on == nil then on = true end
+  for _, p in ipairs(self:parameters()) do p:requires_grad_(on) end
+  return self
+end
+
+--- Converts every parameter and buffer to dtype (a float dtype) in place
+-- of the old tensors; make optimizers afterwards.
+function Module:to(dtype)
+  if dtype ~= "float32" and dtype ~= "float64" then
+    error(fmt("Module:to: dtype must be lg.float32 or lg.float64 (got %s)",
+      tostring(dtype)), 2)
+  end
+  walk(self, "", function(_, m)
+    each_own(m, "param", function(k, p)
+      if p:dtype() ~= dtype then
+        local q = p:detach():to(dtype)
+        q:requires_grad_(p.requires_grad)
+        rawset(m, k, q)
+      end
+    end)
+    each_own(m, "buffer", function(k, b)
+      local d = b:dtype()
+      if d ~= dtype and (d == "float32" or d == "float64") then
+        rawset(m, k, b:to(dtype))
+      end
+    end)
+  end, {})
+  return self
+end
+function Module:double() return self:to("float64") end
+function Module:float() return self:to("float32") end
+
+-- pairs over a state dict: its keys in order, then any added since
+local function state_dict_mt(keys)
+  local listed = {}
+  for _, k in ipairs(keys) do listed[k] = true end
+  return {
+    __pairs = function(t)
+      local i, rest = 0, nil
+      return function()
+        while i < #keys do
+          i = i + 1
+          local k = keys[i]
+          local v = rawget(t, k)
+          if v ~= nil then return k, v end
+        end
+        local v
+        repeat
+          rest, v = next(t, rest)
+        until rest == nil or not listed[rest]
+        return rest, v
+      end, t, nil
+    end,
+  }
+end
+
+--- Parameters and buffers by dotted name (flat, PyTorch's keys and order,
+-- pairs visits them in order).  The tensors share storage with the
+-- module's (detached views, as PyTorch's): they follow later training;
+-- clone them to keep a snapshot.  lg.save(path, m:state_dict()) writes a
+-- checkpoint.
+function Module:state_dict()
+  local list = {}
+  walk(self, "", function(prefix, m)
+    each_own(m, "param", function(k, p)
+      list[#list + 1] = { join(prefix, k), p:detach() }
+    end)
+    each_own(m, "buffer", function(k, b)
+      list[#list + 1] = { join(prefix, k), b:detach() }
+    end)
+  end)
+  local sd, keys = {}, {}
+  for i, e in ipairs(list) do
+    sd[e[1]] = e[2]
+    keys[i] = e[1]
+  end
+  return setmetatable(sd, state_dict_mt(keys))
+end
+
+-- a nested table of tensors flattened to dotted keys
+local function flatten_sd(sd, prefix, out)
+  for k, v in next, sd do
+    local name = prefix == "" and tostring(k) or prefix .. "." .. tostring(k)
+    if type(v) == "table" and not is_tensor(v) then
+      flatten_sd(v, name, out)
+    else
+      out[name] = v
+    end
+  end
+  return out
+end
+
+-- load_state_dict's options; a table of strings is the metadata that
+-- lg.load returns second (m:load_state_dict(lg.load(path))): ignored
+local function load_opts(opts)
+  if type(opts) == "table" and not is_tensor(opts) then
+    local strings = next(opts) ~= nil
+    for _, v in next, opts do
+      if type(v) ~= "string" then strings = false end
+    end
+    if strings then return {} end
+  end
+  return options("load_state_dict", opts, { strict = true })
+end
+
+--- Copies a state dict's tensors into the module's parameters and buffers
+-- (values are copied; dtypes convert).  sd may be flat (dotted keys) or
+-- nested, as lg.load returns either.  Strict by default: any missing or
+-- unexpected key and any shape mismatch is an error naming the keys, and
+-- nothing is copied then.  With {strict = false}, missing and unexpected
+-- keys are skipped and returned as two lists.
+function Module:load_state_dict(sd, opts)
+  if type(sd) ~= "table" or is_tensor(sd) then
+    error("load_state_dict: expected a table of tensors (got " .. type(sd)
+      .. ")", 2)
+  end
+  opts = load_opts(opts)
+  local strict = opts.strict ~= false
+  local flat = flatten_sd(sd, "", {})
+  -- targets: {name, owner, key, tensor}
+  local targets = {}
+  walk(self, "", function(prefix, m)
+    each_own(m, "param", function(k, p)
+      targets[#targets + 1] = { join(prefix, k), m, k, p }
+    end)
+    each_own(m, "buffer", function(k, b)
+      targets[#targets + 1] = { join(prefix, k), m, k, b }
+    end)
+  end)
+  local missing, unexpected, bad = {}, {}, {}
+  local expected = {}
+  for _, e in ipairs(targets) do
+    local name, cur = e[1], e[4]
+    expected[name] = true
+    local v = flat[name]
+    if v == nil then
+      missing[#missing + 1] = name
+    elseif not is_tensor(v) then
+      bad[#bad + 1] = fmt("'%s' is a %s, not a tensor", name, type(v))
+    elseif shape_str(v:shape()) ~= shape_str(cur:shape()) then
+      bad[#bad + 1] = fmt("size mismatch for '%s': the module has %s, the "
+        .. "state dict %s", name, shape_str(cur:shape()),
+        shape_str(v:shape()))
+    end
+  end
+  for k in pairs(flat) do
+    if not expected[k] then unexpected[#unexpected + 1] = k end
+  end
+  table.sort(unexpected)
+  local problems = {}
+  if #bad > 0 then problems[#problems + 1] = table.concat(bad, "; ") end
+  if strict then
+    if #missing > 0 then
+      problems[#problems + 1] = "missing keys: " .. table.concat(missing, ", ")
+    end
+    if #unexpected > 0 then
+      problems[#problems + 1] = "unexpected keys: "
+        .. table.concat(unexpected, ", ")
+    end
+  end
+  if #problems > 0 then
+    error("load_state_dict: " .. table.concat(problems, "; "), 2)
+  end
+  local prev = lg.set_grad_enabled(false)
+  local ok, err = pcall(function()
+    for _, e in ipairs(targets) do
+      local v = flat[e[1]]
+      if v ~= nil then e[4]:copy_(v) end
+    end
+  end)
+  lg.set_grad_enabled(prev)
+  if not ok then error("load_state_dict: " .. tostring(err), 2) end
+  return missing, unexpected
+end
+
+--- The text inside a module's parentheses in its repr.
+function Module.extra_repr() return "" end
+
+local function repr(m, indent)
+  local extra = m:extra_repr()
+  local lines = {}
+  if extra ~= "" then
+    for line in (extra .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+  end
+  local nchild = 0
+  local inner = indent .. "  "
+  each_own(m, "module", function(k, c)
+    nchild = nchild + 1
+    lines[#lines + 1] = "(" .. key_name(k) .. "): " .. repr(c, inner)
+  end)
+  if nchild == 0 then return m.__name .. "(" .. extra .. ")" end
+  local parts = { m.__name .. "(" }
+  for _, line in ipairs(lines) do parts[#parts + 1] = inner .. line end
+  parts[#parts + 1] = indent .. ")"
+  return table.concat(parts, "\n")
+end
+
+local function thousands(n)
+  local s = tostring(n)
+  local out = s:reverse():gsub("(%d%d%d)", "%1,"):reverse()
+  return (out:gsub("^,", ""))
+end
+M._thousands = thousands
+
+--- PyTorch's repr, then the parameter count on its own line.
+function Module.__tostring(m)
+  local n = m:num_parameters()
+  local t = m:num_parameters(true)
+  local count = "Parameters: " .. thousands(n)
+  if t ~= n then count = count .. " (trainable " .. thousands(t) .. ")" end
+  return repr(m, "") .. "\n" .. count
+end
+
+--- t made a parameter: a leaf that requires grad, sharing t's storage.
+function M.Parameter(t, requires_grad)
+  if not is_tensor(t) then
+    error("Parameter: expected a tensor (got " .. type(t) .. ")", 2)
+  end
+  if not t.is_leaf then t = t:detach() end
+  if requires_grad == nil then requires_grad = true end
+  t:requires_grad_(requires_grad)
+  return t
+end
+
+---------------------------------------------------------------------------
+-- containers
+
+local Sequential = Module:extend("Sequential")
+M.Sequential = Sequential
+
+--- Sequential(m1, m2, ...) or Sequential{m1, m2, ...}: children m[1],
+-- m[2], ... (named "0", "1", ... in state dicts).
+function Sequential:init(...)
+  local n = select("#", ...)
+  local mods = { ... }
+  if n == 1 and type(mods[1]) == "table" and not is_module(mods[1]) then
+    mods = mods[1]
+    n = #mods
+  end
+  rawset(self, "_n", 0)
+  for i = 1, n do
+    local m = mods[i]
+    if not is_module(m) then
+      error(fmt("Sequential: argument %d is not a module (got %s)", i,
+        type(m)), 3)
+    end
+    self:add(m)
+  end
+end
+
+--- Appends a module; returns the Sequential.
+function Sequential:add(m)
+  if not is_module(m) then
+    error("Sequential:add: expected a module (got " .. type(m) .. ")", 2)
+  end
+  local n = self._n + 1
+  self:add_module(n, m)
+  rawset(self, "_n", n)
+  return self
+end
+Sequential.append = Sequential.add
+
+function Sequential:forward(x)
+  for i = 1, self._n do x = self[i](x) end
+  return x
+end
+
+function Sequential.__len(self) return self._n end
+
+--- ModuleList: a list of modules registered as children (m[i]), with no
+-- forward of its own.
+local ModuleList = Sequential:extend("ModuleList")
+M.ModuleList = ModuleList
+function ModuleList.forward()
+  error("ModuleList: has no forward; call its modules", 2)
+end
+
+---------------------------------------------------------------------------
+-- layers
+
+local linear = F.linear
+
+local Linear = Module:extend("Linear")
+M.Linear = Linear
+
+-- PyTorch's default for Linear and Conv: kaiming_uniform_(a = sqrt(5)) for
+-- the weight, U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the bias
+local function default_init(w, b)
+  init.kaiming_uniform_(w, sqrt(5))
+  if b then
+    local fan_in = fans("kaiming_uniform_", w)
+    local bound = fan_in > 0 and 1 / sqrt(fan_in) or 0
+    init.uniform_(b, -bound, bound)
+  end
+end
+
+local linear_opts = set_of { "bias", "dtype" }
+
+--- Linear(in, out [, {bias = true, dtype}]): y = x W^T + b, W (out, in).
+function Linear:init(nin, nout, opts)
+  check_int("Linear", "in_features", nin, 0)
+  check_int("Linear", "out_features", nout, 0)
+  opts = options("Linear", opts, linear_opts)
+  self.in_features, self.out_features = nin, nout
+  local dt = opts.dtype and { dtype = opts.dtype } or nil
+  self.weight = M.Parameter(lg.empty({ nout, nin }, dt))
+  if opts.bias ~= false then
+    self.bias = M.Parameter(lg.empty({ nout }, dt))
+  else
+    self:register_parameter("bias", nil)
+  end
+  self:reset_parameters()
+end
+
+function Linear:reset_parameters()
+  default_init(self.weight, self.bias)
+end
+
+function Linear:forward(x)
+  return linear(x, self.weight, self.bias)
+end
+
+function Linear:extra_repr()
+  return fmt("in_features=%d, out_features=%d, bias=%s", self.in_features,
+    self.out_features, tostring(self.bias ~= nil))
+end
+
+local conv2d = F.conv2d
+
+local Conv2d = Module:extend("Conv2d")
+M.Conv2d = Conv2d
+
+local conv_opts = set_of { "stride", "padding", "dilation", "groups", "bias",
+  "dtype" }
+
+--- Conv2d(in, out, kernel [, {stride = 1, padding = 0, dilation = 1,
+-- groups = 1, bias = true, dtype}]); kernel, stride, padding and dilation
+-- are integers or pairs {h, w}; padding may be "valid" or "same" (stride
+-- 1, an even total padding per side).
+function Conv2d:init(nin, nout, k, opts)
+  local fn = "Conv2d"
+  check_int(fn, "in_channels", nin)
+  check_int(fn, "out_channels", nout)
+  opts = options(fn, opts, conv_opts)
+  local kernel = pair(fn, "kernel_size", k)
+  if kernel[1] < 1 or kernel[2] < 1 then
+    error("Conv2d: kernel_size must be positive", 2)
+  end
+  local stride = pair(fn, "stride", opts.stride or 1)
+  local dilation = pair(fn, "dilation", opts.dilation or 1)
+  local groups = check_int(fn, "groups", opts.groups or 1)
+  local padding = opts.padding or 0
+  local pad_name
+  if padding == "valid" then
+    pad_name, padding = "valid", { 0, 0 }
+  elseif padding == "same" then
+    pad_name = "same"
+    if stride[1] ~= 1 or stride[2] ~= 1 then
+      error("Conv2d: padding \"same\" needs stride 1", 2)
+    end
+    padding = {}
+    for d = 1, 2 do
+      local total = dilation[d] * (kernel[d] - 1)
+      if total % 2 ~= 0 then
+        error("Conv2d: padding \"same\" with this kernel and dilation needs "
+          .. "uneven padding, which is not supported", 2)
+      end
+      padding[d] = total // 2
+    end
+  else
+    padding = pair(fn, "padding", padding)
+  end
+  if nin % groups ~= 0 or nout % groups ~= 0 then
+    error(fmt("Conv2d: in_channels (%d) and out_channels (%d) must be "
+      .. "divisible by groups (%d)", nin, nout, groups), 2)
+  end
+  self.in_channels, self.out_channels = nin, nout
+  self.kernel_size, self.stride, self.padding = kernel, stride, padding
+  self.dilation, self.groups, self._pad_name = dilation, groups, pad_name
+  self._opts = { stride = stride, padding = padding, dilation = dilation,
+    groups = groups }
+  local dt = opts.dtype and { dtype = opts.dtype } or nil
+  self.weight = M.Parameter(lg.empty({ nout, nin // groups, kernel[1],
+    kernel[2] }, dt))
+  if opts.bias ~= false then
+    self.bias = M.Parameter(lg.empty({ nout }, dt))
+  else
+    self:register_parameter("bias", nil)
+  end
+  self:reset_parameters()
+end
+
+Conv2d.reset_parameters = Linear.reset_parameters
+
+function Conv2d:forward(x)
+  return conv2d(x, self.weight, self.bias, self._opts)
+end
+
+function Conv2d:extra_repr()
+  local s = fmt("%d, %d, kernel_size=%s, stride=%s", self.in_channels,
+    self.out_channels, pair_str(self.kernel_size), pair_str(self.stride))
+  if self._pad_name then
+    s = s .. ", padding=" .. self._pad_name
+  elseif self.padding[1] ~= 0 or self.padding[2] ~= 0 then
+    s = s .. ", padding=" .. pair_str(self.padding)
+  end
+  if self.dilation[1] ~= 1 or self.dilation[2] ~= 1 then
+    s = s .. ", dilation=" .. pair_str(self.dilation)
+  end
+  if self.groups ~= 1 then s = s .. ", groups=" .. self.groups end
+  if self.bias == nil then s = s .. ", bias=false" end
+  return s
+end
+
+-- pooling
+
+local max_pool2d, avg_pool2d = F.max_pool2d, F.avg_pool2d
+
+local MaxPool2d = Module:extend("MaxPool2d")
+M.MaxPool2d = MaxPool2d
+local maxpool_opts = set_of { "stride", "padding", "dilation", "ceil_mode" }
+
+--- MaxPool2d(kernel [, {stride = kernel, padding = 0, dilation = 1,
+-- ceil_mode = false}])
+function MaxPool2d:init(k, opts)
+  local fn = "MaxPool2d"
+  if type(opts) == "number" then opts = { stride = opts } end
+  opts = options(fn, opts, maxpool_opts)
+  self.kernel_size = pair(fn, "kernel_size", k)
+  self.stride = pair(fn, "stride", opts.stride or k)
+  self.padding = pair(fn, "padding", opts.padding or 0)
+  self.dilation = pair(fn, "dilation", opts.dilation or 1)
+  self.ceil_mode = opts.ceil_mode == true
+  self._opts = { stride = self.stride, padding = self.padding,
+    dilation = self.dilation, ceil_mode = self.ceil_mode }
+end
+
+function MaxPool2d:forward(x)
+  return max_pool2d(x, self.kernel_size, self._opts)
+end
+
+function MaxPool2d:extra_repr()
+  return fmt("kernel_size=%s, stride=%s, padding=%s, dilation=%s, "
+    .. "ceil_mode=%s", pair_str(self.kernel_size), pair_str(self.stride),
+    pair_str(self.padding), pair_str(self.dilation), tostring(self.ceil_mode))
+end
+
+local AvgPool2d = Module:extend("AvgPool2d")
+M.AvgPool2d = AvgPool2d
+local avgpool_opts = set_of { "stride", "padding", "ceil_mode",
+  "count_include_pad", "divisor_override" }
+
+--- AvgPool2d(kernel [, {stride = kernel, padding = 0, ceil_mode = false,
+-- count_include_pad = true, divisor_override}])
+function AvgPool2d:init(k, opts)
+  local fn = "AvgPool2d"
+  if type(opts) == "number" then opts = { stride = opts } end
+  opts = options(fn, opts, avgpool_opts)
+  self.kernel_size = pair(fn, "kernel_size", k)
+  self.stride = pair(fn, "stride", opts.stride or k)
+  self.padding = pair(fn, "padding", opts.padding or 0)
+  self.ceil_mode = opts.ceil_mode == true
+  self.count_include_pad = opts.count_include_pad ~= false
+  self.divisor_override = opts.divisor_override
+  self._opts = { stride = self.stride, padding = self.padding,
+    ceil_mode = self.ceil_mode, count_include_pad = self.count_include_pad,
+    divisor_override = self.divisor_override }
+end
+
+function AvgPool2d:forward(x)
+  return avg_pool2d(x, self.kernel_size, self._opts)
+end
+
+function AvgPool2d:extra_repr()
+  return fmt("kernel_size=%s, stride=%s, padding=%s", pair_str(
+    self.kernel_size), pair_str(self.stride), pair_str(self.padding))
+end
+
+local Flatten = Module:extend("Flatten")
+M.Flatten = Flatten
+
+--- Flatten([start_dim = 2 [, end_dim = -1]]) or Flatten{start_dim, end_dim}:
+-- keeps the batch dimension, as torch.nn.Flatten.
+function Flatten:init(s, e)
+  if type(s) == "table" then
+    local o = options("Flatten", s, set_of { "start_dim", "end_dim" })
+    s, e = o.start_dim, o.end_dim
+  end
+  self.start_dim = s or 2
+  self.end_dim = e or -1
+  if mtype(self.start_dim) ~= "integer" or mtype(self.end_dim) ~= "integer"
+  then
+    error("Flatten: start_dim and end_dim must be integers", 3)
+  end
+end
+
+function Flatten:forward(x)
+  return x:flatten(self.start_dim, self.end_dim)
+end
+
+function Flatten:extra_repr()
+  return fmt("start_dim=%d, end_dim=%d", self.start_dim, self.end_dim)
+end
+
+local embedding = F.embedding
+
+local Embedding = Module:extend("Embedding")
+M.Embedding = Embedding
+
+--- Embedding(num_embeddings, embedding_dim [, {padding_idx, dtype}]):
+-- weight ~ N(0, 1), the padding_idx row (1-based) zero and never updated.
+function Embedding:init(num, dim, opts)
+  check_int("Embedding", "num_embeddings", num)
+  check_int("Embedding", "embedding_dim", dim)
+  opts = options("Embedding", opts, set_of { "padding_idx", "dtype" })
+  local pad = opts.padding_idx
+  if pad ~= nil then
+    if mtype(pad) ~= "integer" or pad == 0 or pad > num or pad < -num then
+      error(fmt("Embedding: padding_idx must be an index in 1..%d (got %s)",
+        num, tostring(pad)), 3)
+    end
+    if pad < 0 then pad = num + pad + 1 end
+    self._opts = { padding_idx = pad }
+  end
+  self.num_embeddings, self.embedding_dim = num, dim
+  self.padding_idx = pad
+  local dt = opts.dtype and { dtype = opts.dtype } or nil
+  self.weight = M.Parameter(lg.empty({ num, dim }, dt))
+  self:reset_parameters()
+end
+
+function Embedding:reset_parameters()
+  init.normal_(self.weight)
+  if self.padding_idx then
+    nograd(function(w) w:select(1, self.padding_idx):zero_() end, self.weight)
+  end
+end
+
+function Embedding:forward(idx)
+  return embedding(idx, self.weight, self._opts)
+end
+
+function Embedding:extra_repr()
+  local s = fmt("%d, %d", self.num_embeddings, self.embedding_dim)
+  if self.padding_idx then s = s .. ", padding_idx=" .. self.padding_idx end
+  return s
+end
+
+local dropout = F.dropout
+
+local Dropout = Module:extend("Dropout")
+M.Dropout = Dropout
+
+--- Dropout(p = 0.5): in training, zeroes each element with probability p
+-- and scales the rest by 1 / (1 - p); identity in eval mode.
+function Dropout:init(p)
+  p = p == nil and 0.5 or p
+  if type(p) ~= "number" or p < 0 or p > 1 then
+    error("Dropout: p must be a probability in [0, 1] (got " .. tostring(p)
+      .. ")", 3)
+  end
+  self.p = p
+end
+
+function Dropout:forward(x)
+  if not self.training or self.p == 0 then return x end
+  return dropout(x, self.p, true)
+end
+
+function Dropout:extra_repr()
+  return "p=" .. self.p
+end
+
+-- normalization
+
+local batch_norm = F.batch_norm
+
+local bn_opts = set_of { "eps", "momentum", "affine", "track_running_stats",
+  "dtype" }
+
+local function bn_init(self, fname, n, opts)
+  check_int(fname, "num_features", n)
+  opts = options(fname, opts, bn_opts)
+  self.num_features = n
+  self.eps = opts.eps or 1e-5
+  -- momentum false: a cumulative average (PyTorch's momentum=None)
+  if opts.momentum == false then
+    self.momentum = false
+  else
+    self.momentum = opts.momentum or 0.1
+  end
+  self.affine = opts.affine ~= false
+  self.track_running_stats = opts.track_running_stats ~= false
+  local dt = opts.dtype and { dtype = opts.dtype } or nil
+  if self.affine then
+    self.weight = M.Parameter(lg.ones({ n }, dt))
+    self.bias = M.Parameter(lg.zeros({ n }, dt))
+  else
+    self:register_parameter("weight", nil)
+    self:register_parameter("bias", nil)
+  end
+  if self.track_running_stats then
+    self:register_buffer("running_mean", lg.zeros({ n }, dt))
+    self:register_buffer("running_var", lg.ones({ n }, dt))
+    self:register_buffer("num_batches_tracked",
+      lg.zeros({}, { dtype = lg.int64 }))
+  end
+  self._train_opts = { training = true, momentum = self.momentum or 0,
+    eps = self.eps }
+  self._eval_opts = { training = false, eps = self.eps }
+end
+
+local function bn_forward(self, x)
+  local opts
+  if self.training then
+    opts = self._train_opts
+    local nbt = self.num_batches_tracked
+    if nbt then
+      nbt:add_(1)
+      if not self.momentum then
+        opts.momentum = 1 / nbt:item()
+      end
+    end
+  elseif self.track_running_stats then
+    opts = self._eval_opts
+  else
+    opts = self._train_opts -- no running stats: batch statistics always
+  end
+  return batch_norm(x, self.running_mean, self.running_var, self.weight,
+    self.bias, opts)
+end
+
+local function bn_repr(self)
+  return fmt("%d, eps=%s, momentum=%s, affine=%s, track_running_stats=%s",
+    self.num_features, tostring(self.eps), tostring(self.momentum or "nil"),
+    tostring(self.affine), tostring(self.track_running_stats))
+end
+
+local function bn_reset_running_stats(self)
+  if self.track_running_stats then
+    nograd(function()
+      self.running_mean:zero_()
+      self.running_var:fill_(1)
+      self.num_batches_tracked:zero_()
+    end)
+  end
+end
+
+local BatchNorm1d = Module:extend("BatchNorm1d")
+M.BatchNorm1d = BatchNorm1d
+
+--- BatchNorm1d(num_features [, {eps = 1e-5, momentum = 0.1 (false: a
+-- cumulative average), affine = true, track_running_stats = true}]) over
+-- (N, C) or (N, C, L) inputs.
+function BatchNorm1d:init(n, opts)
+  bn_init(self, "BatchNorm1d", n, opts)
+end
+
+function BatchNorm1d:forward(x)
+  local d = x:dim()
+  if d ~= 2 and d ~= 3 then
+    error(fmt("BatchNorm1d: expected a 2-d or 3-d input (N, C[, L]), got %s",
+      shape_str(x:shape())), 2)
+  end
+  return bn_forward(self, x)
+end
+BatchNorm1d.extra_repr = bn_repr
+BatchNorm1d.reset_running_stats = bn_reset_running_stats
+
+local BatchNorm2d = Module:extend("BatchNorm2d")
+M.BatchNorm2d = BatchNorm2d
+
+--- BatchNorm2d(num_features [, opts as BatchNorm1d]) over (N, C, H, W).
+function BatchNorm2d:init(n, opts)
+  bn_init(self, "BatchNorm2d", n, opts)
+end
+
+function BatchNorm2d:forward(x)
+  if x:dim() ~= 4 then
+    error(fmt("BatchNorm2d: expected a 4-d input (N, C, H, W), got %s",
+      shape_str(x:shape())), 2)
+  end
+  return bn_forward(self, x)
+end
+BatchNorm2d.extra_repr = bn_repr
+BatchNorm2d.reset_running_stats = bn_reset_running_stats
+
+local layer_norm = F.layer_norm
+
+local LayerNorm = Module:extend("LayerNorm")
+M.LayerNorm = LayerNorm
+
+--- LayerNorm(normalized_shape [, {eps = 1e-5, elementwise_affine = true,
+-- bias = true}]): normalizes over the last dims given by normalized_shape
+-- (an integer or a table of sizes).
+function LayerNorm:init(shape, opts)
+  opts = options("LayerNorm", opts, set_of { "eps", "elementwise_affine",
+    "bias", "dtype" })
+  if mtype(shape) == "integer" then shape = { shape } end
+  if type(shape) ~= "table" or #shape == 0 then
+    error("LayerNorm: normalized_shape must be an integer or a table of "
+      .. "sizes", 3)
+  end
+  for _, s in ipairs(shape) do check_int("LayerNorm", "each size", s) end
+  self.normalized_shape = shape
+  self.eps = opts.eps or 1e-5
+  self.elementwise_affine = opts.elementwise_affine ~= false
+  local dt = opts.dtype and { dtype = opts.dtype } or nil
+  if self.elementwise_affine then
+    self.weight = M.Parameter(lg.ones(shape, dt))
+    if opts.bias ~= false then
+      self.bias = M.Parameter(lg.zeros(shape, dt))
+    end
+  end
+  self._opts = { eps = self.eps }
+end
+
+function LayerNorm:forward(x)
+  return layer_norm(x, self.normalized_shape, self.weight, self.bias,
+    self._opts)
+end
+
+function LayerNorm:extra_repr()
+  local s = self.normalized_shape
+  local ss = #s == 1 and "(" .. s[1] .. ",)" or "(" .. table.concat(s, ", ")
+    .. ")"
+  return fmt("%s, eps=%s, elementwise_affine=%s", ss, tostring(self.eps),
+    tostring(self.elementwise_affine))
+end
+
+---------------------------------------------------------------------------
+-- activations
+
+local function activation(name, f, init_fn, repr_fn)
+  local cls = Module:extend(name)
+  if init_fn then
+    cls.init = init_fn
+  end
+  cls.forward = f
+  if repr_fn then cls.extra_repr = repr_fn end
+  M[name] = cls
+  return cls
+end
+
+local relu, tanh, sigmoid = F.relu, F.tanh, F.sigmoid
+local gelu, leaky_relu, softmax, log_softmax = F.gelu, F.leaky_relu,
+  F.softmax, F.log_softmax
+local silu, softplus = F.silu, F.softplus
+
+activation("ReLU", function(_, x) return relu(x) end)
+activation("Tanh", function(_, x) return tanh(x) end)
+activation("Sigmoid", function(_, x) return sigmoid(x) end)
+activation("SiLU", function(_, x) return silu(x) end)
+activation("Softplus", function(_, x) return softplus(x) end)
+activation("Identity", function(_, x) return x end)
+
+--- GELU([{approximate = "none" | "tanh"}]) (or GELU("tanh"))
+activation("GELU", function(self, x) return gelu(x, self.approximate) end,
+  function(self, o)
+    if type(o) == "table" then
+      o = options("GELU", o, set_of { "approximate" }).approximate
+    end
+    o = o or "none"
+    if o ~= "none" and o ~= "tanh" then
+      error("GELU: approximate must be \"none\" or \"tanh\" (got "
+        .. tostring(o) .. ")", 3)
+    end
+    self.approximate = o
+  end,
+  function(self)
+    return self.approximate == "none" and "" or "approximate='tanh'"
+  end)
+
+--- LeakyReLU([negative_slope = 0.01])
+activation("LeakyReLU",
+  function(self, x) return leaky_relu(x, self.negative_slope) end,
+  function(self, s)
+    if type(s) == "table" then
+      s = options("LeakyReLU", s, set_of { "negative_slope" }).negative_slope
+    end
+    s = s == nil and 0.01 or s
+    if type(s) ~= "number" then
+      error("LeakyReLU: negative_slope must be a number", 3)
+    end
+    self.negative_slope = s
+  end,
+  function(self) return "negative_slope=" .. self.negative_slope end)
+
+local function dim_init(name)
+  return function(self, d)
+    if type(d) == "table" then d = options(name, d, set_of { "dim" }).dim end
+    d = d or -1
+    if mtype(d) ~= "integer" then
+      error(name .. ": dim must be an integer", 3)
+    end
+    self.dim = d
+  end
+end
+
+--- Softmax([dim = -1]) and LogSoftmax([dim = -1])
+activation("Softmax", function(self, x) return softmax(x, self.dim) end,
+  dim_init("Softmax"), function(self) return "dim=" .. self.dim end)
+activation("LogSoftmax",
+  function(self, x) return log_softmax(x, self.dim) end,
+  dim_init("LogSoftmax"), function(self) return "dim=" .. self.dim end)
+
+return M
