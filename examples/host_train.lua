@@ -5,7 +5,9 @@
 -- train(x, y, opts) takes x (N x d float32), y (N int64 labels 1..C) and
 -- options {hidden, epochs, batch_size, lr, seed}; it returns the
 -- parameters {w1 = (hidden x d), b1 = (hidden), w2 = (C x hidden),
--- b2 = (C)} and the last minibatch loss.
+-- b2 = (C)} and the last minibatch loss.  `lg` is the global that
+-- lgrad_open sets.
+-- luacheck: globals train, read globals lg
 
 local function uniform(shape, bound)
   -- as nn.Linear initializes: U(-bound, bound)
