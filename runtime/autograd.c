@@ -14,6 +14,9 @@
 
 static LG_THREAD bool grad_disabled;
 static LG_THREAD bool anomaly;
+/* nonzero while a node's backward runs: the ops it is written with do not
+ * report anomalies as forward ones; the engine names the node instead */
+static LG_THREAD int in_backward;
 
 bool lg_grad_enabled(void) { return !grad_disabled; }
 bool lg_set_grad_enabled(bool on) {
@@ -227,7 +230,7 @@ int lg_accumulate(lg_tensor **acc, lg_tensor *g) {
 }
 
 int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward) {
-  if (!anomaly || !lg_dtype_is_float(t->dtype))
+  if (!anomaly || !lg_dtype_is_float(t->dtype) || (!backward && in_backward))
     return 0;
   lg_tensor *c = lg_contiguous(t);
   if (!c)
@@ -424,7 +427,9 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
                   n->name);
         st = -1;
       } else {
+        in_backward++;
         st = n->backward(n, g, grads);
+        in_backward--;
       }
       if (!st) {
         for (int k = 0; k < n->ninputs && !st; k++)
