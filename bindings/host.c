@@ -121,8 +121,8 @@ int lgrad_push_wrap_strided(lua_State *L, lg_dtype dtype, int ndim,
   /* the box first: a Lua memory error here leaves the data untouched */
   lg_tensor **box = lgL_newbox(L);
   /* a NULL release would mean "lgrad's allocator" to the storage */
-  *box = lg_wrap(dtype, ndim, shape, strides, data,
-                 rel ? rel : release_nothing, rel ? ctx : NULL);
+  *box = lg_wrap(dtype, ndim, shape, strides, data, rel ? rel : release_nothing,
+                 rel ? ctx : NULL);
   if (!*box) {
     lua_pop(L, 1);
     return -1;
@@ -188,8 +188,8 @@ static int traceback(lua_State *L) {
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
   return 1;

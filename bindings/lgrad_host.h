@@ -130,9 +130,9 @@ typedef struct lgrad_info {
   int64_t shape[LG_MAX_DIMS];
   int64_t strides[LG_MAX_DIMS]; /* in elements */
   int64_t numel;
-  size_t elem_size; /* bytes per element */
-  int contiguous;   /* row-major without gaps */
-  void *data;       /* the first element */
+  size_t elem_size;  /* bytes per element */
+  int contiguous;    /* row-major without gaps */
+  void *data;        /* the first element */
   lg_tensor *tensor; /* borrowed, as lgrad_to_tensor */
 } lgrad_info;
 

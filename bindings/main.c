@@ -88,8 +88,8 @@ static int msghandler(lua_State *L) {
   if (msg == NULL) {
     if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
       return 1;
-    msg = lua_pushfstring(L, "(error object is a %s value)",
-                          luaL_typename(L, 1));
+    msg =
+        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
   }
   luaL_traceback(L, L, msg, 1);
   return 1;
@@ -502,9 +502,9 @@ static int pushline(lua_State *L, int firstline) {
 static void saveline(const char *line) {
   if (!use_readline || !line[0])
     return;
-  HIST_ENTRY *last = history_length > 0 ? history_get(history_base +
-                                                      history_length - 1)
-                                        : NULL;
+  HIST_ENTRY *last = history_length > 0
+                         ? history_get(history_base + history_length - 1)
+                         : NULL;
   if (last && !strcmp(last->line, line))
     return; /* no consecutive duplicates */
   add_history(line);
@@ -529,8 +529,8 @@ static int incomplete(lua_State *L, int status) {
  * LUA_OK with the function pushed, 1 when the expression is incomplete,
  * or another status with nothing pushed */
 static int load_expression(lua_State *L, const char *input, int semicolon) {
-  const char *code = lua_pushfstring(L, semicolon ? "return %s;" : "return %s",
-                                     input);
+  const char *code =
+      lua_pushfstring(L, semicolon ? "return %s;" : "return %s", input);
   int status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
   lua_remove(L, -2);
   if (status == LUA_OK)
@@ -704,14 +704,12 @@ static void l_print(lua_State *L) {
 /* ---- the REPL: completion ---- */
 
 static const char *const keywords[] = {
-    "and",  "break", "do",     "else", "elseif", "end",   "false",
-    "for",  "function", "goto", "if",   "in",    "local", "nil",
-    "not",  "or",    "repeat", "return", "then", "true",  "until",
-    "while", NULL};
+    "and",      "break",  "do",   "else", "elseif", "end",   "false", "for",
+    "function", "goto",   "if",   "in",   "local",  "nil",   "not",   "or",
+    "repeat",   "return", "then", "true", "until",  "while", NULL};
 
 static int is_identifier(const char *s, size_t n) {
-  if (n == 0 ||
-      !(s[0] == '_' || ((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')))
+  if (n == 0 || !(s[0] == '_' || ((s[0] | 32) >= 'a' && (s[0] | 32) <= 'z')))
     return 0;
   for (size_t i = 1; i < n; i++)
     if (!(s[i] == '_' || (s[i] >= '0' && s[i] <= '9') ||
@@ -765,8 +763,8 @@ static void add_fields(lua_State *L, int set, const char *base,
   }
   if (!methods) {
     /* lgrad's Lua submodules load on first use: offer those present */
-    static const char *const lazy[] = {"nn", "data", "train", "exp", "plot",
-                                       NULL};
+    static const char *const lazy[] = {"nn",  "data", "train",
+                                       "exp", "plot", NULL};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "lgrad");
     int is_lg = lua_rawequal(L, -1, top);

@@ -166,8 +166,8 @@ int main(int argc, char **argv) {
     goto done;
   }
   x_train = NULL; /* lgrad owns it now: release_buffer frees it */
-  if (lgrad_push_wrap(L, LG_INT64, 1, yshape, y_train, release_buffer,
-                      &log) != 0) {
+  if (lgrad_push_wrap(L, LG_INT64, 1, yshape, y_train, release_buffer, &log) !=
+      0) {
     fprintf(stderr, "host_train: %s\n", lg_errmsg());
     goto done;
   }

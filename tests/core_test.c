@@ -16,15 +16,15 @@
 
 static int passed, failed;
 
-#define CHECK(cond, what)                                                     \
-  do {                                                                        \
-    if (cond) {                                                               \
-      passed++;                                                               \
-    } else {                                                                  \
-      failed++;                                                               \
-      printf("FAIL %s:%d: %s%s%s\n", __FILE__, __LINE__, what,              \
-             lg_errmsg()[0] ? " -- last error: " : "", lg_errmsg());         \
-    }                                                                         \
+#define CHECK(cond, what)                                                      \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("FAIL %s:%d: %s%s%s\n", __FILE__, __LINE__, what,                 \
+             lg_errmsg()[0] ? " -- last error: " : "", lg_errmsg());           \
+    }                                                                          \
   } while (0)
 
 static int releases;
@@ -37,8 +37,8 @@ static void count_release(void *data, void *ctx) {
 /* a matmul against plain loops, on a wrapped buffer */
 static void test_matmul(void) {
   float a[6] = {1, 2, 3, 4, 5, 6}, b[6] = {7, 8, 9, 10, 11, 12};
-  lg_tensor *ta = lg_wrap(LG_FLOAT32, 2, (int64_t[]){2, 3}, NULL, a,
-                          count_release, NULL);
+  lg_tensor *ta =
+      lg_wrap(LG_FLOAT32, 2, (int64_t[]){2, 3}, NULL, a, count_release, NULL);
   lg_tensor *tb = lg_from_data(LG_FLOAT32, 2, (int64_t[]){3, 2}, b);
   lg_tensor *c = lg_matmul(ta, tb);
   CHECK(c && c->ndim == 2 && c->shape[0] == 2 && c->shape[1] == 2,
@@ -82,8 +82,7 @@ static void test_backward(void) {
     ok &= fabs(lg_get(w->grad, (int64_t[]){i}) - want) < 1e-12;
   }
   CHECK(ok, "gradient values");
-  CHECK(strcmp(lg_grad_fn_name(s), "") != 0 && !lg_is_leaf(s) &&
-            lg_is_leaf(w),
+  CHECK(strcmp(lg_grad_fn_name(s), "") != 0 && !lg_is_leaf(s) && lg_is_leaf(w),
         "graph bookkeeping");
   /* no_grad: nothing recorded */
   bool was = lg_set_grad_enabled(false);

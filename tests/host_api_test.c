@@ -18,14 +18,14 @@
 
 static int passed, failed;
 
-#define CHECK(cond, what)                                                     \
-  do {                                                                        \
-    if (cond) {                                                               \
-      passed++;                                                               \
-    } else {                                                                  \
-      failed++;                                                               \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what);                 \
-    }                                                                         \
+#define CHECK(cond, what)                                                      \
+  do {                                                                         \
+    if (cond) {                                                                \
+      passed++;                                                                \
+    } else {                                                                   \
+      failed++;                                                                \
+      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, what);                    \
+    }                                                                          \
   } while (0)
 
 static int releases;
@@ -87,8 +87,8 @@ int main(void) {
   CHECK(info.data == (void *)host, "the data pointer is the host's");
   CHECK(info.dtype == LG_FLOAT32 && info.ndim == 2 && info.shape[0] == 2 &&
             info.shape[1] == 3 && info.strides[0] == 3 &&
-            info.strides[1] == 1 && info.numel == 6 &&
-            info.elem_size == 4 && info.contiguous,
+            info.strides[1] == 1 && info.numel == 6 && info.elem_size == 4 &&
+            info.contiguous,
         "tensor_info geometry");
   CHECK(lgrad_to_tensor(L, -1) == info.tensor, "to_tensor");
   lg_tensor *kept = lg_retain(lgrad_to_tensor(L, -1));
@@ -125,8 +125,8 @@ int main(void) {
   /* explicit strides: every other element of a buffer */
   static int64_t every_other[6] = {1, -1, 2, -1, 3, -1};
   int64_t stride2[1] = {2};
-  CHECK(lgrad_push_wrap_strided(L, LG_INT64, 1, n3, stride2, every_other,
-                                NULL, NULL) == 0,
+  CHECK(lgrad_push_wrap_strided(L, LG_INT64, 1, n3, stride2, every_other, NULL,
+                                NULL) == 0,
         "push_wrap_strided");
   lua_setglobal(L, "s");
   CHECK(eval(L, "return s:sum():item()") == 6, "strided wrap reads right");
@@ -184,38 +184,37 @@ int main(void) {
             strstr(err, "unexpected symbol"),
         "dostring: a syntax error");
   free(err);
-  CHECK(lgrad_dostring(L, "lg.matmul(lg.zeros(2, 3), lg.zeros(4, 5))",
-                       &err) == LUA_ERRRUN &&
+  CHECK(lgrad_dostring(L, "lg.matmul(lg.zeros(2, 3), lg.zeros(4, 5))", &err) ==
+                LUA_ERRRUN &&
             err && strstr(err, "[2,3]") && strstr(err, "[4,5]") &&
             strstr(err, "stack traceback"),
         "dostring: a runtime error with shapes and a traceback");
   free(err);
-  CHECK(lgrad_dofile(L, "/nonexistent/file.lua", &err) == LUA_ERRFILE &&
-            err && strstr(err, "cannot open"),
+  CHECK(lgrad_dofile(L, "/nonexistent/file.lua", &err) == LUA_ERRFILE && err &&
+            strstr(err, "cannot open"),
         "dofile: a missing file");
   free(err);
   CHECK(lgrad_dostring(L, "ok_var = 5", &err) == LUA_OK && err == NULL,
         "dostring: success sets *err to NULL");
-  CHECK(lgrad_dostring(L, "error('x')", NULL) == LUA_ERRRUN,
-        "err may be NULL");
+  CHECK(lgrad_dostring(L, "error('x')", NULL) == LUA_ERRRUN, "err may be NULL");
   CHECK(lua_gettop(L) == top, "dostring/dofile leave the stack as it was");
 
-  CHECK(lgrad_dostring(L, "function twice(t) return t * 2, 'ok' end "
-                          "function fails(t) return t + lg.zeros(7) end",
+  CHECK(lgrad_dostring(L,
+                       "function twice(t) return t * 2, 'ok' end "
+                       "function fails(t) return t + lg.zeros(7) end",
                        NULL) == LUA_OK,
         "define functions");
   lua_getglobal(L, "twice");
   lgrad_push_copy(L, LG_INT64, 1, n4, src);
   CHECK(lgrad_call(L, 1, 2, &err) == LUA_OK, "call");
   CHECK(lua_gettop(L) == top + 2 && lua_isstring(L, -1), "two results");
-  CHECK(lgrad_tensor_info(L, -2, &info) == 0 &&
-            ((int64_t *)info.data)[1] == 40,
+  CHECK(lgrad_tensor_info(L, -2, &info) == 0 && ((int64_t *)info.data)[1] == 40,
         "a tensor result");
   lua_settop(L, top);
   lua_getglobal(L, "fails");
   lgrad_push_copy(L, LG_INT64, 1, n4, src);
-  CHECK(lgrad_call(L, 1, 1, &err) == LUA_ERRRUN && err &&
-            strstr(err, "[4]") && strstr(err, "[7]"),
+  CHECK(lgrad_call(L, 1, 1, &err) == LUA_ERRRUN && err && strstr(err, "[4]") &&
+            strstr(err, "[7]"),
         "call: an error");
   free(err);
   CHECK(lua_gettop(L) == top, "a failed call pops the function and args");

@@ -174,8 +174,8 @@ int main(int argc, char **argv) {
       ok = 0;
       continue;
     }
-    int same = alone[i].hash == together[i].hash &&
-               alone[i].loss == together[i].loss;
+    int same =
+        alone[i].hash == together[i].hash && alone[i].loss == together[i].loss;
     printf("seed %d: alone %016llx loss %.9g, in parallel %016llx loss "
            "%.9g: %s\n",
            i + 1, (unsigned long long)alone[i].hash, alone[i].loss,
