@@ -121,6 +121,12 @@ typedef struct {
   int backward_ref; /* the backward function, in the registry */
   int ctx_ref;      /* the ctx table */
   lua_State *owner; /* main thread, for releasing the references */
+  int ninputs;
+  struct {
+    int ndim;
+    lg_dtype dtype;
+    int64_t shape[LG_MAX_DIMS];
+  } in[]; /* each argument's shape (ndim -1: not a tensor) */
 } lua_fn_ctx;
 
 static void lua_fn_free(void *p) {
@@ -164,7 +170,25 @@ static int lua_fn_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
       rc = -1;
       break;
     }
-    grads[i] = lg_retain(t);
+    if (t->ndim != c->in[i].ndim ||
+        memcmp(t->shape, c->in[i].shape, t->ndim * sizeof(int64_t))) {
+      char a[200], b[200];
+      lg_tensor want = {.ndim = c->in[i].ndim};
+      memcpy(want.shape, c->in[i].shape, sizeof want.shape);
+      lg_seterr("%s backward: gradient %d has shape %s, but input %d has "
+                "shape %s",
+                n->name, i + 1, lg_shape_str(t, a, sizeof a), i + 1,
+                lg_shape_str(&want, b, sizeof b));
+      rc = -1;
+      break;
+    }
+    /* a gradient of another dtype is converted to the input's */
+    grads[i] = t->dtype == c->in[i].dtype ? lg_retain(t)
+                                          : lg_to_dtype(t, c->in[i].dtype);
+    if (!grads[i]) {
+      rc = -1;
+      break;
+    }
   }
   if (rc)
     for (int i = 0; i < n->ninputs; i++) {
@@ -173,6 +197,34 @@ static int lua_fn_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     }
   lua_settop(L, top);
   return rc;
+}
+
+/* Node names must outlive the node's Lua strings: a Function's name is
+ * copied once into this list and kept (one entry per distinct name). */
+typedef struct fn_name {
+  struct fn_name *next;
+  char name[];
+} fn_name;
+static __thread fn_name *fn_names;
+static __thread int nfn_names;
+
+static const char *intern_name(const char *name) {
+  if (!name || !*name)
+    return "lua_function";
+  for (fn_name *f = fn_names; f; f = f->next)
+    if (!strcmp(f->name, name))
+      return f->name;
+  size_t len = strlen(name);
+  if (len > 64 || nfn_names >= 1024)
+    return "lua_function";
+  fn_name *f = malloc(sizeof *f + len + 1);
+  if (!f)
+    return "lua_function";
+  memcpy(f->name, name, len + 1);
+  f->next = fn_names;
+  fn_names = f;
+  nfn_names++;
+  return f->name;
 }
 
 static int ctx_save(lua_State *L) {
@@ -196,7 +248,7 @@ static int function_call(lua_State *L) {
   lua_getfield(L, 1, "backward");
   int bwd = lua_gettop(L);
   lua_getfield(L, 1, "name");
-  const char *name = lua_tostring(L, -1);
+  const char *name = intern_name(lua_tostring(L, -1));
   lua_pop(L, 1);
   /* ctx */
   lua_newtable(L);
@@ -235,18 +287,32 @@ static int function_call(lua_State *L) {
     return lgL_fail(L, "Function");
   if (!lg_any_requires_grad(nargs, ins))
     return 1;
-  lua_fn_ctx *c = malloc(sizeof *c);
-  if (!c)
-    return luaL_error(L, "Function: out of memory");
+  /* the references first: luaL_ref may raise, malloc'd memory must not
+   * be held across it */
   lua_pushvalue(L, bwd);
-  c->backward_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int backward_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, ctx);
-  c->ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int ctx_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-  c->owner = lua_tothread(L, -1);
+  lua_State *owner = lua_tothread(L, -1);
   lua_pop(L, 1);
-  lg_node *n = lg_record(*box, name ? "lua_function" : "lua_function",
-                         lua_fn_backward, nargs, ins);
+  lua_fn_ctx *c = malloc(sizeof *c + nargs * sizeof c->in[0]);
+  if (!c) {
+    luaL_unref(L, LUA_REGISTRYINDEX, backward_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, ctx_ref);
+    return luaL_error(L, "Function: out of memory");
+  }
+  c->backward_ref = backward_ref;
+  c->ctx_ref = ctx_ref;
+  c->owner = owner;
+  c->ninputs = nargs;
+  for (int i = 0; i < nargs; i++) {
+    c->in[i].ndim = ins[i] ? ins[i]->ndim : -1;
+    c->in[i].dtype = ins[i] ? ins[i]->dtype : LG_FLOAT32;
+    if (ins[i])
+      memcpy(c->in[i].shape, ins[i]->shape, sizeof c->in[i].shape);
+  }
+  lg_node *n = lg_record(*box, name, lua_fn_backward, nargs, ins);
   if (!n) {
     lua_fn_free(c);
     return 1;
