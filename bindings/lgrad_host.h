@@ -84,7 +84,16 @@
 
 #include <lua.h>
 
+/* in the source tree, or installed beside lgrad.h */
+#if defined(__has_include)
+#if __has_include("../runtime/lgrad.h")
 #include "../runtime/lgrad.h"
+#else
+#include "lgrad.h"
+#endif
+#else
+#include "../runtime/lgrad.h"
+#endif
 
 #ifdef __cplusplus
 extern "C" {
