@@ -742,6 +742,10 @@ static void add_keys(lua_State *L, int set, int tbl, const char *base,
     if (lua_type(L, -2) == LUA_TSTRING) {
       const char *k = lua_tolstring(L, -2, &lk);
       int isfn = lua_type(L, -1) == LUA_TFUNCTION;
+      if (!isfn && luaL_getmetafield(L, -1, "__call") != LUA_TNIL) {
+        isfn = 1; /* a callable table: a class such as nn.Linear */
+        lua_pop(L, 1);
+      }
       if (is_identifier(k, lk) && !strncmp(k, part, lpart) &&
           (!methods || isfn) && (lpart > 0 || k[0] != '_') &&
           (strncmp(k, "__", 2) || !strncmp(part, "__", 2))) {

@@ -148,6 +148,13 @@ describe("the REPL", function()
     assert.truthy(t:find("> x.requires_grad\nfalse\n", 1, true), t)
   end)
 
+  it("completes a callable table with a parenthesis", function()
+    local t = after_banner(session(
+      "Callable_x = setmetatable({}, {__call = function() return 'called' " ..
+      "end})\nCallable_\t)\nos.exit(0)\n"))
+    assert.truthy(t:find("> Callable_x()\ncalled\n", 1, true), t)
+  end)
+
   it("with -i keeps the script's globals", function()
     local script = tmp .. ".lua"
     local f = assert(io.open(script, "w"))
