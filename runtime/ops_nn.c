@@ -335,93 +335,95 @@ typedef struct {
   int64_t OH, OW;
 } conv_geom;
 
+/* the taps k in [*k0, *k1) of a window starting at s with step d that
+ * land inside [0, n) */
+static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
+                               int64_t *k0, int64_t *k1) {
+  int64_t lo = s >= 0 ? 0 : (-s + d - 1) / d;
+  int64_t hi = n - s <= 0 ? 0 : (n - s + d - 1) / d;
+  *k0 = lo;
+  *k1 = hi < k ? hi : k;
+}
+
 /*
  * im2col: x (C, H, W) -> cols (C*kh*kw, OH*OW) with row (c*kh + i)*kw + j
  * and column oh*OW + ow holding x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
- * (0 outside).  col2im adds cols back into dx (C, H, W).
+ * (0 outside).  Rows are ld elements apart, so that the columns of several
+ * images can sit side by side.  col2im adds such cols back into dx.
  */
 #define DEF_IM2COL(T, SFX)                                                     \
-  static void im2col_##SFX(const T *restrict x, const conv_geom *g,        \
-                            T *restrict cols) {          \
-    int64_t L = g->OH * g->OW;                                                 \
+  static void im2col_##SFX(const T *restrict x, const conv_geom *g,            \
+                           T *restrict cols, int64_t ld) {                     \
+    int64_t OW = g->OW, sw = g->sw;                                            \
     for (int64_t c = 0; c < g->C; c++)                                         \
       for (int64_t i = 0; i < g->kh; i++)                                      \
         for (int64_t j = 0; j < g->kw; j++) {                                  \
-          T *row = cols + ((c * g->kh + i) * g->kw + j) * L;                   \
-          int64_t joff = j * g->dw - g->pw;                                    \
-          /* ow range where iw = ow*sw + joff lies inside [0, W) */            \
-          int64_t lo = joff >= 0 ? 0 : (-joff + g->sw - 1) / g->sw;            \
-          int64_t hi = g->W - joff <= 0 ? 0                                    \
-                                        : (g->W - joff + g->sw - 1) / g->sw;   \
-          if (hi > g->OW)                                                      \
-            hi = g->OW;                                                        \
+          T *row = cols + ((c * g->kh + i) * g->kw + j) * ld;                  \
+          int64_t joff = j * g->dw - g->pw, lo, hi;                            \
+          window_taps(joff, sw, OW, g->W, &lo, &hi);                           \
           if (lo > hi)                                                         \
             lo = hi;                                                           \
           for (int64_t oh = 0; oh < g->OH; oh++) {                             \
-            T *r = row + oh * g->OW;                                           \
+            T *r = row + oh * OW;                                              \
             int64_t ih = oh * g->sh - g->ph + i * g->dh;                       \
             if (ih < 0 || ih >= g->H) {                                        \
-              memset(r, 0, sizeof(T) * g->OW);                                 \
+              memset(r, 0, sizeof(T) * OW);                                    \
               continue;                                                        \
             }                                                                  \
-            const T *xr = x + (c * g->H + ih) * g->W + joff;                   \
+            const T *xr = x + (c * g->H + ih) * g->W;                          \
             for (int64_t ow = 0; ow < lo; ow++)                                \
               r[ow] = 0;                                                       \
-            if (g->sw == 1)                                                    \
-              memcpy(r + lo, xr + lo, sizeof(T) * (hi - lo));                  \
+            if (sw == 1)                                                       \
+              memcpy(r + lo, xr + lo + joff, sizeof(T) * (hi - lo));           \
             else                                                               \
               for (int64_t ow = lo; ow < hi; ow++)                             \
-                r[ow] = xr[ow * g->sw];                                        \
-            for (int64_t ow = hi; ow < g->OW; ow++)                            \
+                r[ow] = xr[ow * sw + joff];                                    \
+            for (int64_t ow = hi; ow < OW; ow++)                               \
               r[ow] = 0;                                                       \
           }                                                                    \
         }                                                                      \
   }                                                                            \
-  static void col2im_##SFX(const T *restrict cols, const conv_geom *g,     \
-                            T *restrict dx) {         \
-    int64_t L = g->OH * g->OW;                                                 \
+  static void col2im_##SFX(const T *restrict cols, const conv_geom *g,         \
+                           T *restrict dx, int64_t ld) {                       \
+    int64_t OW = g->OW, sw = g->sw;                                            \
     for (int64_t c = 0; c < g->C; c++)                                         \
       for (int64_t i = 0; i < g->kh; i++)                                      \
         for (int64_t j = 0; j < g->kw; j++) {                                  \
-          const T *row = cols + ((c * g->kh + i) * g->kw + j) * L;             \
-          int64_t joff = j * g->dw - g->pw;                                    \
-          int64_t lo = joff >= 0 ? 0 : (-joff + g->sw - 1) / g->sw;            \
-          int64_t hi = g->W - joff <= 0 ? 0                                    \
-                                        : (g->W - joff + g->sw - 1) / g->sw;   \
-          if (hi > g->OW)                                                      \
-            hi = g->OW;                                                        \
+          const T *row = cols + ((c * g->kh + i) * g->kw + j) * ld;            \
+          int64_t joff = j * g->dw - g->pw, lo, hi;                            \
+          window_taps(joff, sw, OW, g->W, &lo, &hi);                           \
           for (int64_t oh = 0; oh < g->OH; oh++) {                             \
             int64_t ih = oh * g->sh - g->ph + i * g->dh;                       \
             if (ih < 0 || ih >= g->H)                                          \
               continue;                                                        \
-            const T *r = row + oh * g->OW;                                     \
+            const T *r = row + oh * OW;                                        \
             T *xr = dx + (c * g->H + ih) * g->W + joff;                        \
-            if (g->sw == 1)                                                    \
+            if (sw == 1)                                                       \
               for (int64_t ow = lo; ow < hi; ow++)                             \
                 xr[ow] += r[ow];                                               \
             else                                                               \
               for (int64_t ow = lo; ow < hi; ow++)                             \
-                xr[ow * g->sw] += r[ow];                                       \
+                xr[ow * sw] += r[ow];                                          \
           }                                                                    \
         }                                                                      \
   }
 DEF_IM2COL(float, f32)
 DEF_IM2COL(double, f64)
 
-static void im2col(lg_dtype d, const void *x, const conv_geom *g,
-                   void *cols) {
+static void im2col(lg_dtype d, const void *x, const conv_geom *g, void *cols,
+                   int64_t ld) {
   if (d == LG_FLOAT32)
-    im2col_f32(x, g, cols);
+    im2col_f32(x, g, cols, ld);
   else
-    im2col_f64(x, g, cols);
+    im2col_f64(x, g, cols, ld);
 }
 
 static void col2im(lg_dtype d, const void *cols, const conv_geom *g,
-                   void *dx) {
+                   void *dx, int64_t ld) {
   if (d == LG_FLOAT32)
-    col2im_f32(cols, g, dx);
+    col2im_f32(cols, g, dx, ld);
   else
-    col2im_f64(cols, g, dx);
+    col2im_f64(cols, g, dx, ld);
 }
 
 /* a 1x1 kernel with stride 1 and no padding: the input is its own cols */
@@ -480,6 +482,11 @@ static int conv_geometry(const char *fn, lg_tensor *x, lg_tensor *w,
               (long long)w->shape[1], (long long)G);
     return -1;
   }
+  if (w->shape[1] == 0) {
+    lg_seterr("%s: weight %s has no input channels", fn,
+              lg_shape_str(w, sa, sizeof sa));
+    return -1;
+  }
   *N = off ? x->shape[0] : 1;
   g->C = C / G;
   g->H = x->shape[off + 1];
@@ -523,14 +530,63 @@ static void conv_load_opts(const lg_node *node, lg_conv2d_opts *o) {
   o->groups = node->ival[6];
 }
 
+/* images per GEMM: the columns of a block of images go side by side, up to
+ * this many bytes of columns, so that BLAS sees one large product (which
+ * its threads split well) instead of many thin ones */
+#ifndef CONV_COLS_BYTES
+#define CONV_COLS_BYTES ((size_t)32 << 20)
+#endif
+
+static int64_t conv_block(const conv_geom *g, int64_t N, size_t es) {
+  if (conv_is_pointwise(g) || N <= 1)
+    return 1; /* each image is its own columns: no copy at all */
+  size_t per = (size_t)g->C * g->kh * g->kw * g->OH * g->OW * es;
+  int64_t nb = per ? (int64_t)(CONV_COLS_BYTES / per) : N;
+  return nb < 1 ? 1 : nb > N ? N : nb;
+}
+
 /*
- * Per batch element n and group: cols = im2col(x[n, group]);
- *   y[n, group] (Og, L) = W_group (Og, K) cols (K, L)   [K = Cg*kh*kw]
- * Backward:
- *   dW_group += gy[n, group] (Og, L) cols^T (L, K)
- *   dcols = W_group^T (K, Og) gy[n, group] (Og, L); dx[n, group] =
- *   col2im(dcols);  db[o] = sum over n and positions of gy[n, o].
+ * For each block of B images and each group, with K = Cg*kh*kw, L = OH*OW:
+ *   cols (K, B*L) = im2col of the B images side by side
+ *   y[block, group] (Og, B*L) = W_group (Og, K) cols + b
+ * Backward, with gy[block, group] gathered as (Og, B*L):
+ *   dW_group += gy (Og, B*L) cols^T (B*L, K)
+ *   dcols = W_group^T (K, Og) gy (Og, B*L);  dx[block, group] =
+ *   col2im(dcols);  db[o] = sum over images and positions of gy[:, o].
+ * A block of one image reads and writes x, y, gy and dx in place.
  */
+
+/* gathers rows o of images n0..n0+B-1 from t (N, O, L) at channel offset
+ * c0 into buf (Og, B*L), or scatters them back (adding bias) */
+static void conv_gather(lg_dtype d, const char *t, char *buf, int64_t n0,
+                        int64_t B, int64_t O, int64_t c0, int64_t Og,
+                        int64_t L) {
+  size_t es = lg_dtype_size(d), row = (size_t)L * es;
+  for (int64_t o = 0; o < Og; o++)
+    for (int64_t s = 0; s < B; s++)
+      memcpy(buf + (o * B + s) * row, t + ((n0 + s) * O + c0 + o) * row, row);
+}
+
+static void conv_scatter(lg_dtype d, const char *buf, char *t, int64_t n0,
+                         int64_t B, int64_t O, int64_t c0, int64_t Og,
+                         int64_t L, const double *bias) {
+  for (int64_t o = 0; o < Og; o++)
+    for (int64_t s = 0; s < B; s++) {
+      int64_t src = (o * B + s) * L, dst = ((n0 + s) * O + c0 + o) * L;
+      if (d == LG_FLOAT32) {
+        const float *p = (const float *)buf + src;
+        float *q = (float *)t + dst, v = bias ? (float)bias[c0 + o] : 0;
+        for (int64_t l = 0; l < L; l++)
+          q[l] = p[l] + v;
+      } else {
+        const double *p = (const double *)buf + src;
+        double *q = (double *)t + dst, v = bias ? bias[c0 + o] : 0;
+        for (int64_t l = 0; l < L; l++)
+          q[l] = p[l] + v;
+      }
+    }
+}
+
 static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
                            lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(node, 0);
@@ -546,55 +602,67 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
   lg_dtype d = x->dtype;
   size_t es = lg_dtype_size(d);
   int64_t G = o.groups, O = w->shape[0], Og = O / G;
-  int64_t K = g.C * g.kh * g.kw, L = g.OH * g.OW;
+  int64_t K = g.C * g.kh * g.kw, L = g.OH * g.OW, CHW = g.C * g.H * g.W;
   bool pointwise = conv_is_pointwise(&g);
+  int64_t nb = conv_block(&g, N, es);
+  bool need_dx = node->needs_grad[0], need_dw = node->needs_grad[1];
   lg_tensor *gy = contig_grad(grad_out, d);
   lg_tensor *xc = NULL, *wc = NULL;
-  size_t colbytes = (size_t)K * L * es;
-  void *cols = NULL;
+  size_t colbytes = (size_t)K * nb * L * es, gbytes = (size_t)Og * nb * L * es;
+  char *cols = NULL, *gbuf = NULL;
   int rc = -1;
   if (!gy || !(xc = contig(x)) || !(wc = contig(w)))
     goto out;
-  if (!pointwise && (node->needs_grad[0] || node->needs_grad[1]) &&
-      !(cols = work_alloc(colbytes)))
+  if ((need_dx || need_dw) && !pointwise && !(cols = work_alloc(colbytes)))
+    goto out;
+  if ((need_dx || need_dw) && nb > 1 && !(gbuf = work_alloc(gbytes)))
     goto out;
   const char *xp = lg_data_ptr(xc), *wp = lg_data_ptr(wc);
   const char *gp = lg_data_ptr(gy);
-  int64_t xstride = G * g.C * g.H * g.W, ystride = O * L;
-  if (node->needs_grad[1]) {
+  char *dwp = NULL, *dxp = NULL;
+  if (need_dw) {
     if (!(grads[1] = lg_empty(d, 4, w->shape)))
       goto out;
-    char *dwp = lg_data_ptr(grads[1]);
+    dwp = lg_data_ptr(grads[1]);
     if (N == 0)
       lg_zero_(grads[1]);
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t gi = 0; gi < G; gi++) {
-        const char *xg = xp + (n * xstride + gi * g.C * g.H * g.W) * es;
-        const char *c = xg;
-        if (!pointwise) {
-          im2col(d, xg, &g, cols);
-          c = cols;
-        }
-        lg_gemm(d, false, true, Og, K, L, 1.0,
-                gp + (n * ystride + gi * Og * L) * es, L, c, L,
-                n ? 1.0 : 0.0, dwp + gi * Og * K * es, K);
-      }
   }
-  if (node->needs_grad[0]) {
+  if (need_dx) {
     if (!(grads[0] = lg_empty(d, x->ndim, x->shape)))
       goto out;
-    char *dxp = lg_data_ptr(grads[0]);
+    dxp = lg_data_ptr(grads[0]);
     if (!pointwise)
       lg_zero_(grads[0]);
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t gi = 0; gi < G; gi++) {
-        char *dxg = dxp + (n * xstride + gi * g.C * g.H * g.W) * es;
-        void *dc = pointwise ? (void *)dxg : cols;
-        lg_gemm(d, true, false, K, L, Og, 1.0, wp + gi * Og * K * es, K,
-                gp + (n * ystride + gi * Og * L) * es, L, 0.0, dc, L);
-        if (!pointwise)
-          col2im(d, cols, &g, dxg);
+  }
+  for (int64_t n0 = 0; n0 < N && (need_dx || need_dw); n0 += nb) {
+    int64_t B = N - n0 < nb ? N - n0 : nb, BL = B * L;
+    for (int64_t gi = 0; gi < G; gi++) {
+      /* gy of this block and group as (Og, B*L) */
+      const char *gb = gp + (n0 * O + gi * Og) * L * es;
+      if (B > 1) {
+        conv_gather(d, gp, gbuf, n0, B, O, gi * Og, Og, L);
+        gb = gbuf;
       }
+      const char *xg = xp + (n0 * G * CHW + gi * CHW) * es;
+      if (need_dw) {
+        const char *c = xg;
+        if (!pointwise) {
+          for (int64_t s = 0; s < B; s++)
+            im2col(d, xg + s * G * CHW * es, &g, cols + s * L * es, BL);
+          c = cols;
+        }
+        lg_gemm(d, false, true, Og, K, BL, 1.0, gb, BL, c, BL,
+                n0 ? 1.0 : 0.0, dwp + gi * Og * K * es, K);
+      }
+      if (need_dx) {
+        char *dxg = dxp + (n0 * G * CHW + gi * CHW) * es;
+        lg_gemm(d, true, false, K, BL, Og, 1.0, wp + gi * Og * K * es, K, gb,
+                BL, 0.0, pointwise ? dxg : cols, BL);
+        if (!pointwise)
+          for (int64_t s = 0; s < B; s++)
+            col2im(d, cols + s * L * es, &g, dxg + s * G * CHW * es, BL);
+      }
+    }
   }
   if (node->needs_grad[2]) {
     if (!(grads[2] = lg_empty(d, 1, &O)))
@@ -606,7 +674,7 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
     }
     for (int64_t n = 0; n < N; n++)
       for (int64_t oc = 0; oc < O; oc++) {
-        int64_t base = n * ystride + oc * L;
+        int64_t base = (n * O + oc) * L;
         acc[oc] += d == LG_FLOAT32
                        ? rowsum_f32((const float *)gp + base, L)
                        : rowsum_f64((const double *)gp + base, L);
@@ -618,6 +686,7 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
   rc = 0;
 out:
   work_free(cols, colbytes);
+  work_free(gbuf, gbytes);
   lg_release(gy);
   lg_release(xc);
   lg_release(wc);
@@ -644,17 +713,19 @@ lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
   lg_dtype d = x->dtype;
   size_t es = lg_dtype_size(d);
   int64_t G = o.groups, Og = O / G;
-  int64_t K = g.C * g.kh * g.kw, L = g.OH * g.OW;
+  int64_t K = g.C * g.kh * g.kw, L = g.OH * g.OW, CHW = g.C * g.H * g.W;
   bool pointwise = conv_is_pointwise(&g);
+  int64_t nb = conv_block(&g, N, es);
   int64_t shape[4] = {N, O, g.OH, g.OW};
   int off = x->ndim == 4 ? 0 : 1;
   lg_tensor *xc = contig(x), *wc = contig(w), *y = NULL;
   double *bias = NULL;
-  size_t colbytes = (size_t)K * L * es;
-  void *cols = NULL;
+  size_t colbytes = (size_t)K * nb * L * es, ybytes = (size_t)Og * nb * L * es;
+  char *cols = NULL, *ybuf = NULL;
   if (!xc || !wc || !(y = lg_empty(d, x->ndim, shape + off)))
     goto fail;
-  if (!pointwise && !(cols = work_alloc(colbytes)))
+  if ((!pointwise && !(cols = work_alloc(colbytes))) ||
+      (nb > 1 && !(ybuf = work_alloc(ybytes))))
     goto fail;
   if (b) {
     if (!(bias = malloc(sizeof(double) * (size_t)O))) {
@@ -665,35 +736,42 @@ lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
   }
   const char *xp = lg_data_ptr(xc), *wp = lg_data_ptr(wc);
   char *yp = lg_data_ptr(y);
-  int64_t xstride = G * g.C * g.H * g.W, ystride = O * L;
-  for (int64_t n = 0; n < N; n++) {
-    char *yn = yp + n * ystride * es;
-    if (bias) {
-      for (int64_t oc = 0; oc < O; oc++) {
+  for (int64_t n0 = 0; n0 < N; n0 += nb) {
+    int64_t B = N - n0 < nb ? N - n0 : nb, BL = B * L;
+    for (int64_t gi = 0; gi < G; gi++) {
+      const char *xg = xp + (n0 * G * CHW + gi * CHW) * es;
+      const char *c = xg;
+      if (!pointwise) {
+        for (int64_t s = 0; s < B; s++)
+          im2col(d, xg + s * G * CHW * es, &g, cols + s * L * es, BL);
+        c = cols;
+      }
+      if (B > 1) {
+        lg_gemm(d, false, false, Og, BL, K, 1.0, wp + gi * Og * K * es, K, c,
+                BL, 0.0, ybuf, BL);
+        conv_scatter(d, ybuf, yp, n0, B, O, gi * Og, Og, L, bias);
+        continue;
+      }
+      /* one image: write into y directly, the bias first */
+      char *yg = yp + (n0 * O + gi * Og) * L * es;
+      for (int64_t oc = 0; bias && oc < Og; oc++) {
         if (d == LG_FLOAT32) {
-          float *r = (float *)yn + oc * L, v = (float)bias[oc];
+          float *r = (float *)yg + oc * L, v = (float)bias[gi * Og + oc];
           for (int64_t l = 0; l < L; l++)
             r[l] = v;
         } else {
-          double *r = (double *)yn + oc * L, v = bias[oc];
+          double *r = (double *)yg + oc * L, v = bias[gi * Og + oc];
           for (int64_t l = 0; l < L; l++)
             r[l] = v;
         }
       }
-    }
-    for (int64_t gi = 0; gi < G; gi++) {
-      const char *xg = xp + (n * xstride + gi * g.C * g.H * g.W) * es;
-      const void *c = xg;
-      if (!pointwise) {
-        im2col(d, xg, &g, cols);
-        c = cols;
-      }
       lg_gemm(d, false, false, Og, L, K, 1.0, wp + gi * Og * K * es, K, c, L,
-              bias ? 1.0 : 0.0, yn + gi * Og * L * es, L);
+              bias ? 1.0 : 0.0, yg, L);
     }
   }
   work_free(cols, colbytes);
-  cols = NULL;
+  work_free(ybuf, ybytes);
+  cols = ybuf = NULL;
   free(bias);
   bias = NULL;
   lg_release(xc);
@@ -709,6 +787,7 @@ lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
   return y;
 fail:
   work_free(cols, colbytes);
+  work_free(ybuf, ybytes);
   free(bias);
   lg_release(xc);
   lg_release(wc);
@@ -814,15 +893,6 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
   o->divisor_override = node->ival[10];
 }
 
-/* the taps k in [*k0, *k1) of a window starting at s with step d that
- * land inside [0, n) */
-static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
-                               int64_t *k0, int64_t *k1) {
-  int64_t lo = s >= 0 ? 0 : (-s + d - 1) / d;
-  int64_t hi = n - s <= 0 ? 0 : (n - s + d - 1) / d;
-  *k0 = lo;
-  *k1 = hi < k ? hi : k;
-}
 
 /* y[p, oh, ow] = max over the window and idx its flat position ih*W + iw;
  * a NaN wins (the last one, as in PyTorch).  The compare is written as a

@@ -132,6 +132,12 @@ describe("lg.F gradcheck (float64)", function()
                      {randn(1, 3, 4, 4), randn(2, 3, 1, 1)})
   end)
 
+  it("conv2d over a batch of five", function()
+    assert_gradcheck(function(x, w, b)
+      return F.conv2d(x, w, b, {padding = 1, stride = {1, 2}})
+    end, {randn(5, 2, 4, 4), randn(3, 2, 3, 3), randn(3)})
+  end)
+
   it("conv2d of a non-contiguous input", function()
     assert_gradcheck(function(x, w)
       return F.conv2d(x:transpose(3, 4), w, nil, {padding = 1})
