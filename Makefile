@@ -72,6 +72,7 @@ install: all
 	install -m 644 bindings/lgrad/*.lua $(PREFIX)/share/lua/5.4/lgrad/
 	install -m 644 $(B)/liblgrad.a $(PREFIX)/lib/liblgrad.a
 	install -m 644 runtime/lgrad.h $(PREFIX)/include/lgrad/lgrad.h
+	install -m 644 bindings/lgrad_host.h $(PREFIX)/include/lgrad/lgrad_host.h
 
 demo: deps all
 	$(B)/lgrad scripts/demo.lua
@@ -98,3 +99,5 @@ bench: deps all
 
 clean:
 	rm -rf build build-san
+
+include examples/Makefile

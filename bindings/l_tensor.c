@@ -279,7 +279,10 @@ static void nested_fill(lua_State *L, int idx, nested_info *info, int depth,
                  (int)*pos + 1, luaL_typename(L, idx));
       return;
     }
-    lg_store(t->dtype, lg_data_ptr(t), (*pos)++, v);
+    if (t->dtype == LG_INT64 && lua_isinteger(L, idx))
+      ((int64_t *)lg_data_ptr(t))[(*pos)++] = lua_tointeger(L, idx);
+    else
+      lg_store(t->dtype, lg_data_ptr(t), (*pos)++, v);
     return;
   }
   if (!lua_istable(L, idx) || lgL_totensor(L, idx))
@@ -346,6 +349,8 @@ static int l_tensor_new(lua_State *L) {
       double v = lua_isboolean(L, 1) ? lua_toboolean(L, 1)
                                      : lua_tonumber(L, 1);
       *box = lg_scalar(d, v);
+      if (*box && d == LG_INT64 && lua_isinteger(L, 1)) /* exact */
+        *(int64_t *)lg_data_ptr(*box) = lua_tointeger(L, 1);
     }
     if (!*box)
       return lgL_fail(L, "tensor");

@@ -72,14 +72,14 @@ static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads},
                                  {NULL, NULL}};
 
 LUALIB_API int luaopen_lgrad(lua_State *L);
-void lgL_open_functional(lua_State *L) __attribute__((weak));
-void lgL_open_optim(lua_State *L) __attribute__((weak));
-void lgL_open_sched(lua_State *L) __attribute__((weak));
-void lgL_open_reg(lua_State *L) __attribute__((weak));
-void lgL_open_io(lua_State *L) __attribute__((weak));
 
 LUALIB_API int luaopen_lgrad(lua_State *L) {
   luaL_newlib(L, funcs);
+  lua_pushliteral(L, LG_VERSION);
+  lua_setfield(L, -2, "version");
+  lgL_open_tensor(L);
+  /* dtype names (after the ops, whose float/double/long/bool methods
+   * would otherwise take these names in the module table) */
   static const char *const dtypes[] = {"float32", "float64", "int64", "bool"};
   for (int i = 0; i < 4; i++) {
     lua_pushstring(L, dtypes[i]);
@@ -91,16 +91,12 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lua_setfield(L, -2, "double");
   lua_pushliteral(L, "int64");
   lua_setfield(L, -2, "long");
-  lua_pushliteral(L, LG_VERSION);
-  lua_setfield(L, -2, "version");
-  lgL_open_tensor(L);
   lgL_open_autograd(L);
-  /* parts that may be absent from a partial build */
-  void (*parts[])(lua_State *) = {lgL_open_functional, lgL_open_optim,
-                                  lgL_open_sched, lgL_open_reg, lgL_open_io};
-  for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
-    if (parts[i])
-      parts[i](L);
+  lgL_open_functional(L);
+  lgL_open_optim(L);
+  lgL_open_sched(L);
+  lgL_open_reg(L);
+  lgL_open_io(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");

@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -41,11 +42,32 @@ static int size_class(size_t n) {
   return 64 - __builtin_clzll((unsigned long long)(n - 1));
 }
 
+/* requests above this many bytes fail at once with "out of memory":
+ * $LGRAD_MAX_BYTES, else the machine's physical memory */
+static size_t max_bytes;
+static pthread_once_t max_once = PTHREAD_ONCE_INIT;
+
+static void read_max_bytes(void) {
+  const char *env = getenv("LGRAD_MAX_BYTES");
+  if (env && *env) {
+    char *end;
+    unsigned long long v = strtoull(env, &end, 10);
+    if (*end == 0 && v > 0) {
+      max_bytes = (size_t)v;
+      return;
+    }
+  }
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+  max_bytes = pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize
+                                     : ((size_t)1 << 46);
+}
+
 void *lg_alloc(size_t nbytes) {
   if (nbytes == 0)
     nbytes = 1;
+  pthread_once(&max_once, read_max_bytes);
   int c = size_class(nbytes);
-  if (c >= LG_NBINS) {
+  if (c >= LG_NBINS || nbytes > max_bytes) {
     lg_seterr("out of memory (%zu bytes requested)", nbytes);
     return NULL;
   }
@@ -131,6 +153,27 @@ void lg_mem_trim(void) {
   pthread_mutex_unlock(&bins_lock);
 }
 
+/* ---- per-thread caches and their cleanup ---- */
+
+static pthread_key_t thread_key;
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static LG_THREAD bool thread_registered;
+
+static void thread_exit(void *unused) {
+  (void)unused;
+  lg_thread_cleanup();
+}
+
+static void make_key(void) { pthread_key_create(&thread_key, thread_exit); }
+
+void lg_thread_register(void) {
+  if (thread_registered)
+    return;
+  thread_registered = true;
+  pthread_once(&key_once, make_key);
+  pthread_setspecific(thread_key, (void *)1);
+}
+
 /* ---- storage ---- */
 
 static LG_THREAD lg_storage *free_storages;
@@ -198,6 +241,7 @@ static LG_THREAD lg_tensor *free_headers;
 static LG_THREAD int nfree_headers;
 
 lg_tensor *lg_tensor_header(void) {
+  lg_thread_register();
   lg_tensor *t = free_headers;
   if (t) {
     free_headers = t->next_free;
@@ -219,4 +263,35 @@ void lg_header_free(lg_tensor *t) {
   } else {
     free(t);
   }
+}
+
+void lg_thread_cleanup(void) {
+  while (free_headers) {
+    lg_tensor *t = free_headers;
+    free_headers = t->next_free;
+    free(t);
+  }
+  nfree_headers = 0;
+  while (free_storages) {
+    lg_storage *st = free_storages;
+    free_storages = st->release_ctx;
+    free(st);
+  }
+  nfree_storages = 0;
+  lg_autograd_thread_cleanup();
+  for (int c = 0; c <= LG_TL_SHIFT_MAX; c++) {
+    while (tl_bins[c]) {
+      lg_block *b = tl_bins[c];
+      tl_bins[c] = b->next;
+      free(b);
+    }
+    tl_count[c] = 0;
+  }
+}
+
+/* when the library is unloaded (lua_close, dlclose, exit): give the
+ * caches back so memory checkers see no lost blocks */
+__attribute__((destructor)) static void unload(void) {
+  lg_thread_cleanup();
+  lg_mem_trim();
 }

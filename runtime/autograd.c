@@ -573,3 +573,18 @@ int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
     }
   return rc;
 }
+
+void lg_autograd_thread_cleanup(void) {
+  while (free_nodes) {
+    lg_node *n = free_nodes;
+    free_nodes = n->topo_next;
+    free(n);
+  }
+  nfree_nodes = 0;
+  if (!spare_busy) {
+    free(spare_all.items);
+    free(spare_ready.items);
+    memset(&spare_all, 0, sizeof spare_all);
+    memset(&spare_ready, 0, sizeof spare_ready);
+  }
+}

@@ -66,6 +66,9 @@ lg_tensor *lg_grad_reduce_to(lg_tensor *g, const int64_t *ival);
 int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward);
 
 void lg_header_free(lg_tensor *t);
+/* marks this thread as using lgrad, so its caches are freed at exit */
+void lg_thread_register(void);
+void lg_autograd_thread_cleanup(void);
 
 /* threading for big element-wise loops */
 typedef void (*lg_range_fn)(void *ctx, int64_t begin, int64_t end);

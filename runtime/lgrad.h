@@ -98,6 +98,9 @@ void *lg_alloc(size_t nbytes);              /* caching allocator */
 void lg_free(void *p, size_t nbytes);
 size_t lg_mem_live(void);                   /* bytes held by live storages */
 void lg_mem_trim(void);                     /* return cached blocks to libc */
+/* frees this thread's caches (tensor headers, graph nodes, blocks); runs
+ * by itself when a thread that used lgrad exits, and at unload */
+void lg_thread_cleanup(void);
 lg_storage *lg_storage_new(size_t nbytes);  /* refcount 1, uninitialized */
 lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
                             void *ctx);
@@ -117,7 +120,8 @@ lg_tensor *lg_from_data(lg_dtype d, int ndim, const int64_t *shape,
                         const void *data); /* copies */
 lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
                    const int64_t *strides, void *data, lg_release_fn rel,
-                   void *ctx); /* no copy; rel(data, ctx) at last release */
+                   void *ctx); /* no copy; rel(data, ctx) at last release,
+                                  rel NULL: the memory is never freed */
 lg_tensor *lg_eye(lg_dtype d, int64_t n, int64_t m);
 lg_tensor *lg_range(lg_dtype d, double a, double b, double step);
 lg_tensor *lg_linspace(lg_dtype d, double a, double b, int64_t n);

@@ -213,6 +213,12 @@ lg_tensor *lg_from_data(lg_dtype d, int ndim, const int64_t *shape,
   return t;
 }
 
+/* the release of wrapped memory nobody asked to free */
+static void release_nothing(void *data, void *ctx) {
+  (void)data;
+  (void)ctx;
+}
+
 lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
                    const int64_t *strides, void *data, lg_release_fn rel,
                    void *ctx) {
@@ -237,8 +243,8 @@ lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
   for (int i = 0; i < ndim; i++)
     if (shape[i] > 0)
       extent += (shape[i] - 1) * (t->strides[i] < 0 ? 0 : t->strides[i]);
-  t->storage =
-      lg_storage_wrap(data, (size_t)extent * dtype_sizes[d], rel, ctx);
+  t->storage = lg_storage_wrap(data, (size_t)extent * dtype_sizes[d],
+                               rel ? rel : release_nothing, ctx);
   if (!t->storage) {
     lg_header_free(t);
     return NULL;
