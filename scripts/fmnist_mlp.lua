@@ -9,28 +9,9 @@
 local lg = require "lgrad"
 local nn = lg.nn
 
-local function parse_args(argv, defaults)
-  local o = {}
-  for k, v in pairs(defaults) do o[k] = v end
-  o.small = os.getenv("LGRAD_SMALL") == "1"
-  local i = 1
-  while argv and argv[i] do
-    local a = argv[i]
-    if a == "--small" then
-      o.small = true
-    elseif a:match("^%-%-[%w_]+$") and argv[i + 1] then
-      local k = a:sub(3)
-      o[k] = tonumber(argv[i + 1]) or argv[i + 1]
-      i = i + 1
-    else
-      error("unknown argument " .. a)
-    end
-    i = i + 1
-  end
-  return o
-end
-
-local o = parse_args(arg, { epochs = 12, seed = 1, hidden = 256,
+local S = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or "scripts")
+  .. "/scenario.lua")
+local o = S.options(arg, { epochs = 12, seed = 1, hidden = 256,
   batch = 128, lr = 2e-3 })
 if o.small then
   o.ntrain, o.ntest, o.epochs = 600, 300, math.min(o.epochs, 2)
