@@ -40,7 +40,8 @@ local function check_close(got, want, tol, what)
   for i = 1, #w do big = math.max(big, math.abs(w[i])) end
   for i = 1, #w do
     local scale = math.max(math.abs(w[i]), 0.1 * big, 1e-12)
-    if not (math.abs(g[i] - w[i]) <= tol * scale) then
+    local err = math.abs(g[i] - w[i])
+    if err ~= err or err > tol * scale then
       error(string.format("%s: element %d is %.12g, expected %.12g", what, i,
                           g[i], w[i]), 2)
     end
