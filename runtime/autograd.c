@@ -318,9 +318,90 @@ static int vec_push(node_vec *v, lg_node *n) {
   return 0;
 }
 
+/* deps of a node that lg.grad does not need to run: never reaches 0 */
+#define DEPS_PRUNED (INT64_MIN / 2)
+
+static bool is_captured(lg_tensor *t, int ncap, lg_tensor **capture_for) {
+  for (int c = 0; c < ncap; c++)
+    if (capture_for[c] == t)
+      return true;
+  return false;
+}
+
+/* For lg.grad: marks the nodes of all (deps already counted) that lead to
+ * none of the captured inputs by setting their deps to DEPS_PRUNED, so that
+ * they are neither run nor freed.  A node is kept when it produced a
+ * captured input or when one of its edges goes to a captured leaf or to a
+ * kept node; every parent of a kept node is then kept, so the dependency
+ * counts of kept nodes stay right. */
+static int prune_for_capture(node_vec *all, int ncap, lg_tensor **capture_for) {
+  int64_t n = all->n;
+  int64_t *saved = malloc((n ? n : 1) * sizeof *saved);
+  int64_t *order = malloc((n ? n : 1) * sizeof *order);
+  bool *keep = calloc(n ? n : 1, sizeof *keep);
+  if (!saved || !order || !keep) {
+    free(saved);
+    free(order);
+    free(keep);
+    lg_seterr("grad: out of memory");
+    return -1;
+  }
+  /* deps holds each node's index while the counts wait in saved */
+  for (int64_t i = 0; i < n; i++) {
+    saved[i] = all->items[i]->deps;
+    all->items[i]->deps = i;
+  }
+  /* a topological order (parents first), counting down a copy */
+  int64_t head = 0, tail = 0;
+  int64_t *left = malloc((n ? n : 1) * sizeof *left);
+  if (!left) {
+    for (int64_t i = 0; i < n; i++)
+      all->items[i]->deps = saved[i];
+    free(saved);
+    free(order);
+    free(keep);
+    lg_seterr("grad: out of memory");
+    return -1;
+  }
+  memcpy(left, saved, n * sizeof *left);
+  for (int64_t i = 0; i < n; i++)
+    if (left[i] == 0)
+      order[tail++] = i;
+  while (head < tail) {
+    lg_node *nd = all->items[order[head++]];
+    for (int k = 0; k < nd->ninputs; k++) {
+      lg_node *m = nd->edges[k].fn;
+      if (m && --left[m->deps] == 0)
+        order[tail++] = m->deps;
+    }
+  }
+  free(left);
+  /* children before parents */
+  for (int64_t j = tail - 1; j >= 0; j--) {
+    int64_t i = order[j];
+    lg_node *nd = all->items[i];
+    bool kept = false;
+    for (int c = 0; c < ncap && !kept; c++)
+      kept = capture_for[c]->grad_fn == nd;
+    for (int k = 0; k < nd->ninputs && !kept; k++) {
+      lg_edge *e = &nd->edges[k];
+      kept = (e->leaf && is_captured(e->leaf, ncap, capture_for)) ||
+             (e->fn && keep[e->fn->deps]);
+    }
+    keep[i] = kept;
+  }
+  for (int64_t i = 0; i < n; i++)
+    all->items[i]->deps = keep[i] ? saved[i] : DEPS_PRUNED;
+  free(saved);
+  free(order);
+  free(keep);
+  return 0;
+}
+
 /* Runs the graph from roots (with their gradients).  When capture is
  * non-NULL, gradients for the tensors in capture_for are stored there
- * instead of accumulating into leaves. */
+ * instead of accumulating into leaves, and only the nodes that lead to
+ * them run. */
 /* the work lists, kept between calls (a nested backward gets its own) */
 static LG_THREAD node_vec spare_all, spare_ready;
 static LG_THREAD bool spare_busy;
@@ -367,19 +448,25 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
       if (n->edges[k].fn)
         n->edges[k].fn->deps++;
   }
-  /* 2. seed the roots */
+  if (capture && prune_for_capture(&all, ncap, capture_for))
+    goto done;
+  /* 2. seed the roots (a captured root with a grad_fn is captured when its
+   * node runs, with every other gradient it receives) */
   for (int r = 0; r < nroots; r++) {
     lg_tensor *t = roots[r];
-    if (capture) {
-      for (int c = 0; c < ncap; c++)
-        if (capture_for[c] == t && lg_accumulate(&capture[c], root_grads[r]))
-          goto done;
-    }
     if (!t->grad_fn) {
-      if (!capture && accumulate_leaf(t, root_grads[r], create_graph))
+      if (capture) {
+        for (int c = 0; c < ncap; c++)
+          if (capture_for[c] == t &&
+              lg_accumulate(&capture[c], root_grads[r]))
+            goto done;
+      } else if (accumulate_leaf(t, root_grads[r], create_graph)) {
         goto done;
+      }
       continue;
     }
+    if (t->grad_fn->deps < 0)
+      continue; /* pruned */
     if (lg_accumulate(&t->grad_fn->grad_accum, root_grads[r]))
       goto done;
   }
@@ -401,7 +488,7 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
       lg_seterr("backward: out of memory");
       goto done;
     }
-    if (n->retained_out && g) {
+    if (n->retained_out && g && !capture) {
       lg_tensor *o = n->retained_out;
       bool w2 = lg_set_grad_enabled(false);
       if (!o->grad) {
@@ -413,13 +500,31 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
       }
       lg_set_grad_enabled(w2);
     }
-    if (capture) {
-      for (int c = 0; c < ncap; c++)
-        if (capture_for[c]->grad_fn == n && g)
-          lg_accumulate(&capture[c], g);
-    }
     int st = 0;
-    if (g) {
+    bool run = true;
+    if (capture) {
+      for (int c = 0; c < ncap && !st; c++)
+        if (capture_for[c]->grad_fn == n && g)
+          st = lg_accumulate(&capture[c], g);
+      /* a captured input's node runs only if it leads to another input */
+      run = false;
+      for (int k = 0; k < n->ninputs && !run; k++) {
+        lg_edge *e = &n->edges[k];
+        run = (e->fn && e->fn->deps >= 0) ||
+              (e->leaf && is_captured(e->leaf, ncap, capture_for));
+      }
+    }
+    if (!run) {
+      lg_release(g);
+      if (grads != inline_grads)
+        free(grads);
+      if (st) {
+        lg_set_grad_enabled(was);
+        goto done;
+      }
+      continue;
+    }
+    if (g && !st) {
       if (n->released) {
         lg_seterr("backward through %s a second time: its saved tensors "
                   "were freed (pass retain_graph = true to the first "
@@ -444,9 +549,10 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
       lg_edge *e = &n->edges[k];
       lg_tensor *gk = grads[k];
       if (!st && gk && n->needs_grad[k]) {
-        if (e->fn)
-          st = lg_accumulate(&e->fn->grad_accum, gk);
-        else if (e->leaf) {
+        if (e->fn) {
+          if (e->fn->deps >= 0) /* not pruned */
+            st = lg_accumulate(&e->fn->grad_accum, gk);
+        } else if (e->leaf) {
           bool captured = false;
           if (capture)
             for (int c = 0; c < ncap; c++)
