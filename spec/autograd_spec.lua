@@ -254,6 +254,42 @@ describe("lg.grad", function()
     assert_values({6, 12}, g)
   end)
 
+  it("an output that is also an input counts its own gradient once",
+     function()
+    local x = leaf({1, 2})
+    local h = x * 2
+    assert_values({1, 1}, lg.grad(h, h,
+                                  {grad_outputs = lg.ones(2, {dtype = F64})}))
+    local k = x * 3
+    -- d/dk of (k, sum k^2) weighted (1, 1) is 1 + 2k
+    local g = lg.grad({k, (k * k):sum()}, {k},
+                      {grad_outputs = {lg.ones(2, {dtype = F64})}})
+    assert_values({1 + 6, 1 + 12}, g[1])
+    local s = x:sum()
+    assert.equal(1, lg.grad(s, s):item())
+  end)
+
+  it("runs only the part of the graph that leads to the inputs",
+     function()
+    local ran = 0
+    local Count = lg.autograd.Function{
+      forward = function(ctx, t) return t * 1 end,
+      backward = function(ctx, g) ran = ran + 1 return g end,
+    }
+    local a, b = leaf({1, 2}), leaf({3, 4})
+    local loss = (Count(a) * b):sum()
+    local gb = lg.grad(loss, b)
+    assert_values({1, 2}, gb)
+    assert.equal(0, ran)
+    -- below an intermediate input nothing runs, and nothing is freed
+    local h = a:exp()
+    local gh = lg.grad((Count(h) * 2):sum(), h)
+    assert.equal(1, ran)
+    assert_values({2, 2}, gh)
+    backward(h:sum())
+    assert_values({math.exp(1), math.exp(2)}, a.grad, 1e-12)
+  end)
+
   it("with create_graph the gradient can be differentiated again",
      function()
     local x = leaf({1, 2})
