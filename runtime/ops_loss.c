@@ -555,6 +555,185 @@ static lg_tensor *rows_tensor(lg_dtype d, lg_tensor *x, bool unbatched) {
  * [1] denominator of the nll term, [2] of the smoothing term */
 enum { CE_RED, CE_BASE, CE_IGNORE, CE_PROBS, CE_HASW };
 
+/* ---- the same gradients through differentiable ops (create_graph) ---- */
+
+/* per-row values v (R) as a tensor that broadcasts against the logits:
+ * (N, 1, d...) or (1) unbatched */
+static lg_tensor *row_tensor(lg_dtype d, lg_tensor *x, bool unbatched,
+                             const double *v, int64_t R) {
+  int64_t shape[LG_MAX_DIMS];
+  int nd = unbatched ? 1 : x->ndim;
+  for (int k = 0; k < nd; k++)
+    shape[k] = unbatched || k == 1 ? 1 : x->shape[k];
+  lg_tensor *t = lg_empty(d, nd, shape);
+  if (t)
+    for (int64_t i = 0; i < R; i++)
+      st(d, lg_data_ptr(t), i, v[i]);
+  return t;
+}
+
+/* class weights (C) shaped to broadcast along the class dim of x */
+static lg_tensor *class_tensor(lg_dtype d, lg_tensor *x, bool unbatched,
+                               const double *w, int64_t C) {
+  int64_t shape[LG_MAX_DIMS];
+  int nd = unbatched ? 1 : x->ndim;
+  for (int k = 0; k < nd; k++)
+    shape[k] = unbatched || k == 1 ? C : 1;
+  lg_tensor *t = lg_empty(d, nd, shape);
+  if (t)
+    for (int64_t c = 0; c < C; c++)
+      st(d, lg_data_ptr(t), c, w[c]);
+  return t;
+}
+
+/* collects the temporaries of a graph backward, released together */
+typedef struct {
+  lg_tensor *t[24];
+  int n;
+} tmp_list;
+
+static lg_tensor *keep(tmp_list *l, lg_tensor *t) {
+  if (t)
+    l->t[l->n++] = t;
+  return t;
+}
+
+static void tmp_release(tmp_list *l) {
+  for (int i = 0; i < l->n; i++)
+    lg_release(l->t[i]);
+  l->n = 0;
+}
+
+/*
+ * cross_entropy's and nll_loss's gradients as differentiable ops, with the
+ * row coefficients (weights, ignored rows, the mean's divisor) and the
+ * one-hot labels as constants:
+ *   labels   dx = A g (p - onehot) + S g (W p - w)      (cross_entropy)
+ *            dx = -A g onehot                           (nll_loss)
+ *   probs    dx = g' (p sum_c w t' - w t'),  dt = -g' (1 - e) w logp
+ */
+static int cls_backward_graph(lg_node *node, bool is_nll, lg_tensor *x,
+                              lg_tensor *target, lg_tensor *weight,
+                              lg_tensor *grad_out, lg_tensor **grads) {
+  const char *fn = is_nll ? "nll_loss" : "cross_entropy";
+  cls_geom g;
+  bool probs;
+  if (cls_geometry(fn, x, target, weight, &g, &probs))
+    return -1;
+  lg_reduction r = (lg_reduction)node->ival[CE_RED];
+  int64_t base = node->ival[CE_BASE], ignore = node->ival[CE_IGNORE];
+  double eps = node->dval[0], D = node->dval[1];
+  int64_t C = g.C, S = g.S, R = g.N * g.S;
+  int cdim = g.unbatched ? 0 : 1;
+  lg_dtype d = x->dtype;
+  tmp_list tl = {{0}, 0};
+  double *w = load_weights(fn, weight, C);
+  double *coef = malloc(sizeof(double) * (size_t)(2 * R + 1));
+  lg_tensor *gg, *wv, *dx = NULL, *dt = NULL;
+  int rc = -1;
+  if (!w || !coef)
+    goto out;
+  double Wsum = 0;
+  for (int64_t c = 0; c < C; c++)
+    Wsum += w[c];
+  /* the output gradient, with a unit class dim when per row */
+  if (r == LG_REDUCTION_NONE && !g.unbatched)
+    gg = keep(&tl, lg_unsqueeze(grad_out, 1));
+  else
+    gg = keep(&tl, lg_retain(grad_out));
+  if (!gg || !(wv = keep(&tl, class_tensor(d, x, g.unbatched, w, C))))
+    goto out;
+  if (!probs) {
+    lg_tensor *tc = keep(&tl, contig(target));
+    lg_tensor *onehot = keep(&tl, lg_zeros(d, x->ndim, x->shape));
+    if (!tc || !onehot)
+      goto out;
+    const int64_t *tp = lg_data_ptr(tc);
+    double div = r == LG_REDUCTION_MEAN ? D : 1.0;
+    for (int64_t row = 0; row < R; row++) {
+      int64_t y = tp[row], n = row / S, s = row % S;
+      bool kept = y != ignore;
+      coef[row] = kept ? (is_nll ? 1.0 : 1 - eps) * w[y - base] / div : 0;
+      coef[R + row] = kept ? eps / (double)C / div : 0;
+      if (kept)
+        st(d, lg_data_ptr(onehot), (n * C + y - base) * S + s, 1.0);
+    }
+    lg_tensor *A = keep(&tl, row_tensor(d, x, g.unbatched, coef, R));
+    lg_tensor *Ag = A ? keep(&tl, lg_binary(LG_OP_MUL, A, gg)) : NULL;
+    if (!Ag)
+      goto out;
+    if (is_nll) {
+      lg_tensor *t = keep(&tl, lg_binary(LG_OP_MUL, Ag, onehot));
+      if (!t || !(dx = lg_unary(LG_OP_NEG, t)))
+        goto out;
+    } else {
+      lg_tensor *p = keep(&tl, lg_softmax(x, cdim));
+      lg_tensor *pm = p ? keep(&tl, lg_binary(LG_OP_SUB, p, onehot)) : NULL;
+      lg_tensor *t1 = pm ? keep(&tl, lg_binary(LG_OP_MUL, Ag, pm)) : NULL;
+      if (!t1)
+        goto out;
+      if (eps > 0) {
+        lg_tensor *Sr = keep(&tl, row_tensor(d, x, g.unbatched, coef + R, R));
+        lg_tensor *Sg = Sr ? keep(&tl, lg_binary(LG_OP_MUL, Sr, gg)) : NULL;
+        lg_tensor *q =
+            Sg ? keep(&tl, lg_binary_scalar(LG_OP_MUL, p, Wsum, false)) : NULL;
+        lg_tensor *q2 = q ? keep(&tl, lg_binary(LG_OP_SUB, q, wv)) : NULL;
+        lg_tensor *t2 = q2 ? keep(&tl, lg_binary(LG_OP_MUL, Sg, q2)) : NULL;
+        if (!t2 || !(dx = lg_binary(LG_OP_ADD, t1, t2)))
+          goto out;
+      } else {
+        dx = lg_retain(t1);
+      }
+    }
+  } else {
+    /* t' = (1 - e) t + e / C;  g' = g / rows for the mean */
+    lg_tensor *a = keep(&tl, lg_binary_scalar(LG_OP_MUL, target, 1 - eps,
+                                              false));
+    lg_tensor *tp = a ? keep(&tl, lg_binary_scalar(LG_OP_ADD, a,
+                                                   eps / (double)C, false))
+                      : NULL;
+    lg_tensor *wt = tp ? keep(&tl, lg_binary(LG_OP_MUL, wv, tp)) : NULL;
+    lg_tensor *sw = wt ? keep(&tl, lg_reduce(LG_RED_SUM, wt, cdim, true))
+                       : NULL;
+    lg_tensor *gs =
+        sw ? keep(&tl, r == LG_REDUCTION_MEAN
+                           ? lg_binary_scalar(LG_OP_DIV, gg, (double)R, false)
+                           : lg_retain(gg))
+           : NULL;
+    lg_tensor *p = gs ? keep(&tl, lg_softmax(x, cdim)) : NULL;
+    lg_tensor *ps = p ? keep(&tl, lg_binary(LG_OP_MUL, p, sw)) : NULL;
+    lg_tensor *u = ps ? keep(&tl, lg_binary(LG_OP_SUB, ps, wt)) : NULL;
+    if (!u || !(dx = lg_binary(LG_OP_MUL, gs, u)))
+      goto out;
+    if (node->needs_grad[1]) {
+      lg_tensor *lp = keep(&tl, lg_log_softmax(x, cdim));
+      lg_tensor *lw = lp ? keep(&tl, lg_binary(LG_OP_MUL, lp, wv)) : NULL;
+      lg_tensor *lg2 = lw ? keep(&tl, lg_binary(LG_OP_MUL, lw, gs)) : NULL;
+      if (!lg2 || !(dt = lg_binary_scalar(LG_OP_MUL, lg2, -(1 - eps), false)))
+        goto out;
+    }
+  }
+  rc = 0;
+out:
+  if (!rc) {
+    if (node->needs_grad[0])
+      grads[0] = dx;
+    else
+      lg_release(dx);
+    if (node->ninputs > 1)
+      grads[1] = dt;
+    else
+      lg_release(dt);
+  } else {
+    lg_release(dx);
+    lg_release(dt);
+  }
+  tmp_release(&tl);
+  free(w);
+  free(coef);
+  return rc;
+}
+
 /*
  * cross_entropy with labels, per row i (logits x, lse = logsumexp x,
  * p = softmax x, label y, smoothing e over C classes, weights w, W = sum w):
@@ -576,6 +755,9 @@ static int cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *weight = node->ival[CE_HASW] ? lg_node_saved(node, 3) : NULL;
   if (!x || !target || !lse_t || (node->ival[CE_HASW] && !weight))
     return -1;
+  if (lg_grad_enabled())
+    return cls_backward_graph(node, false, x, target, weight, grad_out,
+                              grads);
   cls_geom g;
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
@@ -652,7 +834,6 @@ out:
   lg_release(tc);
   return rc;
 }
-ONCE_DIFFERENTIABLE(cross_entropy_backward)
 
 lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
                             lg_tensor *weight, double label_smoothing,
@@ -762,7 +943,7 @@ lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
   w = NULL;
   lg_tensor *tin = probs ? tconv : target;
   lg_tensor *in[2] = {logits, tin};
-  lg_node *node = record(y, fn, cross_entropy_backward_once, 2, in);
+  lg_node *node = record(y, fn, cross_entropy_backward, 2, in);
   if (node) {
     node->ival[CE_RED] = r;
     node->ival[CE_BASE] = index_base;
@@ -800,6 +981,9 @@ static int nll_loss_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *weight = node->ival[CE_HASW] ? lg_node_saved(node, 2) : NULL;
   if (!x || !target || (node->ival[CE_HASW] && !weight))
     return -1;
+  if (lg_grad_enabled())
+    return cls_backward_graph(node, true, x, target, weight, grad_out,
+                              grads);
   cls_geom g;
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
@@ -836,7 +1020,6 @@ out:
   lg_release(tc);
   return rc;
 }
-ONCE_DIFFERENTIABLE(nll_loss_backward)
 
 lg_tensor *lg_nll_loss(lg_tensor *logp, lg_tensor *target, lg_tensor *weight,
                        int64_t ignore_index, int64_t index_base,
@@ -886,7 +1069,7 @@ lg_tensor *lg_nll_loss(lg_tensor *logp, lg_tensor *target, lg_tensor *weight,
   lg_release(tc);
   xc = tc = NULL;
   lg_tensor *in[1] = {logp};
-  lg_node *node = record(y, fn, nll_loss_backward_once, 1, in);
+  lg_node *node = record(y, fn, nll_loss_backward, 1, in);
   if (node) {
     node->ival[CE_RED] = r;
     node->ival[CE_BASE] = index_base;
@@ -936,7 +1119,7 @@ static double reduce_scale(lg_reduction r, lg_tensor *like) {
  *   dp = g w (p - y) / max(p (1 - p), 1e-12)
  *   dy = g w (max(log(1 - p), -100) - max(log p, -100))
  */
-static int bce_backward(lg_node *node, lg_tensor *grad_out,
+static int binary_cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
                         lg_tensor **grads) {
   lg_tensor *p = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   lg_tensor *w = node->nsaved > 2 ? lg_node_saved(node, 2) : NULL;
@@ -976,7 +1159,7 @@ out:
   lg_release(tc);
   return rc;
 }
-ONCE_DIFFERENTIABLE(bce_backward)
+ONCE_DIFFERENTIABLE(binary_cross_entropy_backward)
 
 lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
                                    lg_tensor *weight, lg_reduction r) {
@@ -1020,7 +1203,7 @@ lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
   lg_release(tc);
   per = pc = tc = NULL;
   lg_tensor *in[2] = {p, t};
-  lg_node *node = record(y, fn, bce_backward_once, 2, in);
+  lg_node *node = record(y, fn, binary_cross_entropy_backward_once, 2, in);
   if (node) {
     node->ival[0] = r;
     if (lg_node_save(node, p) || lg_node_save(node, t) ||
@@ -1058,7 +1241,7 @@ static inline double sigmoid(double x) {
   return e / (1.0 + e);
 }
 
-static int bce_logits_backward(lg_node *node, lg_tensor *grad_out,
+static int bce_with_logits_backward(lg_node *node, lg_tensor *grad_out,
                                lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   lg_tensor *w = NULL, *pw = NULL;
@@ -1104,7 +1287,7 @@ out:
   lg_release(tc);
   return rc;
 }
-ONCE_DIFFERENTIABLE(bce_logits_backward)
+ONCE_DIFFERENTIABLE(bce_with_logits_backward)
 
 lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
                               lg_tensor *weight, lg_tensor *pos_weight,
@@ -1147,7 +1330,7 @@ lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
   lg_release(tc);
   per = xc = tc = NULL;
   lg_tensor *in[2] = {x, t};
-  lg_node *node = record(y, fn, bce_logits_backward_once, 2, in);
+  lg_node *node = record(y, fn, bce_with_logits_backward_once, 2, in);
   if (node) {
     node->ival[0] = r;
     node->ival[1] = wc != NULL;

@@ -285,13 +285,73 @@ describe("loss behaviour", function()
     end
   end)
 
-  it("double backward through cross_entropy raises", function()
+  it("cross_entropy and nll_loss are differentiable twice", function()
+    lg.manual_seed(4)
+    local X = lg.randn({5, 3}, {dtype = lg.float64})
+    local V = lg.randn({3, 4}, {dtype = lg.float64})
+    local y = labels({1, 4, 2, 2, 3})
+    local probs = F.softmax(lg.randn({5, 4}, {dtype = lg.float64}), 2)
+    local cw = lg.tensor({0.5, 1, 2, 1.5}, {dtype = lg.float64})
+    local rw = lg.randn({5}, {dtype = lg.float64})
+    local losses = {
+      function(W) return F.cross_entropy(lg.matmul(X, W), y) end,
+      function(W)
+        return F.cross_entropy(lg.matmul(X, W), y, {weight = cw,
+          label_smoothing = 0.2, ignore_index = 2, reduction = "sum"})
+      end,
+      function(W)
+        return (F.cross_entropy(lg.matmul(X, W), y, {reduction = "none",
+          label_smoothing = 0.1}) * rw):sum()
+      end,
+      function(W)
+        return F.cross_entropy(lg.matmul(X, W), probs, {weight = cw,
+          label_smoothing = 0.3})
+      end,
+      function(W)
+        return F.nll_loss(F.log_softmax(lg.matmul(X, W), 2), y,
+                          {weight = cw})
+      end,
+    }
+    local function grad_at(f, W)
+      local Wr = W:detach():requires_grad_(true)
+      return lg.grad(f(Wr), {Wr})[1]
+    end
+    for k, f in ipairs(losses) do
+      local W = lg.randn({3, 4}, {dtype = lg.float64, requires_grad = true})
+      local g = lg.grad(f(W), {W}, {create_graph = true})[1]
+      local hv = flat(lg.grad((g * V):sum(), {W})[1])
+      local h = 1e-5
+      local gp = flat(grad_at(f, W:detach() + V * h))
+      local gm = flat(grad_at(f, W:detach() - V * h))
+      for i = 1, #hv do
+        local num = (gp[i] - gm[i]) / (2 * h)
+        assert.is_true(math.abs(hv[i] - num) < 1e-6 * (1 + math.abs(num)),
+                       string.format("loss %d element %d: %g vs %g", k, i,
+                                     hv[i], num))
+      end
+    end
+  end)
+
+  it("the probability target's gradient is differentiable too", function()
     local x = lg.randn({3, 4}, {dtype = lg.float64, requires_grad = true})
-    local loss = F.cross_entropy(x, labels({1, 2, 3}))
-    local g = lg.grad(loss, {x}, {create_graph = true})[1]
+    local t = lg.rand({3, 4}, {dtype = lg.float64, requires_grad = true})
+    local gt = lg.grad(F.cross_entropy(x, t), {t}, {create_graph = true})[1]
+    -- dt = -log_softmax(x) / 3, so d(sum dt)/dx = -(1 - 4 softmax(x)) / 3
+    local gx = flat(lg.grad(gt:sum(), {x})[1])
+    local sm = flat(F.softmax(x:detach(), 2))
+    for i = 1, 12 do
+      assert.is_true(math.abs(gx[i] + (1 - 4 * sm[i]) / 3) < 1e-12)
+    end
+  end)
+
+  it("double backward through binary_cross_entropy raises", function()
+    local p = lg.tensor({0.3, 0.6}, {dtype = lg.float64, requires_grad = true})
+    local loss = F.binary_cross_entropy(p, lg.tensor({0.0, 1.0},
+                                                     {dtype = lg.float64}))
+    local g = lg.grad(loss, {p}, {create_graph = true})[1]
     local ok, err = pcall(function() g:sum():backward() end)
     assert.is_false(ok)
-    assert.matches("cross_entropy_backward: differentiating a gradient of " ..
+    assert.matches("binary_cross_entropy_backward: differentiating a gradient of " ..
                    "this op again %(double backward%) is not supported", err)
   end)
 
