@@ -432,36 +432,107 @@ lg_tensor *lg_var(lg_tensor *t, int dim, bool keepdim, bool unbiased) {
   return r;
 }
 
+/* d|x|_p/dx = sign(x) |x|^(p-1) / |x|_p^(p-1) (x / |x|_2 for p = 2), and
+ * 0 where the norm is 0, as PyTorch has it (the composite form would give
+ * 0 * inf = NaN there).  Written with differentiable ops. */
+static int norm_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
+  lg_tensor *x = lg_node_saved(n, 0), *out = lg_node_saved(n, 1);
+  if (!x || !out)
+    return -1;
+  double p = n->dval[0];
+  int kn = (int)n->ival[0];
+  lg_tensor *ko = lg_reshape(out, kn, n->ival + 1);
+  lg_tensor *gk = lg_reshape(g, kn, n->ival + 1);
+  lg_tensor *zero = ko ? lg_binary_scalar(LG_OP_EQ, ko, 0, false) : NULL;
+  lg_tensor *one = lg_scalar(x->dtype, 1), *nil = lg_scalar(x->dtype, 0);
+  lg_tensor *safe = zero && one ? lg_where(zero, one, ko) : NULL;
+  lg_tensor *den = NULL, *num = NULL;
+  if (p == 2) {
+    den = safe ? lg_retain(safe) : NULL;
+    num = lg_retain(x);
+  } else {
+    den = safe ? lg_binary_scalar(LG_OP_POW, safe, p - 1, false) : NULL;
+    lg_tensor *a = lg_unary(LG_OP_ABS, x);
+    lg_tensor *ap = a ? lg_binary_scalar(LG_OP_POW, a, p - 1, false) : NULL;
+    lg_tensor *sg = lg_unary(LG_OP_SIGN, x);
+    num = ap && sg ? lg_binary(LG_OP_MUL, sg, ap) : NULL;
+    lg_release(a);
+    lg_release(ap);
+    lg_release(sg);
+  }
+  lg_tensor *q = gk && den ? lg_binary(LG_OP_DIV, gk, den) : NULL;
+  lg_tensor *qz = q && nil ? lg_where(zero, nil, q) : NULL;
+  grads[0] = qz && num ? lg_binary(LG_OP_MUL, num, qz) : NULL;
+  lg_release(ko);
+  lg_release(gk);
+  lg_release(zero);
+  lg_release(one);
+  lg_release(nil);
+  lg_release(safe);
+  lg_release(den);
+  lg_release(num);
+  lg_release(q);
+  lg_release(qz);
+  return grads[0] ? 0 : -1;
+}
+
 lg_tensor *lg_norm(lg_tensor *t, double p, int dim, bool keepdim) {
   if (!lg_dtype_is_float(t->dtype)) {
     lg_seterr("norm: needs a float tensor, got %s", lg_dtype_name(t->dtype));
     return NULL;
   }
+  if (!isinf(p) && p != 0 && p != 1) {
+    /* one node with its own backward, so that a zero norm has gradient 0 */
+    red_geom geo;
+    int d = red_geometry("norm", t, dim, keepdim, &geo);
+    if (d == -1)
+      return NULL;
+    bool was = lg_set_grad_enabled(false);
+    lg_tensor *r = NULL;
+    if (p == 2) {
+      lg_tensor *sq = lg_unary(LG_OP_SQUARE, t);
+      lg_tensor *s = sq ? lg_reduce(LG_RED_SUM, sq, dim, keepdim) : NULL;
+      r = s ? lg_unary(LG_OP_SQRT, s) : NULL;
+      lg_release(sq);
+      lg_release(s);
+    } else {
+      lg_tensor *a = lg_unary(LG_OP_ABS, t);
+      lg_tensor *pw = a ? lg_binary_scalar(LG_OP_POW, a, p, false) : NULL;
+      lg_tensor *s = pw ? lg_reduce(LG_RED_SUM, pw, dim, keepdim) : NULL;
+      r = s ? lg_binary_scalar(LG_OP_POW, s, 1 / p, false) : NULL;
+      lg_release(a);
+      lg_release(pw);
+      lg_release(s);
+    }
+    lg_set_grad_enabled(was);
+    if (!r)
+      return NULL;
+    lg_node *n = lg_record(r, "norm", norm_backward, 1, &t);
+    if (n) {
+      n->ival[0] = geo.keep_ndim;
+      memcpy(n->ival + 1, geo.keep_shape, geo.keep_ndim * sizeof(int64_t));
+      n->dval[0] = p;
+      if (lg_node_save(n, t) || lg_node_save(n, r)) {
+        lg_release(r);
+        return NULL;
+      }
+    }
+    return r;
+  }
   lg_tensor *a = lg_unary(LG_OP_ABS, t), *r = NULL;
   if (!a)
     return NULL;
+  /* inf, 1 and 0: composites of max/min, sum and a count */
   if (isinf(p)) {
     r = lg_reduce(p > 0 ? LG_RED_MAX : LG_RED_MIN, a, dim, keepdim);
-  } else if (p == 2) {
-    lg_tensor *sq = lg_unary(LG_OP_SQUARE, t);
-    lg_tensor *s = sq ? lg_reduce(LG_RED_SUM, sq, dim, keepdim) : NULL;
-    r = s ? lg_unary(LG_OP_SQRT, s) : NULL;
-    lg_release(sq);
-    lg_release(s);
   } else if (p == 1) {
     r = lg_reduce(LG_RED_SUM, a, dim, keepdim);
-  } else if (p == 0) {
+  } else {
     lg_tensor *nz = lg_binary_scalar(LG_OP_NE, t, 0, false);
     lg_tensor *f = nz ? lg_to_dtype(nz, t->dtype) : NULL;
     r = f ? lg_reduce(LG_RED_SUM, f, dim, keepdim) : NULL;
     lg_release(nz);
     lg_release(f);
-  } else {
-    lg_tensor *pw = lg_binary_scalar(LG_OP_POW, a, p, false);
-    lg_tensor *s = pw ? lg_reduce(LG_RED_SUM, pw, dim, keepdim) : NULL;
-    r = s ? lg_binary_scalar(LG_OP_POW, s, 1 / p, false) : NULL;
-    lg_release(pw);
-    lg_release(s);
   }
   lg_release(a);
   return r;
