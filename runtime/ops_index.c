@@ -317,13 +317,28 @@ int lg_scatter_(lg_tensor *t, int dim, lg_tensor *index, lg_tensor *src) {
   return 0;
 }
 
+/* grad t = g; grad src = g gathered at index, padded with zeros where src
+ * is larger than index (those elements were not scattered) */
 static int scatter_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   if (n->needs_grad[0])
     grads[0] = lg_retain(g);
   if (n->needs_grad[1]) {
     lg_tensor *idx = lg_node_saved(n, 0);
-    grads[1] = idx ? lg_gather(g, (int)n->ival[0], idx) : NULL;
-    if (!grads[1])
+    lg_tensor *r = idx ? lg_gather(g, (int)n->ival[0], idx) : NULL;
+    for (int d = 0; r && d < r->ndim; d++) {
+      if (r->shape[d] == n->input_shape[d])
+        continue;
+      int64_t shape[LG_MAX_DIMS];
+      memcpy(shape, r->shape, sizeof shape);
+      shape[d] = n->input_shape[d] - r->shape[d];
+      lg_tensor *pad = lg_zeros(r->dtype, r->ndim, shape);
+      lg_tensor *parts[2] = {r, pad};
+      lg_tensor *c = pad ? lg_cat(2, parts, d) : NULL;
+      lg_release(pad);
+      lg_release(r);
+      r = c;
+    }
+    if (!(grads[1] = r))
       return -1;
   }
   return 0;
@@ -346,6 +361,8 @@ lg_tensor *lg_scatter_add(lg_tensor *t, int dim, lg_tensor *index,
   lg_node *n = lg_record(out, "scatter_add", scatter_add_backward, 2, in);
   if (n) {
     n->ival[0] = dim;
+    n->ninput_shape = src->ndim;
+    memcpy(n->input_shape, src->shape, sizeof n->input_shape);
     if (lg_node_save(n, index)) {
       lg_release(out);
       return NULL;
