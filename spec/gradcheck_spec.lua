@@ -374,6 +374,24 @@ describe("gradcheck: reductions", function()
           {distinct(2, 3, 4)})
   end)
 
+  it("norm has a zero gradient where the norm is zero, as PyTorch",
+     function()
+    for _, p in ipairs({2, 3, 1.5}) do
+      local z = lg.zeros(3, {dtype = F64, requires_grad = true})
+      z:norm(p):backward()
+      assert.same({0, 0, 0}, z.grad:totable())
+      local x = lg.tensor({{0, 0}, {3, 4}}, {dtype = F64}):requires_grad_()
+      x:norm(p, 2):sum():backward()
+      local g = x.grad:totable()
+      assert.same({0, 0}, g[1])
+      local n = (3 ^ p + 4 ^ p) ^ (1 / p)
+      assert.near(3 ^ (p - 1) / n ^ (p - 1), g[2][1], 1e-12)
+      assert.near(4 ^ (p - 1) / n ^ (p - 1), g[2][2], 1e-12)
+    end
+    check(function(x) return x:norm() end, {lg.zeros(3, {dtype = F64,
+                                                        requires_grad = true})})
+  end)
+
   it("logsumexp over everything and along every dim", function()
     check(function(x) return x:logsumexp() end, {randn(3, 4)})
     for _, d in ipairs(dims) do
@@ -515,6 +533,26 @@ describe("gradcheck: indexing", function()
           {randn(3, 4), randn(3, 2)})
     check(function(x, s) return x:scatter_add(-1, index2, s:t()) end,
           {transposed(3, 4), randn(2, 3)})
+  end)
+
+  it("scatter_add with a source larger than the index", function()
+    local index = idx({{1, 3}})
+    check(function(x, s) return x:scatter_add(1, index, s) end,
+          {randn(3, 3), randn(2, 3)})
+    local s = randn(2, 3)
+    lg.randn(3, 3, {dtype = F64}):scatter_add(1, index, s):sum():backward()
+    assert.same({2, 3}, s.grad:shape())
+    assert.same({{1, 1, 0}, {0, 0, 0}}, s.grad:totable())
+  end)
+
+  it("joins and selections with some inputs constant", function()
+    local c = lg.randn(2, 3, {dtype = F64})
+    check(function(a) return lg.cat({a, c}, 1) end, {randn(1, 3)})
+    check(function(a) return lg.stack({c, a}, 2) end, {randn(2, 3)})
+    check(function(a) return lg.where(c:gt(0), a, c) end, {randn(2, 3)})
+    check(function(s) return c:index_add(1, {2, 2}, s) end, {randn(2, 3)})
+    check(function(x) return x:scatter_add(2, idx({{1, 1}, {3, 2}}), c) end,
+          {randn(2, 3)})
   end)
 
   it("index_add: gradients for self and src, repeated indices", function()
