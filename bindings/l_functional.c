@@ -45,8 +45,8 @@ static int opts_at(lua_State *L, int idx) {
   return lua_istable(L, idx) && !lgL_totensor(L, idx) ? idx : 0;
 }
 
-static double opt_number(lua_State *L, int opts, const char *fn,
-                         const char *k, double def) {
+static double opt_number(lua_State *L, int opts, const char *fn, const char *k,
+                         double def) {
   if (!opts)
     return def;
   lua_getfield(L, opts, k);
@@ -131,14 +131,13 @@ static void to_pair(lua_State *L, int idx, const char *fn, const char *what,
       lua_Integer v = lua_tointegerx(L, -1, &ok);
       lua_pop(L, 1);
       if (!ok)
-        luaL_error(L, "%s: %s must be an integer or a pair {h, w}", fn,
-                   what);
+        luaL_error(L, "%s: %s must be an integer or a pair {h, w}", fn, what);
       out[k] = v;
     }
     return;
   }
-  luaL_error(L, "%s: %s must be an integer or a pair {h, w} (got %s)", fn,
-             what, luaL_typename(L, idx));
+  luaL_error(L, "%s: %s must be an integer or a pair {h, w} (got %s)", fn, what,
+             luaL_typename(L, idx));
 }
 
 static void opt_pair(lua_State *L, int opts, const char *fn, const char *k,
@@ -191,8 +190,8 @@ static int f_linear(lua_State *L) {
 
 /* conv2d(x, w [, b] [, {stride, padding, dilation, groups}]) */
 static int f_conv2d(lua_State *L) {
-  static const char *const keys[] = {"stride", "padding", "dilation",
-                                     "groups", NULL};
+  static const char *const keys[] = {"stride", "padding", "dilation", "groups",
+                                     NULL};
   const char *fn = "conv2d";
   lg_tensor *x = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
   int opts = opts_at(L, 3) ? 3 : opts_at(L, 4);
@@ -213,8 +212,7 @@ static int f_conv2d(lua_State *L) {
 static int pool_args(lua_State *L, const char *fn, lg_pool2d_opts *o) {
   to_pair(L, 2, fn, "kernel_size", o->kernel);
   int opts = 0;
-  if (lua_type(L, 3) == LUA_TNUMBER ||
-      (opts_at(L, 3) && luaL_len(L, 3) > 0)) {
+  if (lua_type(L, 3) == LUA_TNUMBER || (opts_at(L, 3) && luaL_len(L, 3) > 0)) {
     to_pair(L, 3, fn, "stride", o->stride);
     opts = opts_at(L, 4);
   } else {
@@ -229,9 +227,8 @@ static int pool_args(lua_State *L, const char *fn, lg_pool2d_opts *o) {
 /* max_pool2d(x, k [, stride] [, {stride, padding, dilation, ceil_mode,
  * return_indices}]) */
 static int f_max_pool2d(lua_State *L) {
-  static const char *const keys[] = {"stride",    "padding",
-                                     "dilation",  "ceil_mode",
-                                     "return_indices", NULL};
+  static const char *const keys[] = {"stride",    "padding",        "dilation",
+                                     "ceil_mode", "return_indices", NULL};
   const char *fn = "max_pool2d";
   lg_tensor *x = lgL_checktensor(L, 1);
   lg_pool2d_opts o = LG_POOL2D_DEFAULTS;
@@ -258,12 +255,9 @@ static int f_max_pool2d(lua_State *L) {
 /* avg_pool2d(x, k [, stride] [, {stride, padding, ceil_mode,
  * count_include_pad, divisor_override}]) */
 static int f_avg_pool2d(lua_State *L) {
-  static const char *const keys[] = {"stride",
-                                     "padding",
-                                     "ceil_mode",
-                                     "count_include_pad",
-                                     "divisor_override",
-                                     NULL};
+  static const char *const keys[] = {"stride",           "padding",
+                                     "ceil_mode",        "count_include_pad",
+                                     "divisor_override", NULL};
   const char *fn = "avg_pool2d";
   lg_tensor *x = lgL_checktensor(L, 1);
   lg_pool2d_opts o = LG_POOL2D_DEFAULTS;
@@ -299,8 +293,8 @@ static int f_embedding(lua_State *L) {
       pad = opt_integer(L, opts, fn, "padding_idx", 0);
       int64_t V = w->ndim == 2 ? w->shape[0] : 0;
       if (pad == 0 || pad > V || pad < -V)
-        luaL_error(L, "%s: padding_idx %d out of range for %d embeddings",
-                   fn, (int)pad, (int)V);
+        luaL_error(L, "%s: padding_idx %d out of range for %d embeddings", fn,
+                   (int)pad, (int)V);
       if (pad < 0)
         pad += V + 1;
     }
@@ -355,8 +349,9 @@ static int f_layer_norm(lua_State *L) {
     if (nnorm == 0)
       luaL_error(L, "%s: normalized_shape must not be empty", fn);
   } else {
-    return luaL_error(L, "%s: normalized_shape must be an integer or a "
-                         "table of sizes (got %s)",
+    return luaL_error(L,
+                      "%s: normalized_shape must be an integer or a "
+                      "table of sizes (got %s)",
                       fn, luaL_typename(L, 2));
   }
   int opts = 0;
@@ -423,8 +418,9 @@ static int f_gelu(lua_State *L) {
   else if (!strcmp(approx, "tanh"))
     op = LG_OP_GELU_TANH;
   else
-    return luaL_error(L, "gelu: approximate must be \"none\" or \"tanh\" "
-                         "(got \"%s\")",
+    return luaL_error(L,
+                      "gelu: approximate must be \"none\" or \"tanh\" "
+                      "(got \"%s\")",
                       approx);
   return lgL_pushresult(L, "gelu", lg_unary(op, x));
 }
@@ -452,8 +448,7 @@ static int f_softmax(lua_State *L) {
 
 static int f_log_softmax(lua_State *L) {
   lg_tensor *x = lgL_checktensor(L, 1);
-  int dim =
-      lgL_optdim(L, 2, x->ndim, x->ndim ? x->ndim - 1 : 0, "log_softmax");
+  int dim = lgL_optdim(L, 2, x->ndim, x->ndim ? x->ndim - 1 : 0, "log_softmax");
   return lgL_pushresult(L, "log_softmax", lg_log_softmax(x, dim));
 }
 
@@ -542,8 +537,7 @@ static int f_binary_cross_entropy(lua_State *L) {
 
 /* bce_with_logits(x, y [, {weight, pos_weight, reduction}]) */
 static int f_bce_with_logits(lua_State *L) {
-  static const char *const keys[] = {"weight", "pos_weight", "reduction",
-                                     NULL};
+  static const char *const keys[] = {"weight", "pos_weight", "reduction", NULL};
   const char *fn = "bce_with_logits";
   lg_tensor *x = lgL_checktensor(L, 1), *t = lgL_checktensor(L, 2);
   int opts = opts_at(L, 3);

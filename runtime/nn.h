@@ -45,7 +45,8 @@ typedef struct {
   int64_t dilation[2];
   int64_t groups;
 } lg_conv2d_opts;
-#define LG_CONV2D_DEFAULTS {{1, 1}, {0, 0}, {1, 1}, 1}
+#define LG_CONV2D_DEFAULTS                                                     \
+  { {1, 1}, {0, 0}, {1, 1}, 1 }
 /* x (N, C, H, W) or (C, H, W), w (O, C / groups, kh, kw), b (O) or NULL;
  * float32 or float64 */
 lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
@@ -58,10 +59,11 @@ typedef struct {
   int64_t padding[2];
   int64_t dilation[2]; /* max pooling only */
   bool ceil_mode;
-  bool count_include_pad; /* avg pooling only */
+  bool count_include_pad;   /* avg pooling only */
   int64_t divisor_override; /* avg pooling only; 0: none */
 } lg_pool2d_opts;
-#define LG_POOL2D_DEFAULTS {{1, 1}, {0, 0}, {0, 0}, {1, 1}, false, true, 0}
+#define LG_POOL2D_DEFAULTS                                                     \
+  { {1, 1}, {0, 0}, {0, 0}, {1, 1}, false, true, 0 }
 /* x (N, C, H, W) or (C, H, W).  When indices is not NULL it receives the
  * int64 flat index (h * W + w, 0-based) of each maximum. */
 lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *o,
@@ -72,13 +74,12 @@ lg_tensor *lg_avg_pool2d(lg_tensor *x, const lg_pool2d_opts *o);
 /* idx int64 of any shape (values index_base .. index_base + V - 1),
  * weight (V, D): out (idx.shape..., D); rows equal to padding_idx get no
  * gradient (pass a value outside the range for none) */
-lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight,
-                        int64_t padding_idx, int64_t index_base);
+lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight, int64_t padding_idx,
+                        int64_t index_base);
 /* inverted dropout: zeroes elements with probability p and scales the rest
  * by 1 / (1 - p); identity (x retained) when not training or p == 0.
  * g NULL: the default generator. */
-lg_tensor *lg_dropout(lg_tensor *x, double p, bool training,
-                      lg_generator *g);
+lg_tensor *lg_dropout(lg_tensor *x, double p, bool training, lg_generator *g);
 /* labels int64 (values index_base ..), out int64 (labels.shape..., C);
  * C < 0: the largest label + 1 - index_base */
 lg_tensor *lg_one_hot(lg_tensor *labels, int64_t C, int64_t index_base);
@@ -107,8 +108,8 @@ const char *lg_reduction_name(lg_reduction r);
  * to the input's) */
 lg_tensor *lg_mse_loss(lg_tensor *input, lg_tensor *target, lg_reduction r);
 lg_tensor *lg_l1_loss(lg_tensor *input, lg_tensor *target, lg_reduction r);
-lg_tensor *lg_smooth_l1_loss(lg_tensor *input, lg_tensor *target,
-                             double beta, lg_reduction r);
+lg_tensor *lg_smooth_l1_loss(lg_tensor *input, lg_tensor *target, double beta,
+                             lg_reduction r);
 lg_tensor *lg_huber_loss(lg_tensor *input, lg_tensor *target, double delta,
                          lg_reduction r);
 /* logits (N, C, d...) or (C); target int64 class labels (N, d...) or ()

@@ -221,8 +221,8 @@ static lg_node *record(lg_tensor *out, const char *name, lg_backward_fn bw,
 /* ==== element-wise regression losses ==== */
 
 typedef enum { PW_MSE, PW_L1, PW_SMOOTH_L1, PW_HUBER } pw_kind;
-static const char *const pw_names[] = {"mse_loss", "l1_loss",
-                                       "smooth_l1_loss", "huber_loss"};
+static const char *const pw_names[] = {"mse_loss", "l1_loss", "smooth_l1_loss",
+                                       "huber_loss"};
 
 /* loss of one difference r = input - target:
  *   mse r^2;  l1 |r|;
@@ -313,8 +313,7 @@ out:
 
 /* d input = g * deriv(r), d target = -d input (g already includes 1/n for
  * the mean) */
-static int pw_backward(lg_node *node, lg_tensor *grad_out,
-                       lg_tensor **grads) {
+static int pw_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
   lg_tensor *a = lg_node_saved(node, 0), *b = lg_node_saved(node, 1);
   if (!a || !b)
     return -1;
@@ -340,8 +339,8 @@ static int pw_backward(lg_node *node, lg_tensor *grad_out,
   const void *ap = lg_data_ptr(ac), *bp = lg_data_ptr(bc);
   void *dap = da ? lg_data_ptr(da) : NULL, *dbp = db ? lg_data_ptr(db) : NULL;
   for (int64_t i = 0; i < n; i++) {
-    double v = grad_at(&gv, d, i) * pw_deriv(k, ld(d, ap, i) - ld(d, bp, i),
-                                              prm);
+    double v =
+        grad_at(&gv, d, i) * pw_deriv(k, ld(d, ap, i) - ld(d, bp, i), prm);
     if (dap)
       st(d, dap, i, v);
     if (dbp)
@@ -415,8 +414,8 @@ lg_tensor *lg_l1_loss(lg_tensor *input, lg_tensor *target, lg_reduction r) {
   return pw_loss(PW_L1, input, target, 0.0, r);
 }
 
-lg_tensor *lg_smooth_l1_loss(lg_tensor *input, lg_tensor *target,
-                             double beta, lg_reduction r) {
+lg_tensor *lg_smooth_l1_loss(lg_tensor *input, lg_tensor *target, double beta,
+                             lg_reduction r) {
   if (!(beta >= 0)) {
     lg_seterr("smooth_l1_loss: beta must be non-negative (got %g)", beta);
     return NULL;
@@ -494,8 +493,8 @@ static int cls_geometry(const char *fn, lg_tensor *x, lg_tensor *target,
     if (check_float(fn, "weight", weight))
       return -1;
     if (weight->ndim != 1 || weight->shape[0] != g->C) {
-      lg_seterr("%s: weight must have shape [%lld] (one per class), got %s",
-                fn, (long long)g->C, lg_shape_str(weight, sa, sizeof sa));
+      lg_seterr("%s: weight must have shape [%lld] (one per class), got %s", fn,
+                (long long)g->C, lg_shape_str(weight, sa, sizeof sa));
       return -1;
     }
   }
@@ -526,12 +525,12 @@ static double *load_weights(const char *fn, lg_tensor *weight, int64_t C) {
 }
 
 /* checks every label is in range or equals ignore_index */
-static int check_labels(const char *fn, const int64_t *y, int64_t n,
-                        int64_t C, int64_t base, int64_t ignore) {
+static int check_labels(const char *fn, const int64_t *y, int64_t n, int64_t C,
+                        int64_t base, int64_t ignore) {
   for (int64_t i = 0; i < n; i++)
     if (y[i] != ignore && (y[i] < base || y[i] >= base + C)) {
-      lg_seterr("%s: label %lld out of range %lld..%lld", fn,
-                (long long)y[i], (long long)base, (long long)(base + C - 1));
+      lg_seterr("%s: label %lld out of range %lld..%lld", fn, (long long)y[i],
+                (long long)base, (long long)(base + C - 1));
       return -1;
     }
   return 0;
@@ -687,14 +686,14 @@ static int cls_backward_graph(lg_node *node, bool is_nll, lg_tensor *x,
     }
   } else {
     /* t' = (1 - e) t + e / C;  g' = g / rows for the mean */
-    lg_tensor *a = keep(&tl, lg_binary_scalar(LG_OP_MUL, target, 1 - eps,
-                                              false));
-    lg_tensor *tp = a ? keep(&tl, lg_binary_scalar(LG_OP_ADD, a,
-                                                   eps / (double)C, false))
-                      : NULL;
+    lg_tensor *a =
+        keep(&tl, lg_binary_scalar(LG_OP_MUL, target, 1 - eps, false));
+    lg_tensor *tp =
+        a ? keep(&tl, lg_binary_scalar(LG_OP_ADD, a, eps / (double)C, false))
+          : NULL;
     lg_tensor *wt = tp ? keep(&tl, lg_binary(LG_OP_MUL, wv, tp)) : NULL;
-    lg_tensor *sw = wt ? keep(&tl, lg_reduce(LG_RED_SUM, wt, cdim, true))
-                       : NULL;
+    lg_tensor *sw =
+        wt ? keep(&tl, lg_reduce(LG_RED_SUM, wt, cdim, true)) : NULL;
     lg_tensor *gs =
         sw ? keep(&tl, r == LG_REDUCTION_MEAN
                            ? lg_binary_scalar(LG_OP_DIV, gg, (double)R, false)
@@ -756,8 +755,7 @@ static int cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
   if (!x || !target || !lse_t || (node->ival[CE_HASW] && !weight))
     return -1;
   if (lg_grad_enabled())
-    return cls_backward_graph(node, false, x, target, weight, grad_out,
-                              grads);
+    return cls_backward_graph(node, false, x, target, weight, grad_out, grads);
   cls_geom g;
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
@@ -860,8 +858,7 @@ lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
     goto fail;
   if (probs) {
     /* a differentiable cast when the dtypes differ */
-    if (!(tconv = target_as_input(fn, logits, target)) ||
-        !(tc = contig(tconv)))
+    if (!(tconv = target_as_input(fn, logits, target)) || !(tc = contig(tconv)))
       goto fail;
   } else {
     if (!(tc = contig(target)))
@@ -982,8 +979,7 @@ static int nll_loss_backward(lg_node *node, lg_tensor *grad_out,
   if (!x || !target || (node->ival[CE_HASW] && !weight))
     return -1;
   if (lg_grad_enabled())
-    return cls_backward_graph(node, true, x, target, weight, grad_out,
-                              grads);
+    return cls_backward_graph(node, true, x, target, weight, grad_out, grads);
   cls_geom g;
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
@@ -1120,7 +1116,7 @@ static double reduce_scale(lg_reduction r, lg_tensor *like) {
  *   dy = g w (max(log(1 - p), -100) - max(log p, -100))
  */
 static int binary_cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
-                        lg_tensor **grads) {
+                                         lg_tensor **grads) {
   lg_tensor *p = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   lg_tensor *w = node->nsaved > 2 ? lg_node_saved(node, 2) : NULL;
   if (!p || !t || (node->nsaved > 2 && !w))
@@ -1132,8 +1128,7 @@ static int binary_cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
   grad_view gv = {0};
   int rc = -1;
   if (!pc || !tc ||
-      grad_open(&gv, grad_out, d, r == LG_REDUCTION_NONE,
-                reduce_scale(r, p)))
+      grad_open(&gv, grad_out, d, r == LG_REDUCTION_NONE, reduce_scale(r, p)))
     goto out;
   if (node->needs_grad[0] && !(grads[0] = lg_empty(d, p->ndim, p->shape)))
     goto out;
@@ -1149,8 +1144,7 @@ static int binary_cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
     if (dp)
       st(d, dp, i, gw * (pv - yv) / fmax(pv * (1 - pv), 1e-12));
     if (dt)
-      st(d, dt, i,
-         gw * (fmax(log1p(-pv), -100.0) - fmax(log(pv), -100.0)));
+      st(d, dt, i, gw * (fmax(log1p(-pv), -100.0) - fmax(log(pv), -100.0)));
   }
   rc = 0;
 out:
@@ -1184,12 +1178,11 @@ lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
   for (int64_t i = 0; i < n; i++) {
     double pv = ld(d, pp, i), yv = ld(d, tp, i);
     if (!(pv >= 0 && pv <= 1)) {
-      lg_seterr("%s: every input must be between 0 and 1 (found %g)", fn,
-                pv);
+      lg_seterr("%s: every input must be between 0 and 1 (found %g)", fn, pv);
       goto fail;
     }
-    double l = -(yv * fmax(log(pv), -100.0) +
-                 (1 - yv) * fmax(log1p(-pv), -100.0));
+    double l =
+        -(yv * fmax(log(pv), -100.0) + (1 - yv) * fmax(log1p(-pv), -100.0));
     if (wp)
       l *= ld(d, wp, i);
     tot += l;
@@ -1242,7 +1235,7 @@ static inline double sigmoid(double x) {
 }
 
 static int bce_with_logits_backward(lg_node *node, lg_tensor *grad_out,
-                               lg_tensor **grads) {
+                                    lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   lg_tensor *w = NULL, *pw = NULL;
   int k = 2;
@@ -1259,8 +1252,7 @@ static int bce_with_logits_backward(lg_node *node, lg_tensor *grad_out,
   grad_view gv = {0};
   int rc = -1;
   if (!xc || !tc ||
-      grad_open(&gv, grad_out, d, r == LG_REDUCTION_NONE,
-                reduce_scale(r, x)))
+      grad_open(&gv, grad_out, d, r == LG_REDUCTION_NONE, reduce_scale(r, x)))
     goto out;
   if (node->needs_grad[0] && !(grads[0] = lg_empty(d, x->ndim, x->shape)))
     goto out;
@@ -1304,8 +1296,7 @@ lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
   lg_tensor *xc = contig(x), *tc = contig(t), *wc = NULL, *pwc = NULL;
   lg_tensor *per = NULL, *y = NULL;
   if (!xc || !tc || (weight && !(wc = expand_as(fn, "weight", weight, x))) ||
-      (pos_weight &&
-       !(pwc = expand_as(fn, "pos_weight", pos_weight, x))))
+      (pos_weight && !(pwc = expand_as(fn, "pos_weight", pos_weight, x))))
     goto fail;
   if (r == LG_REDUCTION_NONE && !(per = lg_empty(d, x->ndim, x->shape)))
     goto fail;
@@ -1375,8 +1366,7 @@ static int kl_div_backward(lg_node *node, lg_tensor *grad_out,
   grad_view gv = {0};
   int rc = -1;
   if (!xc || !tc ||
-      grad_open(&gv, grad_out, d, r == LG_REDUCTION_NONE,
-                reduce_scale(r, x)))
+      grad_open(&gv, grad_out, d, r == LG_REDUCTION_NONE, reduce_scale(r, x)))
     goto out;
   if (node->needs_grad[0] && !(grads[0] = lg_empty(d, x->ndim, x->shape)))
     goto out;
@@ -1423,8 +1413,7 @@ lg_tensor *lg_kl_div(lg_tensor *log_q, lg_tensor *p, bool log_target,
   lg_tensor *xc = contig(log_q), *tc = contig(t), *per = NULL, *y = NULL;
   if (!xc || !tc)
     goto fail;
-  if (r == LG_REDUCTION_NONE &&
-      !(per = lg_empty(d, log_q->ndim, log_q->shape)))
+  if (r == LG_REDUCTION_NONE && !(per = lg_empty(d, log_q->ndim, log_q->shape)))
     goto fail;
   const void *xp = lg_data_ptr(xc), *tp = lg_data_ptr(tc);
   double tot = 0;

@@ -71,8 +71,8 @@ static int check_vec(const char *fname, const char *what, lg_tensor *t,
   if (t->ndim == 1 && t->shape[0] == n)
     return 0;
   char s[SHAPE_BUF];
-  lg_seterr("%s: %s must have shape [%lld] (got %s)", fname, what,
-            (long long)n, lg_shape_str(t, s, sizeof s));
+  lg_seterr("%s: %s must have shape [%lld] (got %s)", fname, what, (long long)n,
+            lg_shape_str(t, s, sizeof s));
   return -1;
 }
 
@@ -163,8 +163,7 @@ DEF_ROWSUM(double, f64)
 
 /* y (M, O) = x (M, I) w^T (O, I) + b (O) */
 static int linear_forward(lg_dtype d, int64_t M, int64_t I, int64_t O,
-                          const void *x, const void *w, lg_tensor *b,
-                          void *y) {
+                          const void *x, const void *w, lg_tensor *b, void *y) {
   double beta = 0.0;
   if (b) {
     lg_tensor *bc = contig(b);
@@ -183,8 +182,7 @@ static int linear_forward(lg_dtype d, int64_t M, int64_t I, int64_t O,
 }
 
 /* column sums: db (O) = sum over M rows of g (M, O) */
-static void colsum(lg_dtype d, int64_t M, int64_t O, const void *g,
-                   void *db) {
+static void colsum(lg_dtype d, int64_t M, int64_t O, const void *g, void *db) {
   double *acc = calloc((size_t)(O ? O : 1), sizeof(double));
   if (!acc)
     return;
@@ -307,8 +305,8 @@ lg_tensor *lg_linear(lg_tensor *x, lg_tensor *w, lg_tensor *b) {
     goto fail;
   if (I == 0 && !b)
     lg_zero_(y);
-  else if (linear_forward(x->dtype, M, I, O, lg_data_ptr(xc),
-                          lg_data_ptr(wc), b, lg_data_ptr(y)))
+  else if (linear_forward(x->dtype, M, I, O, lg_data_ptr(xc), lg_data_ptr(wc),
+                          b, lg_data_ptr(y)))
     goto fail;
   lg_release(xc);
   lg_release(wc);
@@ -330,7 +328,7 @@ fail:
 /* ==== conv2d ==== */
 
 typedef struct {
-  int64_t C, H, W;     /* input channels (per group), height, width */
+  int64_t C, H, W; /* input channels (per group), height, width */
   int64_t kh, kw, sh, sw, ph, pw, dh, dw;
   int64_t OH, OW;
 } conv_geom;
@@ -418,8 +416,8 @@ static void im2col(lg_dtype d, const void *x, const conv_geom *g, void *cols,
     im2col_f64(x, g, cols, ld);
 }
 
-static void col2im(lg_dtype d, const void *cols, const conv_geom *g,
-                   void *dx, int64_t ld) {
+static void col2im(lg_dtype d, const void *cols, const conv_geom *g, void *dx,
+                   int64_t ld) {
   if (d == LG_FLOAT32)
     col2im_f32(cols, g, dx, ld);
   else
@@ -428,8 +426,8 @@ static void col2im(lg_dtype d, const void *cols, const conv_geom *g,
 
 /* a 1x1 kernel with stride 1 and no padding: the input is its own cols */
 static bool conv_is_pointwise(const conv_geom *g) {
-  return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 &&
-         g->ph == 0 && g->pw == 0;
+  return g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 &&
+         g->pw == 0;
 }
 
 /* output size of a convolution or pooling window along one dim */
@@ -443,12 +441,11 @@ static int64_t window_out(int64_t in, int64_t k, int64_t s, int64_t p,
 
 /* Fills g from x (N, C, H, W) or (C, H, W) and w (O, C/groups, kh, kw). */
 static int conv_geometry(const char *fn, lg_tensor *x, lg_tensor *w,
-                         const lg_conv2d_opts *o, conv_geom *g,
-                         int64_t *N) {
+                         const lg_conv2d_opts *o, conv_geom *g, int64_t *N) {
   char sa[SHAPE_BUF], sb[SHAPE_BUF];
   if (x->ndim != 3 && x->ndim != 4) {
-    lg_seterr("%s: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %s",
-              fn, lg_shape_str(x, sa, sizeof sa));
+    lg_seterr("%s: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %s", fn,
+              lg_shape_str(x, sa, sizeof sa));
     return -1;
   }
   if (w->ndim != 4) {
@@ -651,8 +648,8 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
             im2col(d, xg + s * G * CHW * es, &g, cols + s * L * es, BL);
           c = cols;
         }
-        lg_gemm(d, false, true, Og, K, BL, 1.0, gb, BL, c, BL,
-                n0 ? 1.0 : 0.0, dwp + gi * Og * K * es, K);
+        lg_gemm(d, false, true, Og, K, BL, 1.0, gb, BL, c, BL, n0 ? 1.0 : 0.0,
+                dwp + gi * Og * K * es, K);
       }
       if (need_dx) {
         char *dxg = dxp + (n0 * G * CHW + gi * CHW) * es;
@@ -675,9 +672,8 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
     for (int64_t n = 0; n < N; n++)
       for (int64_t oc = 0; oc < O; oc++) {
         int64_t base = (n * O + oc) * L;
-        acc[oc] += d == LG_FLOAT32
-                       ? rowsum_f32((const float *)gp + base, L)
-                       : rowsum_f64((const double *)gp + base, L);
+        acc[oc] += d == LG_FLOAT32 ? rowsum_f32((const float *)gp + base, L)
+                                   : rowsum_f64((const double *)gp + base, L);
       }
     for (int64_t oc = 0; oc < O; oc++)
       lg_store(d, lg_data_ptr(grads[2]), oc, acc[oc]);
@@ -799,8 +795,8 @@ fail:
 
 /* PyTorch's pooling output size, with ceil_mode's rule that the last
  * window must start inside the input or its left padding */
-static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p,
-                        int64_t d, bool ceil_mode) {
+static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
+                        bool ceil_mode) {
   int64_t num = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
   int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s);
   int64_t o = q + 1;
@@ -818,8 +814,8 @@ static int pool_geometry(const char *fn, lg_tensor *x, lg_pool2d_opts *o,
                          bool is_max, pool_geom *g) {
   char sa[SHAPE_BUF];
   if (x->ndim != 3 && x->ndim != 4) {
-    lg_seterr("%s: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %s",
-              fn, lg_shape_str(x, sa, sizeof sa));
+    lg_seterr("%s: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got %s", fn,
+              lg_shape_str(x, sa, sizeof sa));
     return -1;
   }
   for (int k = 0; k < 2; k++) {
@@ -836,8 +832,8 @@ static int pool_geometry(const char *fn, lg_tensor *x, lg_pool2d_opts *o,
                 (long long)o->padding[k], (long long)o->dilation[k]);
       return -1;
     }
-    int64_t eff = is_max ? ((o->kernel[k] - 1) * o->dilation[k] + 1)
-                         : o->kernel[k];
+    int64_t eff =
+        is_max ? ((o->kernel[k] - 1) * o->dilation[k] + 1) : o->kernel[k];
     if (o->padding[k] > eff / 2) {
       lg_seterr("%s: padding (%lld) must be at most half of the kernel size "
                 "(%lld)",
@@ -892,7 +888,6 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
   o->count_include_pad = node->ival[9];
   o->divisor_override = node->ival[10];
 }
-
 
 /* y[p, oh, ow] = max over the window and idx its flat position ih*W + iw;
  * a NaN wins (the last one, as in PyTorch).  The compare is written as a
@@ -1223,8 +1218,8 @@ static int embedding_backward(lg_node *node, lg_tensor *grad_out,
 }
 ONCE_DIFFERENTIABLE(embedding_backward)
 
-lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight,
-                        int64_t padding_idx, int64_t index_base) {
+lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight, int64_t padding_idx,
+                        int64_t index_base) {
   const char *fn = "embedding";
   char sa[SHAPE_BUF];
   if (idx->dtype != LG_INT64) {
@@ -1251,9 +1246,8 @@ lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight,
   const int64_t *ip = lg_data_ptr(ic);
   for (int64_t i = 0; i < n; i++)
     if (ip[i] < index_base || ip[i] >= index_base + V) {
-      lg_seterr("%s: index %lld out of range %lld..%lld", fn,
-                (long long)ip[i], (long long)index_base,
-                (long long)(index_base + V - 1));
+      lg_seterr("%s: index %lld out of range %lld..%lld", fn, (long long)ip[i],
+                (long long)index_base, (long long)(index_base + V - 1));
       lg_release(ic);
       return NULL;
     }
@@ -1319,8 +1313,8 @@ lg_tensor *lg_dropout(lg_tensor *x, double p, bool training,
   if (mask) {
     if (p == 1.0) {
       lg_zero_(mask);
-    } else if (lg_bernoulli_(mask, 1.0 - p, gen ? gen
-                                                : lg_default_generator()) ||
+    } else if (lg_bernoulli_(mask, 1.0 - p,
+                             gen ? gen : lg_default_generator()) ||
                lg_binary_scalar_(LG_OP_MUL, mask, 1.0 / (1.0 - p))) {
       lg_release(mask);
       lg_set_grad_enabled(was);
@@ -1370,9 +1364,8 @@ lg_tensor *lg_one_hot(lg_tensor *labels, int64_t C, int64_t index_base) {
   }
   for (int64_t i = 0; i < n; i++)
     if (lp[i] < index_base || lp[i] >= index_base + C) {
-      lg_seterr("%s: label %lld out of range %lld..%lld", fn,
-                (long long)lp[i], (long long)index_base,
-                (long long)(index_base + C - 1));
+      lg_seterr("%s: label %lld out of range %lld..%lld", fn, (long long)lp[i],
+                (long long)index_base, (long long)(index_base + C - 1));
       lg_release(lc);
       return NULL;
     }
@@ -1431,10 +1424,9 @@ lg_tensor *lg_one_hot(lg_tensor *labels, int64_t C, int64_t index_base) {
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  static void layernorm_bw_##SFX(const T *x, const T *g, int64_t M,            \
-                                 int64_t D, const double *w,                   \
-                                 const double *stats, T *dx, double *dw,       \
-                                 double *db) {                                 \
+  static void layernorm_bw_##SFX(const T *x, const T *g, int64_t M, int64_t D, \
+                                 const double *w, const double *stats, T *dx,  \
+                                 double *dw, double *db) {                     \
     for (int64_t m = 0; m < M; m++) {                                          \
       const T *xr = x + m * D, *gr = g + m * D;                                \
       double mean = stats[2 * m], rstd = stats[2 * m + 1];                     \
@@ -1538,8 +1530,7 @@ lg_tensor *lg_layer_norm(lg_tensor *x, int nnorm,
       (bias && check_dtype_as(fn, "bias", bias, x)))
     return NULL;
   if (nnorm < 1 || nnorm > LG_MAX_DIMS) {
-    lg_seterr("%s: normalized_shape must have 1 to %d sizes", fn,
-              LG_MAX_DIMS);
+    lg_seterr("%s: normalized_shape must have 1 to %d sizes", fn, LG_MAX_DIMS);
     return NULL;
   }
   /* normalized_shape as text, for messages */
@@ -1726,11 +1717,11 @@ static int batch_norm_backward(lg_node *node, lg_tensor *grad_out,
     goto out;
   void *dxp = grads[0] ? lg_data_ptr(grads[0]) : NULL;
   if (d == LG_FLOAT32)
-    bn_backward_f32(lg_data_ptr(xc), lg_data_ptr(gy), N, C, S,
-                    w ? wv : NULL, lg_data_ptr(stats), training, dxp, dw, db);
+    bn_backward_f32(lg_data_ptr(xc), lg_data_ptr(gy), N, C, S, w ? wv : NULL,
+                    lg_data_ptr(stats), training, dxp, dw, db);
   else
-    bn_backward_f64(lg_data_ptr(xc), lg_data_ptr(gy), N, C, S,
-                    w ? wv : NULL, lg_data_ptr(stats), training, dxp, dw, db);
+    bn_backward_f64(lg_data_ptr(xc), lg_data_ptr(gy), N, C, S, w ? wv : NULL,
+                    lg_data_ptr(stats), training, dxp, dw, db);
   if (node->needs_grad[1] && !(grads[1] = from_doubles(d, 1, &C, dw, C)))
     goto out;
   if (node->needs_grad[2] && !(grads[2] = from_doubles(d, 1, &C, db, C)))
