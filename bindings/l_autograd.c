@@ -3,6 +3,7 @@
  * and lg.autograd.Function: ops whose forward and backward are Lua
  * functions, recorded as graph nodes whose backward calls back into Lua.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -199,32 +200,37 @@ static int lua_fn_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   return rc;
 }
 
-/* Node names must outlive the node's Lua strings: a Function's name is
- * copied once into this list and kept (one entry per distinct name). */
+/* Node names must outlive the node's Lua strings (and the Lua state): a
+ * Function's name is copied once into this process-wide list and kept, one
+ * entry per distinct name, at most 1024 of them. */
 typedef struct fn_name {
   struct fn_name *next;
   char name[];
 } fn_name;
-static __thread fn_name *fn_names;
-static __thread int nfn_names;
+static fn_name *fn_names;
+static int nfn_names;
+static pthread_mutex_t fn_names_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static const char *intern_name(const char *name) {
-  if (!name || !*name)
+  if (!name || !*name || strlen(name) > 64)
     return "lua_function";
-  for (fn_name *f = fn_names; f; f = f->next)
+  const char *found = "lua_function";
+  pthread_mutex_lock(&fn_names_lock);
+  fn_name *f;
+  for (f = fn_names; f; f = f->next)
     if (!strcmp(f->name, name))
-      return f->name;
-  size_t len = strlen(name);
-  if (len > 64 || nfn_names >= 1024)
-    return "lua_function";
-  fn_name *f = malloc(sizeof *f + len + 1);
-  if (!f)
-    return "lua_function";
-  memcpy(f->name, name, len + 1);
-  f->next = fn_names;
-  fn_names = f;
-  nfn_names++;
-  return f->name;
+      break;
+  if (!f && nfn_names < 1024 &&
+      (f = malloc(sizeof *f + strlen(name) + 1))) {
+    strcpy(f->name, name);
+    f->next = fn_names;
+    fn_names = f;
+    nfn_names++;
+  }
+  if (f)
+    found = f->name;
+  pthread_mutex_unlock(&fn_names_lock);
+  return found;
 }
 
 static int ctx_save(lua_State *L) {
