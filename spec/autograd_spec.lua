@@ -504,6 +504,19 @@ describe("lg.autograd.Function", function()
                    4 * math.exp(4) + math.exp(4)}, x.grad, 1e-9)
   end)
 
+  it("its backward is differentiable again under create_graph", function()
+    local Cube = lg.autograd.Function{
+      name = "cube",
+      forward = function(ctx, x) ctx:save(x) return x ^ 3 end,
+      backward = function(ctx, g) return g * 3 * ctx.saved[1] ^ 2 end,
+    }
+    local x = leaf({1, 2})
+    local g = lg.grad(Cube(x):sum(), x, {create_graph = true})
+    assert.is_true(g.requires_grad)
+    assert_values({3, 12}, g)
+    assert_values({6, 12}, lg.grad(g:sum(), x))
+  end)
+
   it("gives needs_input_grad and records nothing for constant inputs",
      function()
     local seen
@@ -602,6 +615,23 @@ describe("lg.autograd.Function", function()
       {lg.randn(4, {dtype = F64, requires_grad = true})})
     assert.is_false(ok)
     assert.matches("input 1, element 3", msg)
+  end)
+
+  it("gradcheck honours atol and rtol", function()
+    -- a gradient off by one part in 10^4
+    local Slightly = lg.autograd.Function{
+      forward = function(ctx, x) return x * 2 end,
+      backward = function(ctx, g) return g * 2.0002 end,
+    }
+    local x = lg.randn(3, {dtype = F64, requires_grad = true})
+    local f = function(t) return Slightly(t) end
+    assert.is_true(lg.autograd.gradcheck(f, {x}))
+    local ok, msg = lg.autograd.gradcheck(f, {x}, {atol = 1e-9, rtol = 1e-6})
+    assert.is_false(ok)
+    assert.matches("input 1, element 1", msg)
+    assert.is_true(lg.autograd.gradcheck(f, {x},
+                                         {eps = 1e-4, atol = 1e-9,
+                                          rtol = 1e-3}))
   end)
 
   it("gradcheck asks for float64 inputs and an input requiring grad",
