@@ -233,6 +233,17 @@ static const char *intern_name(const char *name) {
   return found;
 }
 
+/* when the module is unloaded (after the Lua state, and every node, is
+ * gone) */
+__attribute__((destructor)) static void free_fn_names(void) {
+  while (fn_names) {
+    fn_name *f = fn_names;
+    fn_names = f->next;
+    free(f);
+  }
+  nfn_names = 0;
+}
+
 static int ctx_save(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   int n = lua_gettop(L) - 1;
