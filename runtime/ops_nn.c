@@ -957,33 +957,60 @@ static int max_pool2d_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *idx = lg_node_saved(node, 0);
   if (!idx)
     return -1;
+  lg_pool2d_opts o;
+  pool_load(node, &o);
   int64_t H = node->ival[12], W = node->ival[13];
+  int64_t OH = idx->shape[idx->ndim - 2], OW = idx->shape[idx->ndim - 1];
+  int64_t L = OH * OW, planes = L ? lg_numel(idx) / L : 0;
   int nd = (int)node->ninput_shape;
   lg_dtype d = node->input_dtype;
+  /* windows that tile the input exactly: every input position is written
+   * once, so no zeroing pass and no scattered adds */
+  bool tiles = o.kernel[0] == o.stride[0] && o.kernel[1] == o.stride[1] &&
+               o.padding[0] == 0 && o.padding[1] == 0 && o.dilation[0] == 1 &&
+               o.dilation[1] == 1 && OH * o.kernel[0] == H &&
+               OW * o.kernel[1] == W;
   lg_tensor *gy = contig_grad(grad_out, d);
   if (!gy)
     return -1;
-  lg_tensor *dx = lg_zeros(d, nd, node->input_shape);
+  lg_tensor *dx = tiles ? lg_empty(d, nd, node->input_shape)
+                        : lg_zeros(d, nd, node->input_shape);
   if (!dx) {
     lg_release(gy);
     return -1;
   }
-  int64_t L = idx->shape[idx->ndim - 1] * idx->shape[idx->ndim - 2];
-  int64_t planes = L ? lg_numel(idx) / L : 0;
   const int64_t *ip = lg_data_ptr(idx);
+  int64_t kh = o.kernel[0], kw = o.kernel[1];
   for (int64_t p = 0; p < planes; p++) {
+    const int64_t *pi = ip + p * L;
     if (d == LG_FLOAT32) {
       float *dp = (float *)lg_data_ptr(dx) + p * H * W;
       const float *gp = (const float *)lg_data_ptr(gy) + p * L;
-      for (int64_t l = 0; l < L; l++)
-        if (ip[p * L + l] >= 0)
-          dp[ip[p * L + l]] += gp[l];
+      if (tiles)
+        for (int64_t ih = 0; ih < H; ih++)
+          for (int64_t ow = 0, iw = 0; ow < OW; ow++) {
+            int64_t l = (ih / kh) * OW + ow;
+            for (int64_t j = 0; j < kw; j++, iw++)
+              dp[ih * W + iw] = pi[l] == ih * W + iw ? gp[l] : 0.0f;
+          }
+      else
+        for (int64_t l = 0; l < L; l++)
+          if (pi[l] >= 0)
+            dp[pi[l]] += gp[l];
     } else {
       double *dp = (double *)lg_data_ptr(dx) + p * H * W;
       const double *gp = (const double *)lg_data_ptr(gy) + p * L;
-      for (int64_t l = 0; l < L; l++)
-        if (ip[p * L + l] >= 0)
-          dp[ip[p * L + l]] += gp[l];
+      if (tiles)
+        for (int64_t ih = 0; ih < H; ih++)
+          for (int64_t ow = 0, iw = 0; ow < OW; ow++) {
+            int64_t l = (ih / kh) * OW + ow;
+            for (int64_t j = 0; j < kw; j++, iw++)
+              dp[ih * W + iw] = pi[l] == ih * W + iw ? gp[l] : 0.0;
+          }
+      else
+        for (int64_t l = 0; l < L; l++)
+          if (pi[l] >= 0)
+            dp[pi[l]] += gp[l];
     }
   }
   lg_release(gy);
