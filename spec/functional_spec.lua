@@ -172,6 +172,19 @@ describe("lg.F gradcheck (float64)", function()
     end, {randn(4, 2, 3), randn(2, 3), randn(2, 3)})
   end)
 
+  it("norms and pooling of non-contiguous inputs", function()
+    assert_gradcheck(function(x, w, b)
+      return F.layer_norm(x:transpose(1, 2), 3, w:t():t(), b)
+    end, {randn(3, 2, 3), randn(3), randn(3)})
+    assert_gradcheck(function(x, w)
+      return F.batch_norm(x:permute({2, 1, 3}), nil, nil, w, nil,
+                          {training = true})
+    end, {randn(2, 3, 4), randn(2)})
+    assert_gradcheck(function(x)
+      return F.max_pool2d(x:transpose(3, 4), 2)
+    end, {randn(1, 2, 4, 6)})
+  end)
+
   it("embedding", function()
     local idx = lg.tensor({{1, 3}, {3, 2}}):long()
     assert_gradcheck(function(w) return F.embedding(idx, w) end,
@@ -265,6 +278,20 @@ describe("lg.F behaviour", function()
     local mean, var = x:mean(1), x:var(1)
     check_close(rm, {shape = {3}, data = flat(mean)}, 1e-5, "running mean")
     check_close(rv, {shape = {3}, data = flat(var)}, 1e-5, "running var")
+  end)
+
+  it("batch_norm updates strided and float64 running stats", function()
+    local x = lg.randn(8, 3)
+    local stats = lg.zeros({3, 2}, {dtype = lg.float64})
+    local rm, rv = stats:select(2, 1), stats:select(2, 2)
+    rv:fill_(1)
+    F.batch_norm(x, rm, rv, nil, nil, {training = true, momentum = 0.5})
+    local mean, var = flat(x:mean(1)), flat(x:var(1))
+    local got = flat(stats)
+    for c = 1, 3 do
+      assert.is_true(math.abs(got[2 * c - 1] - 0.5 * mean[c]) < 1e-6)
+      assert.is_true(math.abs(got[2 * c] - (0.5 + 0.5 * var[c])) < 1e-6)
+    end
   end)
 
   it("dropout is the identity in eval mode and with p = 0", function()
