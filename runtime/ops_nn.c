@@ -917,7 +917,8 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
             }                                                                  \
           }                                                                    \
           *y++ = best;                                                         \
-          *idx++ = bi;                                                         \
+          if (idx)                                                             \
+            *idx++ = bi;                                                       \
         }                                                                      \
       }                                                                        \
     }                                                                          \
@@ -943,7 +944,8 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
           int64_t iabc = tc ? ic : iab;                                        \
           bool td = (d > abc) | (d != d);                                      \
           *y++ = td ? d : abc;                                                 \
-          *idx++ = td ? ic + 1 : iabc;                                         \
+          if (idx)                                                             \
+            *idx++ = td ? ic + 1 : iabc;                                       \
         }                                                                      \
       }                                                                        \
     }                                                                          \
@@ -1034,19 +1036,20 @@ lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
   memcpy(shape, x->shape, sizeof(int64_t) * x->ndim);
   shape[x->ndim - 2] = g.OH;
   shape[x->ndim - 1] = g.OW;
+  /* the indices only when backward or the caller needs them */
+  bool need_idx = indices || lg_any_requires_grad(1, &x);
   lg_tensor *xc = contig(x), *y = NULL, *idx = NULL;
   if (!xc || !(y = lg_empty(x->dtype, x->ndim, shape)) ||
-      !(idx = lg_empty(LG_INT64, x->ndim, shape)))
+      (need_idx && !(idx = lg_empty(LG_INT64, x->ndim, shape))))
     goto fail;
+  int64_t *ip = idx ? lg_data_ptr(idx) : NULL;
   bool k2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 &&
             g.pw == 0 && g.dh == 1 && g.dw == 1 && 2 * g.OH <= g.H &&
             2 * g.OW <= g.W;
   if (x->dtype == LG_FLOAT32)
-    (k2 ? maxpool2_f32 : maxpool_f32)(lg_data_ptr(xc), &g, lg_data_ptr(y),
-                                      lg_data_ptr(idx));
+    (k2 ? maxpool2_f32 : maxpool_f32)(lg_data_ptr(xc), &g, lg_data_ptr(y), ip);
   else
-    (k2 ? maxpool2_f64 : maxpool_f64)(lg_data_ptr(xc), &g, lg_data_ptr(y),
-                                      lg_data_ptr(idx));
+    (k2 ? maxpool2_f64 : maxpool_f64)(lg_data_ptr(xc), &g, lg_data_ptr(y), ip);
   lg_release(xc);
   xc = NULL;
   lg_node *node = record(y, fn, max_pool2d_backward_once, 1, &x);
