@@ -1,0 +1,682 @@
+--- lgrad.plot: line and scatter charts written as SVG (lg.plot).
+--
+--   lg.plot.line{x = {1, 2, 3}, y = {0.9, 0.5, 0.4}, title = "loss",
+--                xlabel = "epoch", ylabel = "loss", path = "loss.svg"}
+--   lg.plot.line{series = {{"train", xs, ys}, {"val", xs, vs}},
+--                logy = true, path = "curves.svg"}
+--   lg.plot.scatter{series = {{name = "trials", x = lrs, y = losses}},
+--                   logx = true, path = "sweep.svg"}
+--   lg.plot.history(history, "history.svg")      -- lg.train.fit's history
+--   lg.plot.lr_find(lg.exp.lr_find(...), "lr.svg") -- suggestion marked
+--   lg.plot.sweep(lg.exp.sweep{...}, {x = "lr", path = "sweep.svg"})
+--
+-- Every function returns the SVG text and writes it to `path` when one is
+-- given.  Charts have a frame, ticks at "nice" values (1, 2 or 5 times a
+-- power of ten; decades on log scales), grid lines, axis labels, a title
+-- and a legend when there is more than one series or a series is named.
+-- Points that are not finite (or not positive on a log axis) are left
+-- out, breaking the line.  Common options: title, xlabel, ylabel, logx,
+-- logy, xmin, xmax, ymin, ymax, width (640), height (400), legend
+-- (true/false), markers = {{x = v, label = "..."}...} (dashed vertical
+-- lines), points = {{x, y, label = "..."}...} (highlighted points).
+
+local M = {}
+
+local fmt = string.format
+local inf = math.huge
+
+local PALETTE = { "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+  "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf" }
+
+local XML_ESCAPES = { ["&"] = "&amp;", ["<"] = "&lt;", [">"] = "&gt;",
+  ["\""] = "&quot;", ["'"] = "&#39;" }
+
+--- Text made safe for SVG (XML): & < > " ' escaped, control characters
+-- other than tab and newline dropped.
+function M.escape(s)
+  s = tostring(s):gsub("[%z\1-\8\11\12\14-\31]", "")
+  return (s:gsub("[&<>\"']", XML_ESCAPES))
+end
+local esc = M.escape
+
+local function finite(v)
+  return type(v) == "number" and v == v and v ~= inf and v ~= -inf
+end
+
+---------------------------------------------------------------------------
+-- ticks
+
+-- a number as a tick label: as few digits as the step needs
+local function tick_label(v, step)
+  if v == 0 then return "0" end
+  local a = math.abs(v)
+  if a >= 1e5 or a < 1e-4 then
+    local s = fmt("%.3g", v):gsub("e%+?(%-?)0*(%d)", "e%1%2")
+    return s
+  end
+  local decimals = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
+  local s = fmt("%." .. decimals .. "f", v)
+  if s == "-0" then s = "0" end
+  return s
+end
+
+-- 10^k as a tick label: 0.01 .. 1000 written out, 1e-3 style beyond
+local function decade_label(k)
+  if k >= -2 and k <= 3 then
+    local s = fmt("%." .. math.max(0, -k) .. "f", 10.0 ^ k)
+    return s
+  end
+  return fmt("1e%d", k)
+end
+
+-- a value on a log axis that is not a power of ten: 2e-3, 0.05, 500
+local function log_label(v)
+  local k = math.floor(math.log(v, 10) + 1e-9)
+  local m = math.floor(v / 10.0 ^ k + 0.5)
+  if k >= -2 and k <= 3 then
+    return fmt("%." .. math.max(0, -k) .. "f", m * 10.0 ^ k)
+  end
+  return fmt("%de%d", m, k)
+end
+
+--- "Nice" ticks for a linear axis over [lo, hi]: returns the tick values,
+-- their labels, and the axis limits widened to the outer ticks (Heckbert's
+-- nice numbers: steps of 1, 2 or 5 times a power of ten, about n ticks;
+-- whole steps when `integer`).
+function M.nice_ticks(lo, hi, n, integer)
+  n = n or 6
+  if lo == hi then
+    local d = lo == 0 and 1 or math.abs(lo) * 0.1
+    lo, hi = lo - d, hi + d
+  end
+  local raw = (hi - lo) / math.max(1, n - 1)
+  local e = 10.0 ^ math.floor(math.log(raw, 10))
+  local f = raw / e
+  local step
+  if f < 1.5 then step = e
+  elseif f < 3 then step = 2 * e
+  elseif f < 7 then step = 5 * e
+  else step = 10 * e end
+  if integer and step < 1 then step = 1 end
+  local first = math.floor(lo / step + 1e-9) * step
+  local last = math.ceil(hi / step - 1e-9) * step
+  local values, labels = {}, {}
+  local i = 0
+  while true do
+    local v = first + i * step
+    if v > last + step * 1e-6 then break end
+    if math.abs(v) < step * 1e-9 then v = 0 end
+    values[#values + 1] = v
+    labels[#labels + 1] = tick_label(v, step)
+    i = i + 1
+  end
+  return values, labels, first, last
+end
+
+--- Ticks for a log axis over [lo, hi] (both positive): the powers of ten
+-- inside (every second or third one over many decades), with 2 and 5
+-- times them when the range is short.  Returns values and labels.
+function M.log_ticks(lo, hi)
+  local k0 = math.ceil(math.log(lo, 10) - 1e-9)
+  local k1 = math.floor(math.log(hi, 10) + 1e-9)
+  local values, labels = {}, {}
+  local ndec = k1 - k0 + 1
+  if ndec >= 3 then
+    local every = ndec > 16 and 4 or ndec > 10 and 2 or 1
+    for k = k0, k1 do
+      if (k - k0) % every == 0 then
+        values[#values + 1] = 10.0 ^ k
+        labels[#labels + 1] = decade_label(k)
+      end
+    end
+    return values, labels
+  end
+  -- less than three decades: 1, 2, 5 times the powers of ten
+  for k = k0 - 1, k1 + 1 do
+    for _, m in ipairs { 1, 2, 5 } do
+      local v = m * 10.0 ^ k
+      if v >= lo * (1 - 1e-9) and v <= hi * (1 + 1e-9) then
+        values[#values + 1] = v
+        labels[#labels + 1] = m == 1 and decade_label(k) or log_label(v)
+      end
+    end
+  end
+  if #values < 2 then
+    local vs, ls = M.nice_ticks(lo, hi, 4)
+    values, labels = {}, {}
+    for i, v in ipairs(vs) do
+      if v >= lo and v <= hi then
+        values[#values + 1] = v
+        labels[#labels + 1] = ls[i]
+      end
+    end
+  end
+  return values, labels
+end
+
+---------------------------------------------------------------------------
+-- series
+
+local function as_list(v, what)
+  if type(v) == "table" then return v end
+  if type(v) == "userdata" and type(v.totable) == "function" then
+    local t = v:totable()
+    if type(t[1]) == "table" then
+      error("plot: " .. what .. " must be 1-d", 4)
+    end
+    return t
+  end
+  error("plot: " .. what .. " must be a list of numbers or a 1-d tensor", 4)
+end
+
+-- the series of an options table, each {name, x, y}
+local function series_of(o)
+  local list = {}
+  if o.series ~= nil then
+    if type(o.series) ~= "table" then
+      error("plot: series must be a list of {name, x, y}", 3)
+    end
+    for i, s in ipairs(o.series) do
+      if type(s) ~= "table" then
+        error(fmt("plot: series %d must be {name, x, y}", i), 3)
+      end
+      local name = s.name or s[1]
+      local x, y = s.x or s[2], s.y or s[3]
+      if y == nil and x ~= nil then x, y = nil, x end
+      y = as_list(y, fmt("series %d's y", i))
+      if x ~= nil then x = as_list(x, fmt("series %d's x", i)) end
+      list[i] = { name = name ~= nil and tostring(name) or nil, x = x, y = y,
+        color = s.color }
+    end
+  else
+    if o.y == nil then error("plot: give y (and x) or series", 3) end
+    local y = as_list(o.y, "y")
+    local x = o.x ~= nil and as_list(o.x, "x") or nil
+    list[1] = { name = o.name, x = x, y = y }
+  end
+  if #list == 0 then error("plot: no series", 3) end
+  for i, s in ipairs(list) do
+    if s.x == nil then
+      s.x = {}
+      for j = 1, #s.y do s.x[j] = j end
+    end
+    if #s.x ~= #s.y then
+      error(fmt("plot: series %d has %d x values and %d y values", i, #s.x,
+        #s.y), 3)
+    end
+    s.color = s.color or PALETTE[(i - 1) % #PALETTE + 1]
+  end
+  return list
+end
+
+local function usable(v, log)
+  return finite(v) and (not log or v > 0)
+end
+
+-- the data range of one axis over every series (and extra values)
+local function data_range(list, key, log, extra)
+  local lo, hi = inf, -inf
+  for _, s in ipairs(list) do
+    for j = 1, #s[key] do
+      local v, w = s.x[j], s.y[j]
+      if usable(v, key == "x" and log) and usable(w, key == "y" and log) then
+        local u = s[key][j]
+        if u < lo then lo = u end
+        if u > hi then hi = u end
+      end
+    end
+  end
+  for _, v in ipairs(extra or {}) do
+    if usable(v, log) then
+      if v < lo then lo = v end
+      if v > hi then hi = v end
+    end
+  end
+  if lo > hi then lo, hi = log and 1 or 0, log and 10 or 1 end
+  return lo, hi
+end
+
+-- true when every x value of every series is a whole number
+local function whole_x(list)
+  for _, s in ipairs(list) do
+    for _, v in ipairs(s.x) do
+      if finite(v) and v ~= math.floor(v) then return false end
+    end
+  end
+  return true
+end
+
+-- an axis: limits, ticks and the map from data to pixels
+local function make_axis(lo, hi, log, fixed_lo, fixed_hi, p0, p1, integer)
+  local ax = { log = log }
+  local values, labels
+  if log then
+    if fixed_lo then lo = fixed_lo end
+    if fixed_hi then hi = fixed_hi end
+    if lo == hi then lo, hi = lo / 2, hi * 2 end
+    -- a little room beyond the data, in log space
+    local a, b = math.log(lo, 10), math.log(hi, 10)
+    local pad = (b - a) * 0.03
+    if not fixed_lo then a = a - pad end
+    if not fixed_hi then b = b + pad end
+    ax.lo, ax.hi = 10.0 ^ a, 10.0 ^ b
+    values, labels = M.log_ticks(ax.lo, ax.hi)
+    ax.map = function(v)
+      return p0 + (math.log(v, 10) - a) / (b - a) * (p1 - p0)
+    end
+  else
+    if fixed_lo then lo = fixed_lo end
+    if fixed_hi then hi = fixed_hi end
+    local first, last
+    values, labels, first, last = M.nice_ticks(lo, hi, nil, integer)
+    ax.lo = fixed_lo or first
+    ax.hi = fixed_hi or last
+    if ax.lo == ax.hi then ax.lo, ax.hi = ax.lo - 1, ax.hi + 1 end
+    local a, b = ax.lo, ax.hi
+    ax.map = function(v) return p0 + (v - a) / (b - a) * (p1 - p0) end
+  end
+  ax.ticks, ax.labels = {}, {}
+  for i, v in ipairs(values) do
+    if v >= ax.lo - 1e-12 * math.abs(ax.lo) and v <= ax.hi * (1 + 1e-12)
+        + 1e-300 then
+      ax.ticks[#ax.ticks + 1] = v
+      ax.labels[#ax.labels + 1] = labels[i]
+    end
+  end
+  return ax
+end
+
+---------------------------------------------------------------------------
+-- drawing
+
+local function num(v) return fmt("%.2f", v) end
+
+-- a chart into the box (x0, y0, w, h) of an SVG being built in `out`
+local function panel(out, o, list, kind, box)
+  local x0, y0, w, h = box[1], box[2], box[3], box[4]
+  local left, right = x0 + 64, x0 + w - 16
+  local top = y0 + (o.title and 34 or 14)
+  local bottom = y0 + h - (o.xlabel and 46 or 30)
+  local extra_x, extra_y = {}, {}
+  for _, m in ipairs(o.markers or {}) do extra_x[#extra_x + 1] = m.x end
+  for _, p in ipairs(o.points or {}) do
+    extra_x[#extra_x + 1] = p.x or p[1]
+    extra_y[#extra_y + 1] = p.y or p[2]
+  end
+  local xlo, xhi = data_range(list, "x", o.logx, extra_x)
+  local ylo, yhi = data_range(list, "y", o.logy, extra_y)
+  local ax = make_axis(xlo, xhi, o.logx, o.xmin, o.xmax, left, right,
+    whole_x(list))
+  local ay = make_axis(ylo, yhi, o.logy, o.ymin, o.ymax, bottom, top)
+  local function inside(px, py)
+    return px >= left - 0.5 and px <= right + 0.5 and py >= top - 0.5
+      and py <= bottom + 0.5
+  end
+
+  local add = function(s) out[#out + 1] = s end
+  if o.title then
+    add(fmt('<text class="title" x="%s" y="%s" text-anchor="middle" '
+      .. 'font-size="15" font-weight="bold">%s</text>',
+      num((left + right) / 2), num(y0 + 22), esc(o.title)))
+  end
+  -- grid, ticks and labels
+  add('<g class="axes">')
+  add(fmt('<g class="xticks">'))
+  for i, v in ipairs(ax.ticks) do
+    local px = ax.map(v)
+    add(fmt('<line class="grid" x1="%s" y1="%s" x2="%s" y2="%s" '
+      .. 'stroke="#e5e5e5"/>', num(px), num(top), num(px), num(bottom)))
+    add(fmt('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#333"/>',
+      num(px), num(bottom), num(px), num(bottom + 5)))
+    add(fmt('<text class="tick" x="%s" y="%s" text-anchor="middle">%s'
+      .. '</text>', num(px), num(bottom + 18), esc(ax.labels[i])))
+  end
+  add('</g>')
+  add('<g class="yticks">')
+  for i, v in ipairs(ay.ticks) do
+    local py = ay.map(v)
+    add(fmt('<line class="grid" x1="%s" y1="%s" x2="%s" y2="%s" '
+      .. 'stroke="#e5e5e5"/>', num(left), num(py), num(right), num(py)))
+    add(fmt('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#333"/>',
+      num(left - 5), num(py), num(left), num(py)))
+    add(fmt('<text class="tick" x="%s" y="%s" text-anchor="end">%s</text>',
+      num(left - 8), num(py + 4), esc(ay.labels[i])))
+  end
+  add('</g>')
+  add(fmt('<rect class="frame" x="%s" y="%s" width="%s" height="%s" '
+    .. 'fill="none" stroke="#333"/>', num(left), num(top),
+    num(right - left), num(bottom - top)))
+  add('</g>')
+  if o.xlabel then
+    add(fmt('<text class="xlabel" x="%s" y="%s" text-anchor="middle">%s'
+      .. '</text>', num((left + right) / 2), num(y0 + h - 10),
+      esc(o.xlabel)))
+  end
+  if o.ylabel then
+    local cx, cy = x0 + 16, (top + bottom) / 2
+    add(fmt('<text class="ylabel" x="%s" y="%s" text-anchor="middle" '
+      .. 'transform="rotate(-90 %s %s)">%s</text>', num(cx), num(cy),
+      num(cx), num(cy), esc(o.ylabel)))
+  end
+
+  -- the series
+  for _, s in ipairs(list) do
+    add(fmt('<g class="series"%s>', s.name
+      and fmt(' data-name="%s"', esc(s.name)) or ""))
+    if kind == "line" then
+      local d, pen = {}, false
+      for j = 1, #s.y do
+        local xv, yv = s.x[j], s.y[j]
+        if usable(xv, o.logx) and usable(yv, o.logy) then
+          local px, py = ax.map(xv), ay.map(yv)
+          if inside(px, py) then
+            d[#d + 1] = (pen and "L" or "M") .. num(px) .. " " .. num(py)
+            pen = true
+          else
+            pen = false
+          end
+        else
+          pen = false
+        end
+      end
+      add(fmt('<path class="line" d="%s" fill="none" stroke="%s" '
+        .. 'stroke-width="2" stroke-linejoin="round"/>',
+        table.concat(d, " "), s.color))
+    else
+      for j = 1, #s.y do
+        local xv, yv = s.x[j], s.y[j]
+        if usable(xv, o.logx) and usable(yv, o.logy) then
+          local px, py = ax.map(xv), ay.map(yv)
+          if inside(px, py) then
+            add(fmt('<circle cx="%s" cy="%s" r="3.5" fill="%s" '
+              .. 'fill-opacity="0.8"/>', num(px), num(py), s.color))
+          end
+        end
+      end
+    end
+    add('</g>')
+  end
+
+  -- markers and highlighted points
+  for _, m in ipairs(o.markers or {}) do
+    if usable(m.x, o.logx) then
+      local px = ax.map(m.x)
+      if px >= left - 0.5 and px <= right + 0.5 then
+        add(fmt('<g class="marker"><line x1="%s" y1="%s" x2="%s" y2="%s" '
+          .. 'stroke="%s" stroke-dasharray="5 4" stroke-width="1.5"/>',
+          num(px), num(top), num(px), num(bottom), m.color or "#d62728"))
+        if m.label then
+          add(fmt('<text x="%s" y="%s" fill="%s">%s</text>', num(px + 4),
+            num(top + 14), m.color or "#d62728", esc(m.label)))
+        end
+        add('</g>')
+      end
+    end
+  end
+  for _, p in ipairs(o.points or {}) do
+    local xv, yv = p.x or p[1], p.y or p[2]
+    if usable(xv, o.logx) and usable(yv, o.logy) then
+      local px, py = ax.map(xv), ay.map(yv)
+      add(fmt('<g class="point"><circle cx="%s" cy="%s" r="5" fill="none" '
+        .. 'stroke="%s" stroke-width="2"/>', num(px), num(py),
+        p.color or "#d62728"))
+      if p.label then
+        add(fmt('<text x="%s" y="%s" fill="%s">%s</text>', num(px + 8),
+          num(py - 8), p.color or "#d62728", esc(p.label)))
+      end
+      add('</g>')
+    end
+  end
+
+  -- the legend
+  local named = false
+  for _, s in ipairs(list) do if s.name then named = true end end
+  if o.legend ~= false and named and (#list > 1 or o.legend) then
+    local longest = 0
+    for _, s in ipairs(list) do
+      longest = math.max(longest, #(s.name or ""))
+    end
+    local lw = 34 + 7 * longest
+    local lh = 8 + 18 * #list
+    -- the corner whose box covers the fewest points
+    local best, lx, ly = inf, nil, nil
+    for _, c in ipairs { { right - lw - 8, top + 8 },
+      { right - lw - 8, bottom - lh - 8 }, { left + 8, top + 8 },
+      { left + 8, bottom - lh - 8 } } do
+      local n = 0
+      local function count(px, py)
+        if px >= c[1] - 4 and px <= c[1] + lw + 4 and py >= c[2] - 4
+            and py <= c[2] + lh + 4 then
+          n = n + 1
+        end
+      end
+      for _, s in ipairs(list) do
+        local qx, qy
+        for j = 1, #s.y do
+          local xv, yv = s.x[j], s.y[j]
+          if usable(xv, o.logx) and usable(yv, o.logy) then
+            local px, py = ax.map(xv), ay.map(yv)
+            count(px, py)
+            if kind == "line" and qx then
+              -- points along the segment from the previous vertex
+              for t = 1, 7 do
+                count(qx + (px - qx) * t / 8, qy + (py - qy) * t / 8)
+              end
+            end
+            qx, qy = px, py
+          else
+            qx = nil
+          end
+        end
+      end
+      if n < best then best, lx, ly = n, c[1], c[2] end
+    end
+    add(fmt('<g class="legend"><rect x="%s" y="%s" width="%s" height="%s" '
+      .. 'fill="white" fill-opacity="0.85" stroke="#ccc"/>', num(lx),
+      num(ly), num(lw), num(lh)))
+    for i, s in ipairs(list) do
+      local cy = ly + 4 + 18 * i - 5
+      add('<g class="legend-entry">')
+      if kind == "line" then
+        add(fmt('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" '
+          .. 'stroke-width="2"/>', num(lx + 6), num(cy), num(lx + 24),
+          num(cy), s.color))
+      else
+        add(fmt('<circle cx="%s" cy="%s" r="4" fill="%s"/>', num(lx + 15),
+          num(cy), s.color))
+      end
+      add(fmt('<text x="%s" y="%s">%s</text>', num(lx + 30), num(cy + 4),
+        esc(s.name or "")))
+      add('</g>')
+    end
+    add('</g>')
+  end
+end
+
+local function svg_open(w, h)
+  return { fmt('<svg xmlns="http://www.w3.org/2000/svg" width="%d" '
+    .. 'height="%d" viewBox="0 0 %d %d" font-family="Helvetica, Arial, '
+    .. 'sans-serif" font-size="12">', w, h, w, h),
+    fmt('<rect width="%d" height="%d" fill="white"/>', w, h) }
+end
+
+local function finish(out, path)
+  out[#out + 1] = "</svg>\n"
+  local text = table.concat(out, "\n")
+  if path then
+    local f, err = io.open(path, "w")
+    if not f then error("plot: " .. err, 3) end
+    f:write(text)
+    f:close()
+  end
+  return text
+end
+
+local chart_keys = {}
+for _, k in ipairs { "x", "y", "name", "series", "title", "xlabel", "ylabel",
+  "logx", "logy", "xmin", "xmax", "ymin", "ymax", "width", "height",
+  "legend", "markers", "points", "path" } do
+  chart_keys[k] = true
+end
+
+local function chart(o, kind)
+  if type(o) ~= "table" then
+    error("plot." .. kind .. ": expected one table of options", 3)
+  end
+  for k in pairs(o) do
+    if not chart_keys[k] then
+      error(fmt("plot.%s: unknown option '%s'", kind, tostring(k)), 3)
+    end
+  end
+  local list = series_of(o)
+  local w, h = o.width or 640, o.height or 400
+  local out = svg_open(w, h)
+  panel(out, o, list, kind, { 0, 0, w, h })
+  return finish(out, o.path)
+end
+
+--- A line chart; see the top of this file for the options.
+function M.line(o) return chart(o, "line") end
+
+--- A scatter chart (points, no lines); options as line.
+function M.scatter(o) return chart(o, "scatter") end
+
+local history_skip = { lr = true, time = true, loss = true, val_loss = true }
+
+--- The curves of lg.train.fit's history: training and validation loss on
+-- the left, the metrics (accuracy...) on the right when there are any.
+-- opts: title, logy (of the loss), width, height.
+function M.history(history, path, opts)
+  if type(history) ~= "table" or type(history.loss) ~= "table" then
+    error("plot.history: expects fit's history (a table with loss)", 2)
+  end
+  opts = opts or {}
+  local epochs = {}
+  for i = 1, #history.loss do epochs[i] = i end
+  local losses = { { name = "training loss", x = epochs, y = history.loss } }
+  if history.val_loss and #history.val_loss > 0 then
+    losses[2] = { name = "validation loss", x = epochs,
+      y = history.val_loss }
+  end
+  local names = {}
+  for k, v in pairs(history) do
+    if not history_skip[k] and type(v) == "table" and #v > 0 then
+      names[#names + 1] = k
+    end
+  end
+  table.sort(names)
+  local metrics = {}
+  for _, k in ipairs(names) do
+    local ys = {}
+    for i = 1, #epochs do ys[i] = history[k][i] end
+    metrics[#metrics + 1] = { name = k, x = epochs, y = ys }
+  end
+  local w = opts.width or (#metrics > 0 and 960 or 640)
+  local h = opts.height or 400
+  local out = svg_open(w, h)
+  local pw = #metrics > 0 and w / 2 or w
+  panel(out, { title = opts.title or "loss", xlabel = "epoch",
+    ylabel = "loss", logy = opts.logy, legend = true },
+    series_of { series = losses }, "line", { 0, 0, pw, h })
+  if #metrics > 0 then
+    panel(out, { title = "metrics", xlabel = "epoch",
+      ylabel = #metrics == 1 and metrics[1].name or "value", legend = true },
+      series_of { series = metrics }, "line", { pw, 0, w - pw, h })
+  end
+  return finish(out, path)
+end
+
+--- The curve of lg.exp.lr_find (smoothed loss against the rate, log
+-- scale) with the suggested rate marked, and the steepest-descent rate.
+-- opts: title, width, height, raw (also draw the raw losses).
+function M.lr_find(r, path, opts)
+  if type(r) ~= "table" or type(r.lrs) ~= "table" then
+    error("plot.lr_find: expects the result of lg.exp.lr_find", 2)
+  end
+  opts = opts or {}
+  local series = {}
+  if opts.raw and r.raw_losses then
+    series[#series + 1] = { name = "loss (raw)", x = r.lrs, y = r.raw_losses,
+      color = "#c7c7c7" }
+  end
+  series[#series + 1] = { name = "loss (smoothed)", x = r.lrs, y = r.losses,
+    color = "#1f77b4" }
+  -- the vertical range: the smoothed curve, not the raw spikes
+  local lo, hi = inf, -inf
+  for _, v in ipairs(r.losses) do
+    if finite(v) then
+      lo, hi = math.min(lo, v), math.max(hi, v)
+    end
+  end
+  local markers, points = {}, {}
+  if r.suggestion then
+    markers[1] = { x = r.suggestion, label = fmt("suggestion %.3g",
+      r.suggestion), color = "#d62728" }
+  end
+  if r.suggestion_steepest and r.index_steepest then
+    points[1] = { x = r.suggestion_steepest,
+      y = r.losses[r.index_steepest], color = "#2ca02c",
+      label = fmt("steepest %.3g", r.suggestion_steepest) }
+  end
+  if r.lr_min and r.index_min then
+    points[#points + 1] = { x = r.lr_min, y = r.losses[r.index_min],
+      color = "#9467bd", label = fmt("minimum %.3g", r.lr_min) }
+  end
+  local pad = (hi - lo) * 0.05
+  return chart({ series = series, logx = true, title = opts.title
+    or "learning-rate range test", xlabel = "learning rate",
+    ylabel = "loss", markers = markers, points = points,
+    ymin = lo < hi and lo - pad or nil, ymax = lo < hi and hi + pad or nil,
+    width = opts.width, height = opts.height, legend = #series > 1,
+    path = path }, "line")
+end
+
+--- The trials of lg.exp.sweep: the metric against one hyperparameter, one
+-- series per value of another (`by`).  opts: x (the hyperparameter; the
+-- first name by default), y (the metric; the sweep's), by, logx, logy,
+-- title, path.
+function M.sweep(res, opts)
+  if type(res) ~= "table" or type(res.results) ~= "table" then
+    error("plot.sweep: expects the result of lg.exp.sweep", 2)
+  end
+  opts = opts or {}
+  local first = res.results[1]
+  local xname = opts.x
+  if xname == nil and first then
+    local names = {}
+    for k in pairs(first.config) do names[#names + 1] = k end
+    table.sort(names)
+    xname = names[1]
+  end
+  local yname = opts.y or res.metric or "loss"
+  local groups, order = {}, {}
+  for _, r in ipairs(res.results) do
+    if r.ok and r.metrics and type(r.metrics[yname]) == "number" then
+      local key = opts.by and tostring(r.config[opts.by]) or ""
+      if not groups[key] then
+        groups[key] = { name = opts.by and (opts.by .. " = " .. key) or nil,
+          x = {}, y = {} }
+        order[#order + 1] = key
+      end
+      local g = groups[key]
+      g.x[#g.x + 1] = r.config[xname]
+      g.y[#g.y + 1] = r.metrics[yname]
+    end
+  end
+  if #order == 0 then
+    error("plot.sweep: no successful trial reported " .. tostring(yname), 2)
+  end
+  local series = {}
+  for i, k in ipairs(order) do series[i] = groups[k] end
+  local points
+  if res.best and res.best.config[xname] ~= nil then
+    points = { { x = res.best.config[xname], y = res.best.metrics[yname],
+      label = "best" } }
+  end
+  return chart({ series = series, logx = opts.logx, logy = opts.logy,
+    title = opts.title or ("sweep: " .. yname), xlabel = xname,
+    ylabel = yname, points = points, path = opts.path,
+    width = opts.width, height = opts.height }, "scatter")
+end
+
+return M
