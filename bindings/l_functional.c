@@ -70,6 +70,9 @@ static int64_t opt_integer(lua_State *L, int opts, const char *fn,
   if (!lua_isnil(L, -1)) {
     int ok;
     v = lua_tointegerx(L, -1, &ok);
+    if (!ok && lua_type(L, -1) == LUA_TNUMBER)
+      luaL_error(L, "%s: option '%s' must be an integer (got %s)", fn, k,
+                 lua_tostring(L, -1));
     if (!ok)
       luaL_error(L, "%s: option '%s' must be an integer (got %s)", fn, k,
                  luaL_typename(L, -1));
@@ -403,6 +406,10 @@ static int f_gelu(lua_State *L) {
   const char *approx = "none";
   if (lua_type(L, 2) == LUA_TSTRING) {
     approx = lua_tostring(L, 2);
+  } else if (!lua_isnoneornil(L, 2) && !opts_at(L, 2)) {
+    return luaL_argerror(L, 2,
+                         "\"none\", \"tanh\" or an options table "
+                         "expected");
   } else if (opts_at(L, 2)) {
     check_opts(L, 2, "gelu", keys);
     lua_getfield(L, 2, "approximate");

@@ -487,6 +487,12 @@ describe("lg.F errors", function()
       "dropout: probability must be between 0 and 1 (got 1.5)")
     assert.has_error(function() F.gelu(lg.randn(3), {approximate = "erf"}) end,
       "gelu: approximate must be \"none\" or \"tanh\" (got \"erf\")")
+    assert.has_error(function() F.gelu(lg.randn(3), 5) end,
+      "bad argument #2 to 'gelu' (\"none\", \"tanh\" or an options " ..
+      "table expected)")
+    assert.has_error(function()
+      F.conv2d(lg.randn(1, 2, 3, 3), lg.randn(2, 2, 1, 1), nil, {groups = 1.5})
+    end, "conv2d: option 'groups' must be an integer (got 1.5)")
     assert.has_error(function() F.softmax(lg.randn(2, 3), 3) end,
       "softmax: dimension 3 out of range for a 2-d tensor (dimensions " ..
       "are 1..2 or negative)")
