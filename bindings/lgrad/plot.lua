@@ -308,11 +308,6 @@ local function panel(out, o, list, kind, box)
   local ax = make_axis(xlo, xhi, o.logx, o.xmin, o.xmax, left, right,
     whole_x(list))
   local ay = make_axis(ylo, yhi, o.logy, o.ymin, o.ymax, bottom, top)
-  local function inside(px, py)
-    return px >= left - 0.5 and px <= right + 0.5 and py >= top - 0.5
-      and py <= bottom + 0.5
-  end
-
   local add = function(s) out[#out + 1] = s end
   if o.title then
     add(fmt('<text class="title" x="%s" y="%s" text-anchor="middle" '
@@ -359,7 +354,13 @@ local function panel(out, o, list, kind, box)
       num(cx), num(cy), esc(o.ylabel)))
   end
 
-  -- the series
+  -- the series, clipped to the frame (a curve may leave a fixed range)
+  out.clips = (out.clips or 0) + 1
+  local clip = "clip" .. out.clips
+  add(fmt('<clipPath id="%s"><rect x="%s" y="%s" width="%s" height="%s"/>'
+    .. '</clipPath>', clip, num(left), num(top), num(right - left),
+    num(bottom - top)))
+  add(fmt('<g clip-path="url(#%s)">', clip))
   for _, s in ipairs(list) do
     add(fmt('<g class="series"%s>', s.name
       and fmt(' data-name="%s"', esc(s.name)) or ""))
@@ -368,13 +369,9 @@ local function panel(out, o, list, kind, box)
       for j = 1, #s.y do
         local xv, yv = s.x[j], s.y[j]
         if usable(xv, o.logx) and usable(yv, o.logy) then
-          local px, py = ax.map(xv), ay.map(yv)
-          if inside(px, py) then
-            d[#d + 1] = (pen and "L" or "M") .. num(px) .. " " .. num(py)
-            pen = true
-          else
-            pen = false
-          end
+          d[#d + 1] = (pen and "L" or "M") .. num(ax.map(xv)) .. " "
+            .. num(ay.map(yv))
+          pen = true
         else
           pen = false
         end
@@ -386,58 +383,62 @@ local function panel(out, o, list, kind, box)
       for j = 1, #s.y do
         local xv, yv = s.x[j], s.y[j]
         if usable(xv, o.logx) and usable(yv, o.logy) then
-          local px, py = ax.map(xv), ay.map(yv)
-          if inside(px, py) then
-            add(fmt('<circle cx="%s" cy="%s" r="3.5" fill="%s" '
-              .. 'fill-opacity="0.8"/>', num(px), num(py), s.color))
-          end
+          add(fmt('<circle cx="%s" cy="%s" r="3.5" fill="%s" '
+            .. 'fill-opacity="0.8"/>', num(ax.map(xv)), num(ay.map(yv)),
+            s.color))
         end
       end
     end
     add('</g>')
   end
 
-  -- markers and highlighted points
+  -- markers (dashed vertical lines) and highlighted points; their labels
+  -- go into the legend
+  local extra = {}
   for _, m in ipairs(o.markers or {}) do
     if usable(m.x, o.logx) then
       local px = ax.map(m.x)
-      if px >= left - 0.5 and px <= right + 0.5 then
-        add(fmt('<g class="marker"><line x1="%s" y1="%s" x2="%s" y2="%s" '
-          .. 'stroke="%s" stroke-dasharray="5 4" stroke-width="1.5"/>',
-          num(px), num(top), num(px), num(bottom), m.color or "#d62728"))
-        if m.label then
-          add(fmt('<text x="%s" y="%s" fill="%s">%s</text>', num(px + 4),
-            num(top + 14), m.color or "#d62728", esc(m.label)))
-        end
-        add('</g>')
+      local color = m.color or "#d62728"
+      add(fmt('<line class="marker" x1="%s" y1="%s" x2="%s" y2="%s" '
+        .. 'stroke="%s" stroke-dasharray="6 4" stroke-width="1.5"/>',
+        num(px), num(top), num(px), num(bottom), color))
+      if m.label then
+        extra[#extra + 1] = { name = m.label, color = color, mark = "dash" }
       end
     end
   end
   for _, p in ipairs(o.points or {}) do
     local xv, yv = p.x or p[1], p.y or p[2]
     if usable(xv, o.logx) and usable(yv, o.logy) then
-      local px, py = ax.map(xv), ay.map(yv)
-      add(fmt('<g class="point"><circle cx="%s" cy="%s" r="5" fill="none" '
-        .. 'stroke="%s" stroke-width="2"/>', num(px), num(py),
-        p.color or "#d62728"))
+      local color = p.color or "#d62728"
+      add(fmt('<circle class="point" cx="%s" cy="%s" r="5.5" fill="none" '
+        .. 'stroke="%s" stroke-width="2.5"/>', num(ax.map(xv)),
+        num(ay.map(yv)), color))
       if p.label then
-        add(fmt('<text x="%s" y="%s" fill="%s">%s</text>', num(px + 8),
-          num(py - 8), p.color or "#d62728", esc(p.label)))
+        extra[#extra + 1] = { name = p.label, color = color, mark = "ring" }
       end
-      add('</g>')
     end
   end
+  add('</g>')
 
-  -- the legend
+  -- the legend: named series, then labelled markers and points
+  local entries = {}
   local named = false
   for _, s in ipairs(list) do if s.name then named = true end end
   if o.legend ~= false and named and (#list > 1 or o.legend) then
-    local longest = 0
     for _, s in ipairs(list) do
-      longest = math.max(longest, #(s.name or ""))
+      entries[#entries + 1] = { name = s.name or "", color = s.color,
+        mark = kind == "line" and "line" or "dot" }
     end
+  end
+  if o.legend ~= false then
+    for _, e in ipairs(extra) do entries[#entries + 1] = e end
+  end
+  if #entries > 0 then
+    local longest = 0
+    for _, e in ipairs(entries) do longest = math.max(longest, #e.name) end
     local lw = 34 + 7 * longest
-    local lh = 8 + 18 * #list
+    local lh = 8 + 18 * #entries
     -- the corner whose box covers the fewest points
     local best, lx, ly = inf, nil, nil
     for _, c in ipairs { { right - lw - 8, top + 8 },
@@ -474,19 +475,23 @@ local function panel(out, o, list, kind, box)
     add(fmt('<g class="legend"><rect x="%s" y="%s" width="%s" height="%s" '
       .. 'fill="white" fill-opacity="0.85" stroke="#ccc"/>', num(lx),
       num(ly), num(lw), num(lh)))
-    for i, s in ipairs(list) do
+    for i, e in ipairs(entries) do
       local cy = ly + 4 + 18 * i - 5
       add('<g class="legend-entry">')
-      if kind == "line" then
+      if e.mark == "line" or e.mark == "dash" then
         add(fmt('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" '
-          .. 'stroke-width="2"/>', num(lx + 6), num(cy), num(lx + 24),
-          num(cy), s.color))
+          .. 'stroke-width="2"%s/>', num(lx + 6), num(cy), num(lx + 24),
+          num(cy), e.color, e.mark == "dash"
+            and ' stroke-dasharray="4 3"' or ""))
+      elseif e.mark == "ring" then
+        add(fmt('<circle cx="%s" cy="%s" r="4.5" fill="none" stroke="%s" '
+          .. 'stroke-width="2"/>', num(lx + 15), num(cy), e.color))
       else
         add(fmt('<circle cx="%s" cy="%s" r="4" fill="%s"/>', num(lx + 15),
-          num(cy), s.color))
+          num(cy), e.color))
       end
       add(fmt('<text x="%s" y="%s">%s</text>', num(lx + 30), num(cy + 4),
-        esc(s.name or "")))
+        esc(e.name)))
       add('</g>')
     end
     add('</g>')
@@ -601,17 +606,18 @@ function M.lr_find(r, path, opts)
   end
   series[#series + 1] = { name = "loss (smoothed)", x = r.lrs, y = r.losses,
     color = "#1f77b4" }
-  -- the vertical range: the smoothed curve, not the raw spikes
+  -- the vertical range: the smoothed curve up to its minimum, so the
+  -- divergence at the end (clipped) does not flatten the rest
   local lo, hi = inf, -inf
-  for _, v in ipairs(r.losses) do
-    if finite(v) then
+  for i, v in ipairs(r.losses) do
+    if finite(v) and i <= (r.index_min or #r.losses) then
       lo, hi = math.min(lo, v), math.max(hi, v)
     end
   end
   local markers, points = {}, {}
   if r.suggestion then
-    markers[1] = { x = r.suggestion, label = fmt("suggestion %.3g",
-      r.suggestion), color = "#d62728" }
+    markers[1] = { x = r.suggestion, label = fmt("suggestion %.3g "
+      .. "(minimum / 10)", r.suggestion), color = "#d62728" }
   end
   if r.suggestion_steepest and r.index_steepest then
     points[1] = { x = r.suggestion_steepest,
@@ -622,11 +628,12 @@ function M.lr_find(r, path, opts)
     points[#points + 1] = { x = r.lr_min, y = r.losses[r.index_min],
       color = "#9467bd", label = fmt("minimum %.3g", r.lr_min) }
   end
-  local pad = (hi - lo) * 0.05
+  local pad = (hi - lo) * 0.1
   return chart({ series = series, logx = true, title = opts.title
     or "learning-rate range test", xlabel = "learning rate",
     ylabel = "loss", markers = markers, points = points,
-    ymin = lo < hi and lo - pad or nil, ymax = lo < hi and hi + pad or nil,
+    ymin = lo < hi and lo - pad or nil,
+    ymax = lo < hi and hi + 2 * pad or nil,
     width = opts.width, height = opts.height, legend = #series > 1,
     path = path }, "line")
 end
