@@ -5,9 +5,15 @@
  * Every function returns a new tensor (one reference owned by the caller)
  * or NULL with lg_errmsg() set.  Each op is differentiable: it computes its
  * output with raw kernels on contiguous data, then records one autograd
- * node whose backward stands beside the forward.  Those backward functions
- * use raw kernels too, so their gradients are not differentiable again
- * (create_graph gives first-order graphs only), except where noted.
+ * node whose backward stands beside the forward.
+ *
+ * Under create_graph, linear, dropout, the regression losses (mse, l1,
+ * smooth_l1, huber), cross_entropy and nll_loss build their gradients from
+ * differentiable ops, so they can be differentiated again.  The others
+ * (conv2d, pooling, embedding, the norms, binary_cross_entropy,
+ * bce_with_logits, kl_div) compute gradients with raw kernels; their
+ * gradients carry a node that raises when differentiated again, rather
+ * than silently contributing zero.
  *
  * Indices here are 0-based as in the rest of the C API, except class
  * labels and embedding indices, which are read relative to `index_base`
