@@ -189,11 +189,65 @@ local function epoch_seed(seed, epoch)
   return (h ~ (h >> 29)) & 0x1FFFFFFFFFFFFF
 end
 
+-- the grow_batch option checked, with its defaults filled in
+local function grow_options(g, n, bs)
+  if g == nil then return nil end
+  if type(g) ~= "table" then
+    error("DataLoader: grow_batch must be a table {noise_scale = fn or "
+      .. "true, model, loss, every, max}", 3)
+  end
+  local known = { noise_scale = true, model = true, loss = true,
+    every = true, max = true, draws = true, small = true, big = true }
+  for k in pairs(g) do
+    if not known[k] then
+      error("DataLoader: unknown grow_batch option '" .. tostring(k) .. "'",
+        3)
+    end
+  end
+  local ns = g.noise_scale
+  if ns == nil then ns = true end
+  if ns ~= true and type(ns) ~= "function" then
+    error("DataLoader: grow_batch.noise_scale must be true or a "
+      .. "function(loader) -> number", 3)
+  end
+  if ns == true and (g.model == nil or type(g.loss) ~= "function") then
+    error("DataLoader: grow_batch needs model and loss to measure the "
+      .. "noise scale (or a noise_scale function)", 3)
+  end
+  local function int(name, v, default)
+    v = v == nil and default or v
+    if math.type(v) ~= "integer" or v < 1 then
+      error("DataLoader: grow_batch." .. name
+        .. " must be a positive integer", 4)
+    end
+    return v
+  end
+  local small = int("small", g.small, bs)
+  return { noise_scale = ns, model = g.model, loss = g.loss,
+    every = int("every", g.every, 1), max = int("max", g.max,
+      math.max(n, 1)), draws = int("draws", g.draws, 5), small = small,
+    big = g.big and int("big", g.big) or math.min(n, 16 * small) }
+end
+
 --- A loader over a TensorDataset (batches are gathered with one
 -- index_select per tensor), a tensor, or any table with __len and
 -- __index giving samples (tensors, numbers, or lists of them), whose
 -- batches are stacked.  opts: batch_size (1), shuffle (false), drop_last
--- (false), seed (drawn from lg's default generator when omitted).
+-- (false), seed (drawn from lg's default generator when omitted),
+-- grow_batch (below).
+--
+-- grow_batch = {noise_scale = true, model = m, loss = fn, every = 1,
+-- max = ...} raises batch_size during training as the gradient noise
+-- scale grows (McCandlish et al. 2018: the useful batch size is about
+-- B_simple, which rises as the loss falls), instead of decaying the
+-- learning rate.  After every `every`-th epoch has handed out its last
+-- batch, the loader measures B_simple with lg.exp.noise_scale(model,
+-- loss, loader, {draws, small, big}) (defaults: 5 draws, small = the
+-- initial batch size, big = 16 * small) and sets batch_size to
+-- B_simple rounded, if that is larger, up to max (the dataset size).
+-- noise_scale = function(loader) -> number measures it some other way.
+-- loader.batch_history lists {epoch, batch_size, noise_scale} per
+-- measurement.
 function M.DataLoader(dataset, opts)
   opts = check_opts("DataLoader", opts)
   if is_tensor(dataset) then dataset = M.TensorDataset(dataset) end
@@ -224,7 +278,35 @@ function M.DataLoader(dataset, opts)
     epoch = 0,      -- epochs started
     position = 0,   -- batches handed out in the current epoch
     _resume = false,
+    grow_batch = grow_options(opts.grow_batch, len, bs),
+    batch_history = opts.grow_batch and {} or nil,
   }, DataLoader)
+end
+
+-- grow_batch: measures the noise scale after an epoch and raises
+-- batch_size to it (never lowers it)
+function DataLoader:_grow(epoch)
+  local g = self.grow_batch
+  if epoch % g.every ~= 0 then return end
+  local b
+  if g.noise_scale == true then
+    b = require("lgrad.exp").noise_scale(g.model, g.loss, self,
+      { draws = g.draws, small = math.min(g.small, #self.dataset // 2),
+        big = math.min(g.big, #self.dataset) }).B_simple
+  else
+    b = g.noise_scale(self)
+    if type(b) ~= "number" then
+      error("DataLoader: grow_batch.noise_scale must return a number", 0)
+    end
+  end
+  local new = self.batch_size
+  if b == b and b > new then
+    new = b == math.huge and g.max or math.floor(math.min(b, g.max) + 0.5)
+  end
+  self.batch_size = math.max(self.batch_size, math.min(new, g.max))
+  local h = self.batch_history
+  h[#h + 1] = { epoch = epoch, batch_size = self.batch_size,
+    noise_scale = b }
 end
 
 -- the batch of the 1-based sample indices idx (an int64 tensor)
@@ -286,8 +368,15 @@ function DataLoader:iter()
   local order = self:_order()
   local epoch = self.epoch
   local b = self.position
+  local grown = false
   return function()
-    if b >= nb or self.epoch ~= epoch then return nil end
+    if b >= nb or self.epoch ~= epoch then
+      if self.grow_batch and not grown and self.epoch == epoch then
+        grown = true
+        self:_grow(epoch)
+      end
+      return nil
+    end
     b = b + 1
     local first = (b - 1) * bs + 1
     local len = math.min(bs, n - first + 1)
@@ -320,7 +409,14 @@ function DataLoader:load_state_dict(sd)
         .. "' must be a non-negative integer", 2)
     end
   end
-  if sd.batch_size ~= nil and sd.batch_size ~= self.batch_size then
+  if sd.batch_size ~= nil and self.grow_batch then
+    -- the batch size grew in the run that saved it
+    if math.type(sd.batch_size) ~= "integer" or sd.batch_size < 1 then
+      error("DataLoader:load_state_dict: 'batch_size' must be a positive "
+        .. "integer", 2)
+    end
+    self.batch_size = sd.batch_size
+  elseif sd.batch_size ~= nil and sd.batch_size ~= self.batch_size then
     error(string.format("DataLoader:load_state_dict: saved with batch_size "
       .. "%d, this loader has %d", sd.batch_size, self.batch_size), 2)
   end

@@ -501,8 +501,9 @@ end
 --     worker requires the module again;
 --   * tensors by value (data, dtype, requires_grad), through one
 --     safetensors file the workers load;
---   * _G as the worker's own _G: globals are not sent, so what run needs
---     must be a local of the script (or made inside run).
+--   * _G, and any function's _ENV, as the worker's own _G: globals are
+--     not sent, so what run needs must be a local of the script (or made
+--     inside run).
 -- Anything else (a file handle, a coroutine, a C function outside any
 -- module) is refused with an error naming the upvalue; make it inside run.
 -- Each trial starts from the upvalues as they were when sweep was called,
@@ -701,8 +702,12 @@ local function encode_graph(root, rootname)
           ups[j] = "{\"v\",nil}"
         else
           upvalue_seen[uid] = { id, j }
-          ups[j] = enc(val, fmt("upvalue '%s' of %s", name ~= "" and name
-            or "?", path))
+          if name == "_ENV" then
+            ups[j] = "{\"G\"}" -- the worker's globals, whatever ran here
+          else
+            ups[j] = enc(val, fmt("upvalue '%s' of %s", name ~= "" and name
+              or "?", path))
+          end
         end
         j = j + 1
       end
