@@ -38,9 +38,9 @@ typedef struct {
 } group_box;
 
 static const char *const kind_names[] = {
-    "GD",    "SGD",   "Adam",   "AdamW", "RMSprop",   "Adagrad",
-    "Adadelta", "Adamax", "NAdam", "RAdam", "Rprop", "ASGD",
-    "Adafactor", "Muon", "Lion", "LBFGS", NULL};
+    "GD",        "SGD",    "Adam",  "AdamW", "RMSprop", "Adagrad",
+    "Adadelta",  "Adamax", "NAdam", "RAdam", "Rprop",   "ASGD",
+    "Adafactor", "Muon",   "Lion",  "LBFGS", NULL};
 
 lg_optim *lgL_checkoptim(lua_State *L, int idx) {
   optim_box *b = luaL_checkudata(L, idx, LGL_OPTIM);
@@ -111,16 +111,15 @@ static void read_elem(lua_State *L, int idx, const char *on,
 }
 
 /* reads the value at idx for option s into hp (validated) */
-static void read_option(lua_State *L, int idx, lg_optim *o,
-                        const lg_hp_spec *s, double *hp) {
+static void read_option(lua_State *L, int idx, lg_optim *o, const lg_hp_spec *s,
+                        double *hp) {
   const char *on = lg_optim_name(o);
   idx = lua_absindex(L, idx);
   if (s->n == 1) {
     read_elem(L, idx, on, s, 0, &hp[s->id]);
   } else {
     if (!lua_istable(L, idx))
-      luaL_error(L, "%s: %s must be a table of %d numbers", on, s->name,
-                 s->n);
+      luaL_error(L, "%s: %s must be a table of %d numbers", on, s->name, s->n);
     for (int k = 0; k < s->n; k++) {
       lua_geti(L, idx, k + 1);
       read_elem(L, -1, on, s, k, &hp[s->id + k]);
@@ -245,8 +244,9 @@ static void add_group(lua_State *L, int box_idx, lg_optim *o, int list_idx,
 static int optim_new(lua_State *L) {
   const char *name = lua_tostring(L, lua_upvalueindex(1));
   if (!lua_istable(L, 1))
-    return luaL_error(L, "%s: params must be a list of tensors or of "
-                         "parameter groups, not a %s",
+    return luaL_error(L,
+                      "%s: params must be a list of tensors or of "
+                      "parameter groups, not a %s",
                       name, type_name(L, 1));
   if (!lua_isnoneornil(L, 2))
     luaL_checktype(L, 2, LUA_TTABLE);
@@ -288,7 +288,7 @@ static int optim_new(lua_State *L) {
         return luaL_error(L, "%s: parameter group %d is a %s, not a table",
                           name, (int)g, luaL_typename(L, 4));
       if (lua_getfield(L, 4, "params") != LUA_TTABLE) { /* 5 */
-        if (lgL_totensor(L, 5)) { /* params = tensor */
+        if (lgL_totensor(L, 5)) {                       /* params = tensor */
           lua_createtable(L, 1, 0);
           lua_rotate(L, 5, 1);
           lua_seti(L, 5, 1);
@@ -300,8 +300,9 @@ static int optim_new(lua_State *L) {
       add_group(L, 3, o, 5, 4, base);
     }
   } else {
-    return luaL_error(L, "%s: params[1] is a %s; expected a tensor or a "
-                         "parameter group table",
+    return luaL_error(L,
+                      "%s: params[1] is a %s; expected a tensor or a "
+                      "parameter group table",
                       name, luaL_typename(L, 4));
   }
   lua_settop(L, 3);
@@ -637,21 +638,21 @@ static int optim_load_state_dict(lua_State *L) {
   if (o->busy)
     return luaL_error(L, "%s: called from inside step()", fn);
   if (lua_getfield(L, 2, "param_groups") != LUA_TTABLE) /* 3 */
-    return luaL_error(L, "%s: the state dict has no 'param_groups' list",
-                      fn);
+    return luaL_error(L, "%s: the state dict has no 'param_groups' list", fn);
   if (lua_getfield(L, 2, "state") != LUA_TTABLE) /* 4 */
     return luaL_error(L, "%s: the state dict has no 'state' table", fn);
   int ng = lg_optim_ngroups(o), np = lg_optim_nparams(o);
   if (luaL_len(L, 3) != ng)
-    return luaL_error(L, "%s: the state dict has %d parameter groups, the "
-                         "optimizer %d",
+    return luaL_error(L,
+                      "%s: the state dict has %d parameter groups, the "
+                      "optimizer %d",
                       fn, (int)luaL_len(L, 3), ng);
   /* map the saved parameter indices to ours, position by position */
   (void)np;
   lua_pushnil(L);  /* 5: unused */
   lua_newtable(L); /* 6: saved index -> ours */
-  double *hps = lua_newuserdatauv(L, (size_t)ng * LG_HP_COUNT * sizeof *hps,
-                                  0); /* 7 */
+  double *hps =
+      lua_newuserdatauv(L, (size_t)ng * LG_HP_COUNT * sizeof *hps, 0); /* 7 */
   for (int g = 0; g < ng; g++) {
     lua_geti(L, 3, g + 1);
     int gi = lua_gettop(L);
@@ -662,14 +663,16 @@ static int optim_load_state_dict(lua_State *L) {
                         g + 1);
     int n = lg_optim_group_count(o, g);
     if (luaL_len(L, -1) != n)
-      return luaL_error(L, "%s: parameter group %d has %d parameters in the "
-                           "state dict and %d in the optimizer",
+      return luaL_error(L,
+                        "%s: parameter group %d has %d parameters in the "
+                        "state dict and %d in the optimizer",
                         fn, g + 1, (int)luaL_len(L, -1), n);
     for (int i = 0; i < n; i++) {
       lua_geti(L, -1, i + 1);
       if (!lua_isinteger(L, -1))
-        return luaL_error(L, "%s: param_groups[%d].params must list "
-                             "integers",
+        return luaL_error(L,
+                          "%s: param_groups[%d].params must list "
+                          "integers",
                           fn, g + 1);
       lua_pushinteger(L, lg_optim_group_first(o, g) + i);
       lua_settable(L, 6);
@@ -678,8 +681,7 @@ static int optim_load_state_dict(lua_State *L) {
     double *hp = hps + (size_t)g * LG_HP_COUNT;
     memcpy(hp, o->groups[g].hp, LG_HP_COUNT * sizeof *hp);
     for (const lg_hp_spec *s = lg_optim_specs(o); s->name; s++) {
-      if (lua_getfield(L, gi, s->name) != LUA_TNIL ||
-          (s->flags & LG_HPF_NILOK))
+      if (lua_getfield(L, gi, s->name) != LUA_TNIL || (s->flags & LG_HPF_NILOK))
         read_option(L, -1, o, s, hp);
       lua_pop(L, 1);
     }
@@ -702,8 +704,9 @@ static int optim_load_state_dict(lua_State *L) {
   while (lua_next(L, 4)) {
     lua_pushvalue(L, -2);
     if (lua_gettable(L, 6) == LUA_TNIL)
-      return luaL_error(L, "%s: state has an entry for parameter %s, which "
-                           "no group lists",
+      return luaL_error(L,
+                        "%s: state has an entry for parameter %s, which "
+                        "no group lists",
                         fn, luaL_tolstring(L, -3, NULL));
     lua_pop(L, 1);
     if (!lua_istable(L, -1))
@@ -789,8 +792,9 @@ static int optim_index(lua_State *L) {
 }
 
 static int optim_newindex(lua_State *L) {
-  return luaL_error(L, "optimizer: cannot assign field '%s' (change "
-                       "options through param_groups)",
+  return luaL_error(L,
+                    "optimizer: cannot assign field '%s' (change "
+                    "options through param_groups)",
                     luaL_tolstring(L, 2, NULL));
 }
 

@@ -12,13 +12,23 @@
 #include "internal.h"
 #include "optim.h"
 
-static const lg_optim_kind *const kinds[] = {
-    &lg_optim_gd,      &lg_optim_sgd,      &lg_optim_adam,
-    &lg_optim_adamw,   &lg_optim_rmsprop,  &lg_optim_adagrad,
-    &lg_optim_adadelta, &lg_optim_adamax,  &lg_optim_nadam,
-    &lg_optim_radam,   &lg_optim_rprop,    &lg_optim_asgd,
-    &lg_optim_adafactor, &lg_optim_muon,   &lg_optim_lion,
-    &lg_optim_lbfgs,   NULL};
+static const lg_optim_kind *const kinds[] = {&lg_optim_gd,
+                                             &lg_optim_sgd,
+                                             &lg_optim_adam,
+                                             &lg_optim_adamw,
+                                             &lg_optim_rmsprop,
+                                             &lg_optim_adagrad,
+                                             &lg_optim_adadelta,
+                                             &lg_optim_adamax,
+                                             &lg_optim_nadam,
+                                             &lg_optim_radam,
+                                             &lg_optim_rprop,
+                                             &lg_optim_asgd,
+                                             &lg_optim_adafactor,
+                                             &lg_optim_muon,
+                                             &lg_optim_lion,
+                                             &lg_optim_lbfgs,
+                                             NULL};
 
 /* ---- construction ---- */
 
@@ -89,8 +99,7 @@ void lg_optim_defaults(const lg_optim *o, double *hp) {
 }
 
 /* "lr" or "betas[2]" for messages */
-static const char *elem_name(const lg_hp_spec *s, int k, char *buf,
-                             size_t n) {
+static const char *elem_name(const lg_hp_spec *s, int k, char *buf, size_t n) {
   if (s->n == 1)
     snprintf(buf, n, "%s", s->name);
   else
@@ -142,16 +151,17 @@ int lg_optim_check_value(const lg_optim *o, const lg_hp_spec *s, int k,
     break;
   }
   double lo = s->lo[k], hi = s->hi[k];
-  bool lo_open = s->open[k] & LG_HP_LO_OPEN, hi_open = s->open[k] & LG_HP_HI_OPEN;
+  bool lo_open = s->open[k] & LG_HP_LO_OPEN,
+       hi_open = s->open[k] & LG_HP_HI_OPEN;
   bool ok = (lo_open ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
   if (ok)
     return 0;
   if (isinf(hi))
-    lg_seterr("%s: %s must be %s %g (got %.17g)", on, nm, lo_open ? ">" : ">=",
-              lo, v);
+    lg_seterr("%s: %s must be %s %g (got %.17g)", on, nm,
+              lo_open ? ">" : ">=", lo, v);
   else if (isinf(lo))
-    lg_seterr("%s: %s must be %s %g (got %.17g)", on, nm, hi_open ? "<" : "<=",
-              hi, v);
+    lg_seterr("%s: %s must be %s %g (got %.17g)", on, nm,
+              hi_open ? "<" : "<=", hi, v);
   else
     lg_seterr("%s: %s must be in %s%g, %g%s (got %.17g)", on, nm,
               lo_open ? "(" : "[", lo, hi, hi_open ? ")" : "]", v);
@@ -199,8 +209,7 @@ static int check_param(const lg_optim *o, int index, lg_tensor *t,
     }
   for (int i = 0; i < n; i++)
     if (list[i] == t) {
-      lg_seterr("%s: parameter %d appears twice in its group", on,
-                index + 1);
+      lg_seterr("%s: parameter %d appears twice in its group", on, index + 1);
       return -1;
     }
   if (o->kind->check_param && o->kind->check_param(o, index, t) < 0)
@@ -287,8 +296,7 @@ lg_tensor *lg_optim_param(const lg_optim *o, int i) { return o->params[i].t; }
 /* ---- hyperparameters by key ---- */
 
 /* finds "lr" or a tuple element "betas2"; k gets the element */
-static const lg_hp_spec *find_key(const lg_optim *o, const char *key,
-                                  int *k) {
+static const lg_hp_spec *find_key(const lg_optim *o, const char *key, int *k) {
   for (const lg_hp_spec *s = o->kind->specs; s->name; s++) {
     size_t len = strlen(s->name);
     if (s->n == 1) {
@@ -302,8 +310,8 @@ static const lg_hp_spec *find_key(const lg_optim *o, const char *key,
         size_t l = form ? len - 1 : len;
         if (form && s->name[len - 1] != 's')
           break;
-        if (!strncmp(s->name, key, l) && key[l] >= '1' &&
-            key[l] < '1' + s->n && key[l + 1] == 0) {
+        if (!strncmp(s->name, key, l) && key[l] >= '1' && key[l] < '1' + s->n &&
+            key[l + 1] == 0) {
           *k = key[l] - '1';
           return s;
         }
@@ -322,8 +330,7 @@ static lg_opt_extra *find_extra(const lg_opt_group *g, const char *key) {
 
 static int check_group_index(const lg_optim *o, int group, const char *fn) {
   if (group < 0 || group >= o->ngroups) {
-    lg_seterr("%s: %s has no parameter group %d", fn, o->kind->name,
-              group + 1);
+    lg_seterr("%s: %s has no parameter group %d", fn, o->kind->name, group + 1);
     return -1;
   }
   return 0;
@@ -344,8 +351,8 @@ int lg_optim_get(const lg_optim *o, int group, const char *key, double *v) {
     *v = e->value;
     return 0;
   }
-  lg_seterr("%s: parameter group %d has no key '%s'", o->kind->name,
-            group + 1, key);
+  lg_seterr("%s: parameter group %d has no key '%s'", o->kind->name, group + 1,
+            key);
   return -1;
 }
 
@@ -465,9 +472,9 @@ int lg_opt_state_shape(const lg_tensor *t, lg_state_shape shape,
 
 void lg_opt_parallel(int64_t n, void (*fn)(void *, int64_t, int64_t),
                      void *ctx) {
-  /* element-wise updates are bound by memory bandwidth; one pass */
+  /* element-wise updates: any split gives the same bits */
   if (n > 0)
-    fn(ctx, 0, n);
+    lg_parallel_for(n, (int64_t)1 << 15, fn, ctx);
 }
 
 /* ---- step and zero_grad ---- */
@@ -495,8 +502,7 @@ static int check_grad(const lg_optim *o, int index, const lg_tensor *p,
     return -1;
   }
   if (!lg_is_contiguous(p)) {
-    lg_seterr("%s.step: parameter %d is no longer contiguous", on,
-              index + 1);
+    lg_seterr("%s.step: parameter %d is no longer contiguous", on, index + 1);
     return -1;
   }
   return 0;
@@ -509,8 +515,7 @@ static int run_closure(lg_closure_fn closure, void *ctx, double *loss) {
   return rc;
 }
 
-int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx,
-                  double *loss) {
+int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
   const char *on = o->kind->name;
   double l = NAN;
   if (o->busy) {
@@ -518,8 +523,7 @@ int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx,
     return -1;
   }
   if (o->kind->needs_closure && !closure) {
-    lg_seterr("%s.step: a closure that re-evaluates the loss is required",
-              on);
+    lg_seterr("%s.step: a closure that re-evaluates the loss is required", on);
     return -1;
   }
   o->busy = true;

@@ -130,7 +130,7 @@ typedef struct lg_state_spec {
 #define LG_OPT_MAXBUF 4
 
 typedef struct lg_opt_param {
-  lg_tensor *t;   /* retained */
+  lg_tensor *t; /* retained */
   int group;
   bool has_state; /* state was created (first step or load) */
   double step;
@@ -153,7 +153,7 @@ typedef struct lg_opt_group {
 
 typedef struct lg_optim_kind {
   const char *name;
-  const lg_hp_spec *specs; /* terminated by a NULL name */
+  const lg_hp_spec *specs;    /* terminated by a NULL name */
   const lg_state_spec *state; /* terminated by a NULL name */
   /* checks a group's values beyond ranges and fills derived defaults
    * (NULL: none) */
@@ -166,8 +166,8 @@ typedef struct lg_optim_kind {
   int (*update)(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                 const lg_tensor *grad);
   /* a whole step instead of per-parameter updates (LBFGS) */
-  int (*step)(lg_optim *o, int (*closure)(void *ctx, double *loss),
-              void *ctx, double *loss);
+  int (*step)(lg_optim *o, int (*closure)(void *ctx, double *loss), void *ctx,
+              double *loss);
   bool needs_closure;
 } lg_optim_kind;
 
@@ -179,10 +179,10 @@ struct lg_optim {
   lg_opt_param *params;
   void *work; /* scratch (Muon's Newton-Schulz matrices) */
   size_t work_bytes;
-  void *lbfgs; /* LBFGS's global state */
+  void *lbfgs;                  /* LBFGS's global state */
   double defaults[LG_HP_COUNT]; /* the constructor's options, for groups
                                    added later */
-  bool busy;   /* inside step(): structure must not change */
+  bool busy;                    /* inside step(): structure must not change */
 };
 
 /* a closure re-evaluates the loss (calling backward); 0, or -1 on error */
@@ -211,8 +211,7 @@ int lg_optim_check_value(const lg_optim *o, const lg_hp_spec *s, int k,
 /* ---- stepping ---- */
 /* calls closure (if any) with grad enabled, then updates every parameter
  * that has a gradient; *loss gets the closure's loss (if loss given) */
-int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx,
-                  double *loss);
+int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss);
 /* set_to_none: release each .grad; else zero it in place */
 int lg_optim_zero_grad(lg_optim *o, bool set_to_none);
 
@@ -246,8 +245,7 @@ void *lg_opt_buf(lg_opt_param *p, int k, int64_t numel, double fill,
 void *lg_opt_work(lg_optim *o, size_t nbytes);
 /* the number of elements of a LG_SHAPE_* buffer, and its shape */
 int64_t lg_opt_state_numel(const lg_tensor *t, lg_state_shape shape);
-int lg_opt_state_shape(const lg_tensor *t, lg_state_shape shape,
-                       int64_t *dims);
+int lg_opt_state_shape(const lg_tensor *t, lg_state_shape shape, int64_t *dims);
 /* runs fn over [0, n) in parallel chunks when n is large */
 void lg_opt_parallel(int64_t n, void (*fn)(void *, int64_t, int64_t),
                      void *ctx);
@@ -258,39 +256,50 @@ static inline double lg_lerp(double a, double b, double w) {
 
 /* the typed loop: runs the statement block with `real` as the C type of
  * dtype (float32 or float64) */
-#define LG_OPT_TYPED(dtype, ...)                                             \
-  do {                                                                       \
-    if ((dtype) == LG_FLOAT32) {                                             \
-      typedef float real;                                                    \
-      __VA_ARGS__                                                            \
-    } else {                                                                 \
-      typedef double real;                                                   \
-      __VA_ARGS__                                                            \
-    }                                                                        \
+#define LG_OPT_TYPED(dtype, ...)                                               \
+  do {                                                                         \
+    if ((dtype) == LG_FLOAT32) {                                               \
+      typedef float real;                                                      \
+      __VA_ARGS__                                                              \
+    } else {                                                                   \
+      typedef double real;                                                     \
+      __VA_ARGS__                                                              \
+    }                                                                          \
   } while (0)
 
 /* option tables: ranges and one-line entries */
-#define LG_R_ANY                                                             \
+#define LG_R_ANY                                                               \
   .lo = {-INFINITY, -INFINITY, -INFINITY}, .hi = {INFINITY, INFINITY, INFINITY}
 #define LG_R_NONNEG .lo = {0, 0, 0}, .hi = {INFINITY, INFINITY, INFINITY}
-#define LG_OPT_NUM(nm, slot, d, ...)                                         \
-  { .name = (nm), .id = (slot), .n = 1, .type = LG_HPT_NUM, .def = {(d)},     \
-    __VA_ARGS__ }
-#define LG_OPT_BOOL(nm, slot, d)                                             \
-  { .name = (nm), .id = (slot), .n = 1, .type = LG_HPT_BOOL, .def = {(d)},    \
-    LG_R_ANY }
+#define LG_OPT_NUM(nm, slot, d, ...)                                           \
+  {                                                                            \
+    .name = (nm), .id = (slot), .n = 1, .type = LG_HPT_NUM, .def = {(d)},      \
+    __VA_ARGS__                                                                \
+  }
+#define LG_OPT_BOOL(nm, slot, d)                                               \
+  {                                                                            \
+    .name = (nm), .id = (slot), .n = 1, .type = LG_HPT_BOOL, .def = {(d)},     \
+    LG_R_ANY                                                                   \
+  }
 #define LG_OPT_LR(d) LG_OPT_NUM("lr", LG_HP_LR, d, LG_R_NONNEG)
-#define LG_OPT_LR_REQUIRED                                                   \
-  { .name = "lr", .id = LG_HP_LR, .n = 1, .type = LG_HPT_NUM,                 \
-    .flags = LG_HPF_REQUIRED, .def = {NAN}, LG_R_NONNEG }
-#define LG_OPT_WD(d) LG_OPT_NUM("weight_decay", LG_HP_WEIGHT_DECAY, d, LG_R_NONNEG)
+#define LG_OPT_LR_REQUIRED                                                     \
+  {                                                                            \
+    .name = "lr", .id = LG_HP_LR, .n = 1, .type = LG_HPT_NUM,                  \
+    .flags = LG_HPF_REQUIRED, .def = {NAN}, LG_R_NONNEG                        \
+  }
+#define LG_OPT_WD(d)                                                           \
+  LG_OPT_NUM("weight_decay", LG_HP_WEIGHT_DECAY, d, LG_R_NONNEG)
 #define LG_OPT_EPS(d) LG_OPT_NUM("eps", LG_HP_EPS, d, LG_R_NONNEG)
 #define LG_OPT_MAXIMIZE LG_OPT_BOOL("maximize", LG_HP_MAXIMIZE, 0)
-#define LG_OPT_BETAS(d1, d2)                                                 \
-  { .name = "betas", .id = LG_HP_BETA1, .n = 2, .type = LG_HPT_NUM,           \
-    .def = {(d1), (d2)}, .lo = {0, 0}, .hi = {1, 1},                          \
-    .open = {LG_HP_HI_OPEN, LG_HP_HI_OPEN} }
-#define LG_OPT_END                                                           \
+#define LG_OPT_BETAS(d1, d2)                                                   \
+  {                                                                            \
+    .name = "betas", .id = LG_HP_BETA1, .n = 2, .type = LG_HPT_NUM,            \
+    .def = {(d1), (d2)}, .lo = {0, 0}, .hi = {1, 1}, .open = {                 \
+      LG_HP_HI_OPEN,                                                           \
+      LG_HP_HI_OPEN                                                            \
+    }                                                                          \
+  }
+#define LG_OPT_END                                                             \
   { .name = NULL }
 
 /* the algorithms */
@@ -306,8 +315,7 @@ extern const lg_optim_kind lg_optim_lbfgs;
 int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max);
 int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
                        lg_tensor **t);
-int lg_lbfgs_state_set(lg_optim *o, const char *key, double num,
-                       lg_tensor *t);
+int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t);
 void lg_lbfgs_free(lg_optim *o);
 
 #endif

@@ -90,14 +90,22 @@ static int adamw_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
 }
 
 static const lg_hp_spec adam_specs[] = {
-    LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
-    LG_OPT_WD(0),    LG_OPT_BOOL("amsgrad", LG_HP_AMSGRAD, 0),
-    LG_OPT_MAXIMIZE, LG_OPT_END};
+    LG_OPT_LR(1e-3),
+    LG_OPT_BETAS(0.9, 0.999),
+    LG_OPT_EPS(1e-8),
+    LG_OPT_WD(0),
+    LG_OPT_BOOL("amsgrad", LG_HP_AMSGRAD, 0),
+    LG_OPT_MAXIMIZE,
+    LG_OPT_END};
 
 static const lg_hp_spec adamw_specs[] = {
-    LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
-    LG_OPT_WD(1e-2), LG_OPT_BOOL("amsgrad", LG_HP_AMSGRAD, 0),
-    LG_OPT_MAXIMIZE, LG_OPT_END};
+    LG_OPT_LR(1e-3),
+    LG_OPT_BETAS(0.9, 0.999),
+    LG_OPT_EPS(1e-8),
+    LG_OPT_WD(1e-2),
+    LG_OPT_BOOL("amsgrad", LG_HP_AMSGRAD, 0),
+    LG_OPT_MAXIMIZE,
+    LG_OPT_END};
 
 static const lg_state_spec adam_state[] = {
     {"step", LG_ST_STEP, 0},
@@ -164,7 +172,7 @@ static int adamax_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
 
 static const lg_hp_spec adamax_specs[] = {
     LG_OPT_LR(2e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
-    LG_OPT_WD(0), LG_OPT_MAXIMIZE, LG_OPT_END};
+    LG_OPT_WD(0),    LG_OPT_MAXIMIZE,          LG_OPT_END};
 
 static const lg_state_spec adamax_state[] = {
     {"step", LG_ST_STEP, 0},
@@ -324,7 +332,7 @@ static int radam_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
 
 static const lg_hp_spec radam_specs[] = {
     LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
-    LG_OPT_WD(0), LG_OPT_MAXIMIZE, LG_OPT_END};
+    LG_OPT_WD(0),    LG_OPT_MAXIMIZE,          LG_OPT_END};
 
 static const lg_state_spec radam_state[] = {
     {"step", LG_ST_STEP, 0},

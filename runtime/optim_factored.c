@@ -26,9 +26,9 @@ typedef struct {
 } fact_shape;
 
 /* update element (b, r, c) from the variance estimate */
-static inline double fact_v(const fact_shape *s, const void *rv,
-                            const void *cv, const void *var, int64_t b,
-                            int64_t r, int64_t c, int64_t i, bool dbl) {
+static inline double fact_v(const fact_shape *s, const void *rv, const void *cv,
+                            const void *var, int64_t b, int64_t r, int64_t c,
+                            int64_t i, bool dbl) {
   if (var)
     return dbl ? ((const double *)var)[i] : ((const float *)var)[i];
   double rr = dbl ? ((const double *)rv)[b * s->rows + r]
@@ -118,8 +118,7 @@ static int adafactor_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
   for (int pass = 0; pass < 2; pass++) {
     double coef = 0, decay = 1 - lr * wd;
     if (pass == 1)
-      coef = -alpha / fmax(1.0, sqrt(unorm) / (sqrt((double)n) *
-                                               hp[LG_HP_D]));
+      coef = -alpha / fmax(1.0, sqrt(unorm) / (sqrt((double)n) * hp[LG_HP_D]));
     LG_OPT_TYPED(t->dtype, {
       real *x = lg_data_ptr(t);
       const real *g = lg_data_ptr(grad);
@@ -187,10 +186,10 @@ const lg_optim_kind lg_optim_adafactor = {.name = "Adafactor",
  *   then ns_steps times: A = X X^T ; X = a X + (b A + c A A) X
  * theta = theta (1 - lr wd) - lr s O, s = sqrt(max(1, rows / cols))
  *   ("original") or 0.2 sqrt(max(rows, cols)) ("match_rms_adamw")
- * PyTorch runs Newton-Schulz in bfloat16; this runs it in float64. */
+ * PyTorch runs Newton-Schulz in bfloat16; this runs it in the parameter's
+ * dtype (float32 or float64). */
 
-static const char *const muon_adjust[] = {"original", "match_rms_adamw",
-                                          NULL};
+static const char *const muon_adjust[] = {"original", "match_rms_adamw", NULL};
 
 static int muon_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                        const lg_tensor *grad) {
@@ -206,50 +205,50 @@ static int muon_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
   p->has_state = true;
   if (numel == 0)
     return 0;
-  double *X = lg_opt_work(o, (size_t)(2 * r * c + 2 * r * r) * sizeof(double));
-  if (!X)
-    return -1;
-  double *Xn = X + r * c, *A = Xn + r * c, *B = A + r * r;
-  double ss = 0;
-  LG_OPT_TYPED(t->dtype, {
-    real *b = buf;
-    const real *g = lg_data_ptr(grad);
-    for (int64_t i = 0; i < m; i++)
-      for (int64_t j = 0; j < n; j++) {
-        int64_t k = i * n + j;
-        b[k] = (real)lg_lerp(b[k], g[k], 1 - mu);
-        double u = nesterov ? (real)lg_lerp(g[k], b[k], mu) : b[k];
-        X[tr ? j * c + i : k] = u;
-        ss += u * u;
-      }
-  });
-  double scale = 1 / fmax(sqrt(ss), hp[LG_HP_EPS]);
-  for (int64_t k = 0; k < numel; k++)
-    X[k] *= scale;
   double ca = hp[LG_HP_NS_A], cb = hp[LG_HP_NS_B], cc = hp[LG_HP_NS_C];
-  for (int it = 0; it < (int)hp[LG_HP_NS_STEPS]; it++) {
-    /* A = X X^T (r x r) */
-    lg_gemm(LG_FLOAT64, false, true, r, r, c, 1.0, X, c, X, c, 0.0, A, r);
-    /* B = b A + c A A */
-    for (int64_t k = 0; k < r * r; k++)
-      B[k] = cb * A[k];
-    lg_gemm(LG_FLOAT64, false, false, r, r, r, cc, A, r, A, r, 1.0, B, r);
-    /* X = a X + B X */
-    for (int64_t k = 0; k < r * c; k++)
-      Xn[k] = ca * X[k];
-    lg_gemm(LG_FLOAT64, false, false, r, c, r, 1.0, B, r, X, c, 1.0, Xn, c);
-    double *sw = X;
-    X = Xn;
-    Xn = sw;
-  }
+  int steps = (int)hp[LG_HP_NS_STEPS];
   double adj;
   if (hp[LG_HP_ADJUST_LR] == 1)
     adj = 0.2 * sqrt((double)(m > n ? m : n));
   else
     adj = sqrt(fmax(1.0, (double)m / (double)n));
   double decay = 1 - lr * hp[LG_HP_WEIGHT_DECAY], step = -lr * adj;
+  /* Newton-Schulz runs in the parameter's dtype, through BLAS */
+  size_t es = lg_dtype_size(t->dtype);
+  void *work = lg_opt_work(o, (size_t)(2 * r * c + 2 * r * r) * es);
+  if (!work)
+    return -1;
   LG_OPT_TYPED(t->dtype, {
-    real *x = lg_data_ptr(t);
+    real *X = work, *Xn = X + r * c, *A = Xn + r * c, *B = A + r * r;
+    real *b = buf, *x = lg_data_ptr(t);
+    const real *g = lg_data_ptr(grad);
+    double ss = 0;
+    for (int64_t i = 0; i < m; i++)
+      for (int64_t j = 0; j < n; j++) {
+        int64_t k = i * n + j;
+        b[k] = (real)lg_lerp(b[k], g[k], 1 - mu);
+        real u = nesterov ? (real)lg_lerp(g[k], b[k], mu) : b[k];
+        X[tr ? j * c + i : k] = u;
+        ss += (double)u * u;
+      }
+    double scale = 1 / fmax(sqrt(ss), hp[LG_HP_EPS]);
+    for (int64_t k = 0; k < numel; k++)
+      X[k] = (real)(X[k] * scale);
+    for (int it = 0; it < steps; it++) {
+      /* A = X X^T (r x r) */
+      lg_gemm(t->dtype, false, true, r, r, c, 1.0, X, c, X, c, 0.0, A, r);
+      /* B = b A + c A A */
+      for (int64_t k = 0; k < r * r; k++)
+        B[k] = (real)(cb * A[k]);
+      lg_gemm(t->dtype, false, false, r, r, r, cc, A, r, A, r, 1.0, B, r);
+      /* X = a X + B X */
+      for (int64_t k = 0; k < r * c; k++)
+        Xn[k] = (real)(ca * X[k]);
+      lg_gemm(t->dtype, false, false, r, c, r, 1.0, B, r, X, c, 1.0, Xn, c);
+      real *sw = X;
+      X = Xn;
+      Xn = sw;
+    }
     for (int64_t i = 0; i < m; i++)
       for (int64_t j = 0; j < n; j++) {
         int64_t k = i * n + j;
@@ -260,8 +259,7 @@ static int muon_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
   return 0;
 }
 
-static int muon_check_param(const lg_optim *o, int index,
-                            const lg_tensor *t) {
+static int muon_check_param(const lg_optim *o, int index, const lg_tensor *t) {
   if (t->ndim != 2) {
     lg_seterr("Muon: parameter %d has %d dimensions; Muon only optimizes "
               "2-d parameters (give biases and embeddings to AdamW)",

@@ -81,8 +81,8 @@ void lg_lbfgs_free(lg_optim *o) {
   free(s->stps);
   free(s->ro);
   free(s->al);
-  double *vs[] = {s->d,     s->prev_g, s->y_spare, s->s_spare, s->g,
-                  s->g0,    s->g_new,  s->g_prev,  s->br_g[0], s->br_g[1]};
+  double *vs[] = {s->d,  s->prev_g, s->y_spare, s->s_spare, s->g,
+                  s->g0, s->g_new,  s->g_prev,  s->br_g[0], s->br_g[1]};
   for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
     free(vs[i]);
   free(s->x0);
@@ -102,10 +102,10 @@ static lbfgs_state *get_state(lg_optim *o) {
   s->H_diag = 1;
   for (int i = 0; i < o->nparams; i++) {
     s->n += lg_numel(o->params[i].t);
-    s->x0_bytes += (size_t)lg_numel(o->params[i].t) *
-                   lg_dtype_size(o->params[i].t->dtype);
+    s->x0_bytes +=
+        (size_t)lg_numel(o->params[i].t) * lg_dtype_size(o->params[i].t->dtype);
   }
-  double **vs[] = {&s->d,   &s->prev_g, &s->g,        &s->g0,
+  double **vs[] = {&s->d,     &s->prev_g, &s->g,       &s->g0,
                    &s->g_new, &s->g_prev, &s->br_g[0], &s->br_g[1]};
   for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++)
     if (!(*vs[i] = vec_new(s->n)))
@@ -235,8 +235,8 @@ static int eval_at(lbfgs_run *r, double t, const double *d, double *loss,
 
 /* minimizer of the cubic through (x1, f1, g1) and (x2, f2, g2), clamped
  * to the bounds (by default the interval between the points) */
-static double cubic_min(double x1, double f1, double g1, double x2,
-                        double f2, double g2, const double *bounds) {
+static double cubic_min(double x1, double f1, double g1, double x2, double f2,
+                        double g2, const double *bounds) {
   double lo, hi;
   if (bounds) {
     lo = bounds[0];
@@ -338,8 +338,7 @@ static int strong_wolfe(lbfgs_run *r, double *t_io, const double *d,
   while (!done && ls_iter < WOLFE_MAX_LS) {
     if (fabs(br[1] - br[0]) * d_norm < WOLFE_TOL)
       break;
-    t = cubic_min(br[0], br_f[0], br_gtd[0], br[1], br_f[1], br_gtd[1],
-                  NULL);
+    t = cubic_min(br[0], br_f[0], br_gtd[0], br[1], br_f[1], br_gtd[1], NULL);
     double bmax = py_max(br[0], br[1]), bmin = py_min(br[0], br[1]);
     double eps = 0.1 * (bmax - bmin);
     if (py_min(bmax - t, t - bmin) < eps) {
@@ -575,10 +574,10 @@ int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max) {
   int n = 0;
   if (!s)
     return 0;
-#define KEY(name)                                                           \
-  do {                                                                      \
-    if (n < max)                                                            \
-      keys[n++] = name;                                                     \
+#define KEY(name)                                                              \
+  do {                                                                         \
+    if (n < max)                                                               \
+      keys[n++] = name;                                                        \
   } while (0)
   KEY("func_evals");
   KEY("n_iter");
@@ -713,8 +712,7 @@ static int load_rows(lbfgs_state *s, const char *key, lg_tensor *src,
   return rc;
 }
 
-int lg_lbfgs_state_set(lg_optim *o, const char *key, double num,
-                       lg_tensor *t) {
+int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t) {
   lbfgs_state *s = get_state(o);
   if (!s)
     return -1;
@@ -762,10 +760,12 @@ static int lbfgs_check(const lg_optim *o, double *hp) {
   return 0;
 }
 
-#define LG_OPT_COUNT(nm, slot, d, fl)                                       \
-  {                                                                         \
-    .name = (nm), .id = (slot), .n = 1, .type = LG_HPT_INT, .flags = (fl),  \
-    .def = {(d)}, .lo = {1}, .hi = {INFINITY}                               \
+#define LG_OPT_COUNT(nm, slot, d, fl)                                          \
+  {                                                                            \
+    .name = (nm), .id = (slot), .n = 1, .type = LG_HPT_INT, .flags = (fl),     \
+    .def = {(d)}, .lo = {1}, .hi = {                                           \
+      INFINITY                                                                 \
+    }                                                                          \
   }
 
 static const lg_hp_spec lbfgs_specs[] = {

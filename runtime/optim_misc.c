@@ -178,7 +178,8 @@ static void adadelta_range(void *vc, int64_t i0, int64_t i1) {
       real si = (real)(sq[i] * c->rho + (1 - c->rho) * d * d);
       sq[i] = si;
       double std = (real)sqrt((real)(si + c->eps));
-      real delta = (real)((real)((real)sqrt((real)(acc[i] + c->eps)) / std) * d);
+      real delta =
+          (real)((real)((real)sqrt((real)(acc[i] + c->eps)) / std) * d);
       acc[i] = (real)(acc[i] * c->rho + (1 - c->rho) * delta * delta);
       p[i] = (real)(x + -c->lr * delta);
     }
@@ -207,12 +208,9 @@ static int adadelta_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
 }
 
 static const lg_hp_spec adadelta_specs[] = {
-    LG_OPT_LR(1.0),
-    LG_OPT_NUM("rho", LG_HP_RHO, 0.9, .lo = {0}, .hi = {1}),
-    LG_OPT_EPS(1e-6),
-    LG_OPT_WD(0),
-    LG_OPT_MAXIMIZE,
-    LG_OPT_END};
+    LG_OPT_LR(1.0),   LG_OPT_NUM("rho", LG_HP_RHO, 0.9, .lo = {0}, .hi = {1}),
+    LG_OPT_EPS(1e-6), LG_OPT_WD(0),
+    LG_OPT_MAXIMIZE,  LG_OPT_END};
 
 static const lg_state_spec adadelta_state[] = {
     {"step", LG_ST_STEP, 0},
@@ -364,12 +362,11 @@ static const lg_hp_spec asgd_specs[] = {
     LG_OPT_MAXIMIZE,
     LG_OPT_END};
 
-static const lg_state_spec asgd_state[] = {
-    {"step", LG_ST_STEP, 0},
-    {"eta", LG_ST_SCAL0, 0},
-    {"mu", LG_ST_SCAL1, 0},
-    {"ax", LG_ST_BUF0, LG_SHAPE_PARAM},
-    {NULL, 0, 0}};
+static const lg_state_spec asgd_state[] = {{"step", LG_ST_STEP, 0},
+                                           {"eta", LG_ST_SCAL0, 0},
+                                           {"mu", LG_ST_SCAL1, 0},
+                                           {"ax", LG_ST_BUF0, LG_SHAPE_PARAM},
+                                           {NULL, 0, 0}};
 
 const lg_optim_kind lg_optim_asgd = {.name = "ASGD",
                                      .specs = asgd_specs,

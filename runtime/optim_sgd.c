@@ -181,9 +181,9 @@ static int lion_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
   return 0;
 }
 
-static const lg_hp_spec lion_specs[] = {LG_OPT_LR(1e-4), LG_OPT_BETAS(0.9, 0.99),
-                                        LG_OPT_WD(0), LG_OPT_MAXIMIZE,
-                                        LG_OPT_END};
+static const lg_hp_spec lion_specs[] = {LG_OPT_LR(1e-4),
+                                        LG_OPT_BETAS(0.9, 0.99), LG_OPT_WD(0),
+                                        LG_OPT_MAXIMIZE, LG_OPT_END};
 
 static const lg_state_spec lion_state[] = {
     {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM}, {NULL, 0, 0}};

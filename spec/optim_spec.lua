@@ -77,7 +77,7 @@ local function close(got, want, rtol, what)
   assert.are.equal(#want, #got, what)
   for i = 1, #want do
     local d = math.abs(got[i] - want[i])
-    if not (d <= rtol * math.abs(want[i]) + 1e-12) then
+    if d ~= d or d > rtol * math.abs(want[i]) + 1e-12 then
       error(string.format("%s: element %d is %.17g, expected %.17g",
                           what or "values", i, got[i], want[i]), 2)
     end
