@@ -48,16 +48,14 @@ end
 
 -- a number as a tick label: as few digits as the step needs
 local function tick_label(v, step)
-  if v == 0 then return "0" end
   local a = math.abs(v)
-  if a >= 1e5 or a < 1e-4 then
+  if a ~= 0 and (a >= 1e5 or a < 1e-4) then
     local s = fmt("%.3g", v):gsub("e%+?(%-?)0*(%d)", "e%1%2")
     return s
   end
   local decimals = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
   local s = fmt("%." .. decimals .. "f", v)
-  if s == "-0" then s = "0" end
-  return s
+  return (s:gsub("^%-(0[%.0]*)$", "%1"))
 end
 
 -- 10^k as a tick label: 0.01 .. 1000 written out, 1e-3 style beyond
@@ -634,7 +632,7 @@ function M.lr_find(r, path, opts)
     ylabel = "loss", markers = markers, points = points,
     ymin = lo < hi and lo - pad or nil,
     ymax = lo < hi and hi + 2 * pad or nil,
-    width = opts.width, height = opts.height, legend = #series > 1,
+    width = opts.width, height = opts.height, legend = #series > 1 or nil,
     path = path }, "line")
 end
 
