@@ -71,7 +71,8 @@ end
 
 describe("lg.plot.nice_ticks", function()
   it("steps by 1, 2 or 5 times a power of ten", function()
-    local v, l, lo, hi = plot.nice_ticks(0, 1)
+    local _, v, l, lo, hi
+    v, l, lo, hi = plot.nice_ticks(0, 1)
     assert.same({ "0.0", "0.2", "0.4", "0.6", "0.8", "1.0" }, l)
     assert.equals(0, lo)
     assert.equals(1, hi)
@@ -89,7 +90,8 @@ describe("lg.plot.nice_ticks", function()
   end)
 
   it("puts decades on log axes", function()
-    local v, l = plot.log_ticks(1e-7, 10)
+    local _, v, l
+    v, l = plot.log_ticks(1e-7, 10)
     assert.equals("1e-7", l[1])
     assert.is_true(contains(l, "1e-3"))
     assert.is_true(contains(l, "0.01"))
