@@ -18,7 +18,8 @@
 -- out, breaking the line.  Common options: title, xlabel, ylabel, logx,
 -- logy, xmin, xmax, ymin, ymax, width (640), height (400), legend
 -- (true/false), markers = {{x = v, label = "..."}...} (dashed vertical
--- lines), points = {{x, y, label = "..."}...} (highlighted points).
+-- lines), points = {{x, y, label = "..."}...} (highlighted points),
+-- xticks, yticks = {{value, label}...} (ticks of one's own).
 
 local M = {}
 
@@ -244,39 +245,53 @@ local function whole_x(list)
   return true
 end
 
--- an axis: limits, ticks and the map from data to pixels
-local function make_axis(lo, hi, log, fixed_lo, fixed_hi, p0, p1, integer)
-  local ax = { log = log }
+-- An axis: limits, ticks and the map from data to pixels.  a: lo, hi
+-- (the data), log, fixed_lo, fixed_hi (given limits), p0, p1 (pixels),
+-- integer (whole ticks), pad (room around the data instead of limits on
+-- the outer ticks: points must not sit on the frame), ticks (given as
+-- {{value, label}...}).
+local function make_axis(a)
+  local lo, hi = a.fixed_lo or a.lo, a.fixed_hi or a.hi
+  local p0, p1 = a.p0, a.p1
+  local ax = { log = a.log }
   local values, labels
-  if log then
-    if fixed_lo then lo = fixed_lo end
-    if fixed_hi then hi = fixed_hi end
+  if a.log then
     if lo == hi then lo, hi = lo / 2, hi * 2 end
     -- a little room beyond the data, in log space
-    local a, b = math.log(lo, 10), math.log(hi, 10)
-    local pad = (b - a) * 0.03
-    if not fixed_lo then a = a - pad end
-    if not fixed_hi then b = b + pad end
-    ax.lo, ax.hi = 10.0 ^ a, 10.0 ^ b
+    local l0, l1 = math.log(lo, 10), math.log(hi, 10)
+    local pad = (l1 - l0) * (a.pad and 0.06 or 0.03)
+    if not a.fixed_lo then l0 = l0 - pad end
+    if not a.fixed_hi then l1 = l1 + pad end
+    ax.lo, ax.hi = 10.0 ^ l0, 10.0 ^ l1
     values, labels = M.log_ticks(ax.lo, ax.hi)
     ax.map = function(v)
-      return p0 + (math.log(v, 10) - a) / (b - a) * (p1 - p0)
+      return p0 + (math.log(v, 10) - l0) / (l1 - l0) * (p1 - p0)
     end
   else
-    if fixed_lo then lo = fixed_lo end
-    if fixed_hi then hi = fixed_hi end
+    if a.pad and lo < hi then
+      local pad = (hi - lo) * 0.06
+      if not a.fixed_lo then lo = lo - pad end
+      if not a.fixed_hi then hi = hi + pad end
+    end
     local first, last
-    values, labels, first, last = M.nice_ticks(lo, hi, nil, integer)
-    ax.lo = fixed_lo or first
-    ax.hi = fixed_hi or last
+    values, labels, first, last = M.nice_ticks(lo, hi, nil, a.integer)
+    if a.pad then first, last = lo, hi end
+    ax.lo = a.fixed_lo or first
+    ax.hi = a.fixed_hi or last
     if ax.lo == ax.hi then ax.lo, ax.hi = ax.lo - 1, ax.hi + 1 end
-    local a, b = ax.lo, ax.hi
-    ax.map = function(v) return p0 + (v - a) / (b - a) * (p1 - p0) end
+    local l0, l1 = ax.lo, ax.hi
+    ax.map = function(v) return p0 + (v - l0) / (l1 - l0) * (p1 - p0) end
+  end
+  if a.ticks then
+    values, labels = {}, {}
+    for i, t in ipairs(a.ticks) do
+      values[i], labels[i] = t[1], tostring(t[2] or t[1])
+    end
   end
   ax.ticks, ax.labels = {}, {}
+  local eps = 1e-9 * (ax.hi - ax.lo)
   for i, v in ipairs(values) do
-    if v >= ax.lo - 1e-12 * math.abs(ax.lo) and v <= ax.hi * (1 + 1e-12)
-        + 1e-300 then
+    if v >= ax.lo - eps and v <= ax.hi + eps then
       ax.ticks[#ax.ticks + 1] = v
       ax.labels[#ax.labels + 1] = labels[i]
     end
@@ -292,7 +307,7 @@ local function num(v) return fmt("%.2f", v) end
 -- a chart into the box (x0, y0, w, h) of an SVG being built in `out`
 local function panel(out, o, list, kind, box)
   local x0, y0, w, h = box[1], box[2], box[3], box[4]
-  local left, right = x0 + 64, x0 + w - 16
+  local left, right = x0 + 64, x0 + w - 28
   local top = y0 + (o.title and 34 or 14)
   local bottom = y0 + h - (o.xlabel and 46 or 30)
   local extra_x, extra_y = {}, {}
@@ -303,9 +318,12 @@ local function panel(out, o, list, kind, box)
   end
   local xlo, xhi = data_range(list, "x", o.logx, extra_x)
   local ylo, yhi = data_range(list, "y", o.logy, extra_y)
-  local ax = make_axis(xlo, xhi, o.logx, o.xmin, o.xmax, left, right,
-    whole_x(list))
-  local ay = make_axis(ylo, yhi, o.logy, o.ymin, o.ymax, bottom, top)
+  local ax = make_axis { lo = xlo, hi = xhi, log = o.logx,
+    fixed_lo = o.xmin, fixed_hi = o.xmax, p0 = left, p1 = right,
+    integer = whole_x(list), pad = kind == "scatter", ticks = o.xticks }
+  local ay = make_axis { lo = ylo, hi = yhi, log = o.logy,
+    fixed_lo = o.ymin, fixed_hi = o.ymax, p0 = bottom, p1 = top,
+    pad = kind == "scatter", ticks = o.yticks }
   local add = function(s) out[#out + 1] = s end
   if o.title then
     add(fmt('<text class="title" x="%s" y="%s" text-anchor="middle" '
@@ -518,6 +536,7 @@ end
 local chart_keys = {}
 for _, k in ipairs { "x", "y", "name", "series", "title", "xlabel", "ylabel",
   "logx", "logy", "xmin", "xmax", "ymin", "ymax", "width", "height",
+  "xticks", "yticks",
   "legend", "markers", "points", "path" } do
   chart_keys[k] = true
 end
@@ -639,7 +658,9 @@ end
 --- The trials of lg.exp.sweep: the metric against one hyperparameter, one
 -- series per value of another (`by`).  opts: x (the hyperparameter; the
 -- first name by default), y (the metric; the sweep's), by, logx, logy,
--- title, path.
+-- categorical (the x values evenly spaced and labelled as they are; the
+-- default when they are not all numbers, or include 0 on logx), title,
+-- path.
 function M.sweep(res, opts)
   if type(res) ~= "table" or type(res.results) ~= "table" then
     error("plot.sweep: expects the result of lg.exp.sweep", 2)
@@ -654,6 +675,35 @@ function M.sweep(res, opts)
     xname = names[1]
   end
   local yname = opts.y or res.metric or "loss"
+  -- the x values, and whether to space them evenly
+  local xs, seen = {}, {}
+  local categorical = opts.categorical
+  for _, r in ipairs(res.results) do
+    local v = r.config[xname]
+    if v ~= nil and not seen[v] then
+      seen[v] = true
+      xs[#xs + 1] = v
+      if type(v) ~= "number" or (opts.logx and v <= 0) then
+        if categorical == nil then categorical = true end
+      end
+    end
+  end
+  local pos, xticks = {}, nil
+  if categorical then
+    table.sort(xs, function(a, b)
+      if type(a) == "number" and type(b) == "number" then return a < b end
+      return tostring(a) < tostring(b)
+    end)
+    xticks = {}
+    for i, v in ipairs(xs) do
+      pos[v] = i
+      xticks[i] = { i, type(v) == "number" and fmt("%g", v) or tostring(v) }
+    end
+  end
+  local function xof(v)
+    if categorical then return pos[v] end
+    return v
+  end
   local groups, order = {}, {}
   for _, r in ipairs(res.results) do
     if r.ok and r.metrics and type(r.metrics[yname]) == "number" then
@@ -664,7 +714,7 @@ function M.sweep(res, opts)
         order[#order + 1] = key
       end
       local g = groups[key]
-      g.x[#g.x + 1] = r.config[xname]
+      g.x[#g.x + 1] = xof(r.config[xname])
       g.y[#g.y + 1] = r.metrics[yname]
     end
   end
@@ -675,10 +725,13 @@ function M.sweep(res, opts)
   for i, k in ipairs(order) do series[i] = groups[k] end
   local points
   if res.best and res.best.config[xname] ~= nil then
-    points = { { x = res.best.config[xname], y = res.best.metrics[yname],
-      label = "best" } }
+    points = { { x = xof(res.best.config[xname]),
+      y = res.best.metrics[yname], label = "best" } }
   end
-  return chart({ series = series, logx = opts.logx, logy = opts.logy,
+  return chart({ series = series, logx = opts.logx and not categorical,
+    logy = opts.logy, xticks = xticks,
+    xmin = categorical and 0.5 or nil,
+    xmax = categorical and #xs + 0.5 or nil,
     title = opts.title or ("sweep: " .. yname), xlabel = xname,
     ylabel = yname, points = points, path = opts.path,
     width = opts.width, height = opts.height }, "scatter")
