@@ -7,12 +7,11 @@ CC ?= cc
 PREFIX ?= /usr/local
 LUA_INC ?= /usr/include/lua5.4
 LUA_LIB ?= -llua5.4
-BLAS_LIB ?= -lopenblas
 OPT ?= -O2
 SAN ?=
 CFLAGS_ALL = -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -Wno-unused-parameter \
   -pthread $(SAN) $(CFLAGS)
-LDLIBS_CORE = $(BLAS_LIB) -lz -lm -lpthread
+LDLIBS_CORE = -ldl -lz -lm -lpthread
 B ?= build
 
 DEPS = lua5.4 liblua5.4-dev libopenblas-dev lua-busted libreadline-dev \

@@ -222,11 +222,13 @@ static int o_gelu(lua_State *L) {
 
 static int o_clamp(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
-  double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
+  double lo, hi;
   if (lua_istable(L, 2)) {
     lo = lgL_optnumberfield(L, 2, "min", NAN);
     hi = lgL_optnumberfield(L, 2, "max", NAN);
+  } else {
+    lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
+    hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
   }
   return lgL_pushresult(L, "clamp", lg_clamp(t, lo, hi));
 }
@@ -712,11 +714,12 @@ static int list_of_tensors(lua_State *L, int idx, lg_tensor ***out,
 
 static int cat_stack(lua_State *L, bool stack) {
   const char *fname = stack ? "stack" : "cat";
+  lua_settop(L, 2); /* the list's scratch array goes above the dim */
   lg_tensor **ts = NULL;
   int n = list_of_tensors(L, 1, &ts, fname);
   int nd = ts[0]->ndim + (stack ? 1 : 0);
   int d = 0;
-  if (!lua_isnoneornil(L, 2))
+  if (!lua_isnil(L, 2))
     d = lgL_checkdim(L, 2, nd, fname);
   lg_tensor *r = stack ? lg_stack(n, ts, d) : lg_cat(n, ts, d);
   return lgL_pushresult(L, fname, r);

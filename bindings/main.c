@@ -36,7 +36,6 @@
 #define HISTORY_MAX 1000
 #define EOFMARK "<eof>"
 
-char *openblas_get_config(void); /* from OpenBLAS */
 
 /* the state, for signal handlers and completion (as lua.c's globalL) */
 static lua_State *globalL;
@@ -122,7 +121,7 @@ static int docall(lua_State *L, int narg, int nres) {
 }
 
 static void print_version(void) {
-  const char *blas = openblas_get_config();
+  const char *blas = lg_blas_info();
   printf("lgrad %s (%s, %s)\n", LG_VERSION, LUA_RELEASE,
          blas ? blas : "OpenBLAS");
   fflush(stdout);

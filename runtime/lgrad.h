@@ -271,6 +271,9 @@ void lg_gemm_naive(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n,
 /* ---- threads ---- */
 void lg_set_num_threads(int n);
 int lg_get_num_threads(void);
+/* which BLAS and kernels GEMM uses, e.g. "OpenBLAS 0.3.21 ..., kernels
+ * SkylakeX" */
+const char *lg_blas_info(void);
 
 /* ---- autograd ---- */
 /* grad mode is per thread */

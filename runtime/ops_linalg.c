@@ -1,49 +1,11 @@
 /*
- * ops_linalg.c -- the one GEMM wrapper over OpenBLAS (transposes passed as
- * flags, never copied), its plain C twin used by the specs, and matmul in
- * its 1-d, 2-d, batched and broadcast forms with backward.
+ * ops_linalg.c -- the plain C twin of the GEMM wrapper (blas.c), used by
+ * the specs as the reference, and matmul in its 1-d, 2-d, batched and
+ * broadcast forms with backward.
  */
-#include <cblas.h>
 #include <string.h>
 
 #include "internal.h"
-
-static int num_threads = 0;
-
-void lg_set_num_threads(int n) {
-  if (n < 1)
-    n = 1;
-  num_threads = n;
-  openblas_set_num_threads(n);
-}
-
-int lg_get_num_threads(void) {
-  return num_threads ? num_threads : openblas_get_num_threads();
-}
-
-void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
-  (void)grain;
-  fn(ctx, 0, n);
-}
-
-/* C (m x n) = alpha op(A) op(B) + beta C; row-major, leading dims given */
-void lg_gemm(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
-             double alpha, const void *a, int64_t lda, const void *b,
-             int64_t ldb, double beta, void *c, int64_t ldc) {
-  if (m == 0 || n == 0)
-    return;
-  if (d == LG_FLOAT32)
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                (float)alpha, a, (int)lda, b, (int)ldb, (float)beta, c,
-                (int)ldc);
-  else if (d == LG_FLOAT64)
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
-                tb ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-                alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
-  else
-    lg_gemm_naive(d, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
 
 void lg_gemm_naive(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n,
                    int64_t k, double alpha, const void *a, int64_t lda,

@@ -11,7 +11,7 @@
 
 struct lg_generator {
   uint64_t seed;
-  uint64_t counter; /* 32-bit words consumed */
+  uint64_t counter; /* Philox blocks consumed */
 };
 
 static LG_THREAD lg_generator default_gen = {67280421310721ULL, 0};
@@ -67,32 +67,54 @@ static void philox(uint64_t ctr, uint64_t key, uint32_t out[4]) {
   out[3] = c3;
 }
 
-static uint32_t next32(lg_generator *g) {
-  uint32_t block[4];
-  philox(g->counter >> 2, g->seed, block);
-  return block[g->counter++ & 3];
+/* uniform doubles in [0, 1) from 53 bits of two words */
+static inline double to_unit(uint32_t hi, uint32_t lo) {
+  uint64_t v = ((uint64_t)hi << 32) | lo;
+  return (double)(v >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* One block (counter value) gives four words: two uniforms, or one pair
+ * of normals by Box-Muller.  The counter counts blocks. */
+static void block_uniform2(lg_generator *g, uint64_t c, double u[2]) {
+  uint32_t w[4];
+  philox(c, g->seed, w);
+  u[0] = to_unit(w[0], w[1]);
+  u[1] = to_unit(w[2], w[3]);
+}
+
+static void block_normal2(lg_generator *g, uint64_t c, double z[2]) {
+  double u[2];
+  block_uniform2(g, c, u);
+  double r = sqrt(-2 * log(u[0] > 1e-300 ? u[0] : 1e-300));
+  double a = 6.283185307179586477 * u[1];
+  z[0] = r * cos(a);
+  z[1] = r * sin(a);
 }
 
 static uint64_t next64(lg_generator *g) {
-  uint64_t hi = next32(g);
-  return (hi << 32) | next32(g);
+  uint32_t w[4];
+  philox(g->counter++, g->seed, w);
+  return ((uint64_t)w[0] << 32) | w[1];
 }
 
 double lg_random_uniform(lg_generator *g) {
   if (!g)
     g = &default_gen;
-  return (double)(next64(g) >> 11) * (1.0 / 9007199254740992.0);
+  double u[2];
+  block_uniform2(g, g->counter++, u);
+  return u[0];
 }
 
 double lg_random_normal(lg_generator *g) {
   if (!g)
     g = &default_gen;
-  double u1 = lg_random_uniform(g), u2 = lg_random_uniform(g);
-  if (u1 < 1e-300)
-    u1 = 1e-300;
-  return sqrt(-2 * log(u1)) * cos(6.283185307179586477 * u2);
+  double z[2];
+  block_normal2(g, g->counter++, z);
+  return z[0];
 }
 
+/* value i of a bulk draw starting at block c0: element pairs share a
+ * block, so the numbers depend only on the seed and position */
 static int fill_random(lg_tensor *t, lg_generator *g, int kind, double a,
                        double b) {
   if (lg_check_inplace("random", t))
@@ -104,26 +126,34 @@ static int fill_random(lg_tensor *t, lg_generator *g, int kind, double a,
     return -1;
   void *p = lg_data_ptr(c);
   int64_t n = lg_numel(t);
-  for (int64_t i = 0; i < n; i++) {
-    double v;
-    switch (kind) {
-    case 0:
-      v = a + (b - a) * lg_random_uniform(g);
-      break;
-    case 1:
-      v = a + b * lg_random_normal(g);
-      break;
-    case 2: { /* integers in [a, b] */
-      uint64_t span = (uint64_t)((int64_t)b - (int64_t)a) + 1;
-      v = (double)((int64_t)a + (int64_t)(next64(g) % span));
-      break;
+  uint64_t c0 = g->counter;
+  if (kind != 2) {
+    double pair[2];
+    for (int64_t i = 0; i < n; i += 2) {
+      if (kind != 1)
+        block_uniform2(g, c0 + (uint64_t)(i / 2), pair);
+      else
+        block_normal2(g, c0 + (uint64_t)(i / 2), pair);
+      for (int k = 0; k < 2 && i + k < n; k++) {
+        double v = kind == 0   ? a + (b - a) * pair[k]
+                   : kind == 1 ? a + b * pair[k]
+                               : (double)(pair[k] < a); /* bernoulli(a) */
+        if (c->dtype == LG_FLOAT32) {
+          float f = (float)v;
+          if (kind == 0 && f >= (float)b && b > a)
+            f = nextafterf((float)b, (float)a); /* keep [a, b) */
+          ((float *)p)[i + k] = f;
+        } else {
+          lg_store(c->dtype, p, i + k, v);
+        }
+      }
     }
-    default:
-      v = lg_random_uniform(g) < a;
-    }
-    if (c->dtype == LG_FLOAT32 && kind == 0 && (float)v >= (float)b && b > a)
-      v = nextafterf((float)b, (float)a); /* keep [a, b) in float32 */
-    lg_store(c->dtype, p, i, v);
+    g->counter = c0 + (uint64_t)((n + 1) / 2);
+  } else { /* integers in [a, b] */
+    uint64_t span = (uint64_t)((int64_t)b - (int64_t)a) + 1;
+    for (int64_t i = 0; i < n; i++)
+      lg_store(c->dtype, p, i,
+               (double)((int64_t)a + (int64_t)(next64(g) % span)));
   }
   int rc = 0;
   if (c != t) {

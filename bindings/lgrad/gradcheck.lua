@@ -54,7 +54,8 @@ local function gradcheck(fn, inputs, opts)
       x:set_flat(e, orig)
       local num = (fp - fm) / (2 * eps)
       local ana = g and g:get_flat(e) or 0
-      if math.abs(num - ana) > atol + rtol * math.abs(num) or ana ~= ana then
+      if math.abs(num - ana) > atol + rtol * math.abs(num) or ana ~= ana
+         or num ~= num then
         return false, string.format(
           "gradcheck: input %d, element %d: analytic %.10g, numerical %.10g",
           which[k], e, ana, num)
