@@ -38,6 +38,7 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
 }
 
 lg_tensor **lgL_newbox(lua_State *L) {
+  lgL_account(L); /* every result passes here: count the bytes so far */
   lgL_box *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->tensor = NULL;
   box->tag = LGL_BOX_TAG;
@@ -64,7 +65,6 @@ int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t) {
   if (!t)
     return lgL_fail(L, fname);
   lgL_pushtensor(L, t);
-  lgL_account(L);
   return 1;
 }
 

@@ -361,9 +361,9 @@ static void unary_kernel(lg_unop op, lg_tensor *out, lg_tensor *a) {
   }
   switch (a->dtype) {
   case LG_FLOAT32:
-    if (op == LG_OP_RELU)
+    if (op == LG_OP_RELU) /* NaN stays NaN: the comparison is false */
       ITER3(it, float, float, float, out, a, a,
-            o[io] = x[ix] > 0 ? x[ix] : (x[ix] != x[ix] ? x[ix] : 0));
+            o[io] = x[ix] < 0 ? 0.0f : x[ix]);
     else
       ITER3(it, float, float, float, out, a, a, o[io] = un_f(op, x[ix]));
     break;
@@ -426,6 +426,43 @@ static lg_tensor *masked_grad(lg_tensor *g, lg_tensor *x, lg_binop cmp,
   lg_tensor *r = lg_binary(LG_OP_MUL, g, mf);
   lg_release(mf);
   return r;
+}
+
+static lg_tensor *relu_grad(lg_tensor *g, lg_tensor *x);
+
+static int relu_grad_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
+  lg_tensor *x = lg_node_saved(n, 0);
+  grads[0] = x ? relu_grad(g, x) : NULL;
+  return grads[0] ? 0 : -1;
+}
+
+/* g where x > 0, else 0: relu's backward in one pass; differentiable in g
+ * (its own derivative), so double backward through relu works */
+static lg_tensor *relu_grad(lg_tensor *g, lg_tensor *x) {
+  if (g->dtype != x->dtype || !lg_same_shape(g, x) || !lg_is_contiguous(g) ||
+      !lg_is_contiguous(x) || !lg_dtype_is_float(g->dtype))
+    return masked_grad(g, x, LG_OP_GT, 0);
+  lg_tensor *out = lg_empty_like(g);
+  if (!out)
+    return NULL;
+  int64_t n = lg_numel(g);
+  if (g->dtype == LG_FLOAT32) {
+    const float *gp = lg_data_ptr(g), *xp = lg_data_ptr(x);
+    float *o = out->storage->data;
+    for (int64_t i = 0; i < n; i++)
+      o[i] = xp[i] > 0 ? gp[i] : 0.0f;
+  } else {
+    const double *gp = lg_data_ptr(g), *xp = lg_data_ptr(x);
+    double *o = out->storage->data;
+    for (int64_t i = 0; i < n; i++)
+      o[i] = xp[i] > 0 ? gp[i] : 0.0;
+  }
+  lg_node *node = lg_record(out, "relu_backward", relu_grad_backward, 1, &g);
+  if (node && lg_node_save(node, x)) {
+    lg_release(out);
+    return NULL;
+  }
+  return out;
 }
 
 static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
@@ -892,7 +929,7 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     r = t ? mul3(g, out, t) : NULL;
     break;
   case LG_OP_RELU:
-    r = masked_grad(g, x, LG_OP_GT, 0);
+    r = relu_grad(g, x);
     break;
   case LG_OP_GELU: { /* g (Phi(x) + x phi(x)) */
     t = lg_binary_scalar(LG_OP_MUL, x, SQRT1_2, false);

@@ -584,6 +584,14 @@ int lg_copy_(lg_tensor *dst, lg_tensor *src) {
     COPY_LOOP(int64_t, int64_t);
   else if (dst->dtype == src->dtype && dst->dtype == LG_BOOL)
     COPY_LOOP(uint8_t, uint8_t);
+  else if (dst->dtype == LG_FLOAT32 && src->dtype == LG_BOOL)
+    COPY_LOOP(float, uint8_t);
+  else if (dst->dtype == LG_FLOAT64 && src->dtype == LG_BOOL)
+    COPY_LOOP(double, uint8_t);
+  else if (dst->dtype == LG_FLOAT32 && src->dtype == LG_INT64)
+    COPY_LOOP(float, int64_t);
+  else if (dst->dtype == LG_FLOAT64 && src->dtype == LG_INT64)
+    COPY_LOOP(double, int64_t);
   else {
     void *dp = dst->storage->data, *sp = src->storage->data;
     int64_t n = lg_iter_inner(&it), sd = lg_iter_istride(&it, 0),
