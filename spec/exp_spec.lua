@@ -536,3 +536,33 @@ describe("lg.exp.sweep", function()
     assert.equals(3, s.best.metrics.acc)
   end)
 end)
+
+describe("scripts/tune_fmnist.lua --small", function()
+  it("chooses lr, batch and weight decay, trains, and writes the plots",
+    function()
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert.is_true(os.execute("mkdir " .. dir))
+      local bin = os.getenv("LGRAD_BIN") or "build/lgrad"
+      local p = assert(io.popen(bin .. " scripts/tune_fmnist.lua --small "
+        .. "--out " .. dir .. " 2>&1"))
+      local out = p:read("a")
+      local ok = p:close()
+      assert.is_true(ok, out)
+      has(out, "-> batch size ")
+      has(out, "lr_find: lowest smoothed loss at lr ")
+      has(out, "sweep (2 trials, 2 workers")
+      local t, d = out:match("test accuracy: tuned ([%d.]+) default "
+        .. "([%d.]+)")
+      assert.is_not_nil(t, out)
+      assert.is_true(tonumber(t) > 0.2 and tonumber(d) > 0.2, out)
+      for _, name in ipairs { "lr_find", "sweep", "history", "compare" } do
+        local path = dir .. "/tune_" .. name .. ".svg"
+        local f = assert(io.open(path), path)
+        assert.is_truthy(f:read("a"):find("^<svg "), path)
+        f:close()
+        os.remove(path)
+      end
+      os.remove(dir)
+    end)
+end)

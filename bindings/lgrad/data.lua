@@ -292,7 +292,8 @@ function DataLoader:_grow(epoch)
   if g.noise_scale == true then
     b = require("lgrad.exp").noise_scale(g.model, g.loss, self,
       { draws = g.draws, small = math.min(g.small, #self.dataset // 2),
-        big = math.min(g.big, #self.dataset) }).B_simple
+        big = math.min(g.big, #self.dataset),
+        seed = (self.seed + epoch) & 0x7FFFFFFF }).B_simple
   else
     b = g.noise_scale(self)
     if type(b) ~= "number" then

@@ -567,7 +567,7 @@ local history_skip = { lr = true, time = true, loss = true, val_loss = true }
 
 --- The curves of lg.train.fit's history: training and validation loss on
 -- the left, the metrics (accuracy...) on the right when there are any.
--- opts: title, logy (of the loss), width, height.
+-- opts: title, metrics_title, logy (of the loss), width, height.
 function M.history(history, path, opts)
   if type(history) ~= "table" or type(history.loss) ~= "table" then
     error("plot.history: expects fit's history (a table with loss)", 2)
@@ -601,7 +601,7 @@ function M.history(history, path, opts)
     ylabel = "loss", logy = opts.logy, legend = true },
     series_of { series = losses }, "line", { 0, 0, pw, h })
   if #metrics > 0 then
-    panel(out, { title = "metrics", xlabel = "epoch",
+    panel(out, { title = opts.metrics_title or "metrics", xlabel = "epoch",
       ylabel = #metrics == 1 and metrics[1].name or "value", legend = true },
       series_of { series = metrics }, "line", { pw, 0, w - pw, h })
   end
