@@ -962,6 +962,22 @@ describe("linear algebra", function()
     assert.equal(5 + 12, lg.tensor{1, 2}:matmul(lg.tensor{5, 6}):item())
   end)
 
+  it("with zero-sized dimensions", function()
+    for _, dtype in ipairs{lg.float32, lg.float64} do
+      local r = lg.ones(2, 0, {dtype = dtype}):matmul(lg.ones(0, 3,
+                                                              {dtype = dtype}))
+      assert.same({{0, 0, 0}, {0, 0, 0}}, r:totable())
+      assert.shape(lg.ones(0, 3, {dtype = dtype}):matmul(
+                     lg.ones(3, 2, {dtype = dtype})), {0, 2})
+      assert.shape(lg.ones(2, 0, 3, {dtype = dtype}):matmul(
+                     lg.ones(3, 4, {dtype = dtype})), {2, 0, 4})
+      assert.equal(0, lg.ones(0, {dtype = dtype}):dot(
+                     lg.ones(0, {dtype = dtype})):item())
+    end
+    assert.shape(lg.zeros(0, 3) + lg.zeros(3), {0, 3})
+    assert.shape(lg.zeros(2, 1, 0) * lg.zeros(4, 1), {2, 4, 0})
+  end)
+
   it("mm mv dot outer", function()
     local A = lg.tensor(dat({3, 4}, 111), {dtype = lg.float64})
     local B = lg.tensor(dat({4, 2}, 112), {dtype = lg.float64})
