@@ -5,8 +5,8 @@
 --
 -- Two blocks of 3x3 convolution, 2x2 max pooling, BatchNorm and ReLU
 -- (pooling before BatchNorm and ReLU gives the same kind of features at a
--- quarter of their cost), then Dropout and two Linear layers; AdamW with a
--- one-cycle learning-rate schedule.  --small (or LGRAD_SMALL=1) uses 600
+-- quarter of their cost), then two Linear layers with Dropout between
+-- them; AdamW with a one-cycle learning-rate schedule.  --small (or LGRAD_SMALL=1) uses 600
 -- training and 300 test images and one epoch, for CI.  Prints
 -- "test accuracy: X".
 local lg = require "lgrad"
@@ -43,7 +43,7 @@ local model = nn.Sequential(
   nn.BatchNorm2d(c1), nn.ReLU(),
   nn.Conv2d(c1, c2, 3, { padding = 1 }), nn.MaxPool2d(2),
   nn.BatchNorm2d(c2), nn.ReLU(),
-  nn.Flatten(), nn.Dropout(o.dropout),
+  nn.Flatten(),
   nn.Linear(c2 * 7 * 7, o.hidden), nn.ReLU(), nn.Dropout(o.dropout),
   nn.Linear(o.hidden, 10))
 print(model)
