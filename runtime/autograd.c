@@ -58,8 +58,26 @@ static lg_node *node_alloc(void) {
     lg_seterr("out of memory");
     return NULL;
   }
-  memset(n, 0, sizeof *n);
+  /* zero what ops and the engine read; edges and saved slots are
+   * written before they are read */
+  memset(n->ival, 0, sizeof n->ival);
+  memset(n->dval, 0, sizeof n->dval);
   n->refcount = 1;
+  n->name = NULL;
+  n->backward = NULL;
+  n->ninputs = 0;
+  n->edges = NULL;
+  n->needs_grad = NULL;
+  n->nsaved = 0;
+  n->released = false;
+  n->ninput_shape = 0;
+  n->input_dtype = LG_FLOAT32;
+  n->retained_out = NULL;
+  n->ctx = NULL;
+  n->ctx_free = NULL;
+  n->deps = 0;
+  n->grad_accum = NULL;
+  n->topo_next = NULL;
   return n;
 }
 

@@ -299,6 +299,26 @@ static void binary_kernel(lg_binop op, lg_tensor *out, lg_tensor *a,
 /* out[i] = a[i] OP s, or s OP a[i] */
 static void scalar_kernel(lg_binop op, lg_tensor *out, lg_tensor *a, double s,
                           bool first) {
+  if (a->dtype == LG_FLOAT32 && !is_compare(op) && out != a &&
+      lg_is_contiguous(a) && lg_is_contiguous(out)) {
+    /* contiguous float32, without the iterator */
+    float *o = lg_data_ptr(out), fs = (float)s;
+    const float *x = lg_data_ptr(a);
+    int64_t n = lg_numel(out);
+    if (!first && op == LG_OP_MUL)
+      for (int64_t i = 0; i < n; i++)
+        o[i] = x[i] * fs;
+    else if (!first && op == LG_OP_ADD)
+      for (int64_t i = 0; i < n; i++)
+        o[i] = x[i] + fs;
+    else if (first)
+      for (int64_t i = 0; i < n; i++)
+        o[i] = bin_f(op, fs, x[i]);
+    else
+      for (int64_t i = 0; i < n; i++)
+        o[i] = bin_f(op, x[i], fs);
+    return;
+  }
   int64_t zero[LG_MAX_DIMS] = {0};
   const int64_t *strides[3] = {out->strides, a->strides, zero};
   lg_iter it;
