@@ -8,6 +8,8 @@
 --   assert.shape(t, {2, 3})                         -- exact shape
 --   h.flat(t)            -- elements in row-major order (a Lua list)
 --   h.data({2, 3}, seed) -- nested table of values in [-1, 1), reproducible
+--   h.layouts(data, dtype) -- the same values as contiguous, transposed,
+--                          -- narrowed and strided tensors
 local M = {}
 
 local say = require "say"
@@ -86,6 +88,41 @@ function M.data(shape, seed, ints)
     list[i] = ints and math.floor(v * 10) or v
   end
   return M.nest(list, shape)
+end
+
+local function reversed(n)
+  local r = {}
+  for i = 1, n do r[i] = n - i + 1 end
+  return r
+end
+
+-- {name, tensor} pairs that all hold the values of the nested table
+-- `data` in different memory layouts: contiguous, transposed (dims
+-- reversed), narrowed out of a larger tensor, and strided (every third
+-- element of a larger tensor)
+function M.layouts(data, dtype)
+  local lg = require "lgrad"
+  local x = lg.tensor(data, {dtype = dtype})
+  local shape, n = x:shape(), x:dim()
+  local out = {{"contiguous", x}}
+  if n >= 2 then
+    local p = reversed(n)
+    out[#out + 1] = {"transposed", x:permute(p):contiguous():permute(p)}
+  end
+  if n >= 1 then
+    local big = {}
+    for d = 1, n do big[d] = shape[d] + 2 end
+    local v = lg.zeros(big, {dtype = dtype})
+    for d = 1, n do v = v:narrow(d, 2, shape[d]) end
+    v:copy_(x)
+    out[#out + 1] = {"narrowed", v}
+    local wide = {table.unpack(shape)}
+    wide[n + 1] = 3
+    local s = lg.zeros(wide, {dtype = dtype}):select(n + 1, 2)
+    s:copy_(x)
+    out[#out + 1] = {"strided", s}
+  end
+  return out
 end
 
 local function same_list(a, b)

@@ -159,38 +159,7 @@ local function matmul_ref(A, B)
   return h.nest(out, final)
 end
 
--- ---- inputs in several memory layouts with the same logical values ----
-
-local function reversed(n)
-  local r = {}
-  for i = 1, n do r[i] = n - i + 1 end
-  return r
-end
-
--- {name, tensor} pairs, all with the values of the nested table `data`
-local function layouts(data, dtype)
-  local x = lg.tensor(data, {dtype = dtype})
-  local shape, n = x:shape(), x:dim()
-  local out = {{"contiguous", x}}
-  if n >= 2 then
-    local p = reversed(n)
-    out[#out + 1] = {"transposed", x:permute(p):contiguous():permute(p)}
-  end
-  if n >= 1 then
-    local big = {}
-    for d = 1, n do big[d] = shape[d] + 2 end
-    local v = lg.zeros(big, {dtype = dtype})
-    for d = 1, n do v = v:narrow(d, 2, shape[d]) end
-    v:copy_(x)
-    out[#out + 1] = {"narrowed", v}
-    local wide = {table.unpack(shape)}
-    wide[n + 1] = 3
-    local s = lg.zeros(wide, {dtype = dtype}):select(n + 1, 2)
-    s:copy_(x)
-    out[#out + 1] = {"strided", s}
-  end
-  return out
-end
+local layouts = h.layouts
 
 local function tol(dtype)
   if dtype == lg.float64 then return 1e-12, 1e-12 end

@@ -1065,3 +1065,216 @@ describe("gather and scatter", function()
     end)
   end)
 end)
+
+describe("index ops against loops on every layout and dtype", function()
+  local shape = {3, 4, 5}
+  local next_value = h.stream(99)
+  local function randint(lo, hi)
+    return lo + math.floor((next_value() + 1) / 2 * (hi - lo + 1))
+  end
+  -- element of a nested table at a list of indices
+  local function at(t, idx)
+    for _, i in ipairs(idx) do t = t[i] end
+    return t
+  end
+  local function each_index(sh, f)
+    local idx = {}
+    local function go(d)
+      if d > #sh then return f(idx) end
+      for i = 1, sh[d] do
+        idx[d] = i
+        go(d + 1)
+      end
+    end
+    go(1)
+  end
+  local dtypes = {lg.float32, lg.float64, lg.int64}
+  local function data_for(dtype, seed)
+    return h.data(shape, seed, dtype == lg.int64)
+  end
+
+  it("index_select along each dim", function()
+    for _, dtype in ipairs(dtypes) do
+      local x = lg.tensor(data_for(dtype, 1), {dtype = dtype})
+      local v = x:totable()
+      for d = 1, 3 do
+        local list = {}
+        for k = 1, 6 do list[k] = randint(1, shape[d]) end
+        local idx = lg.tensor(list)
+        for _, l in ipairs(h.layouts(v, dtype)) do
+          local r = l[2]:index_select(d, idx)
+          local want = {table.unpack(shape)}
+          want[d] = 6
+          assert.shape(r, want)
+          assert.equal(dtype, r:dtype())
+          each_index(want, function(i)
+            local src = {table.unpack(i)}
+            src[d] = list[i[d]]
+            assert.equal(at(v, src), at(r:totable(), i))
+          end)
+          -- a strided index tensor gives the same
+          local sidx = lg.zeros(6, 2, {dtype = lg.int64}):select(2, 2)
+          sidx:copy_(idx)
+          assert.same(r:totable(), l[2]:index_select(d, sidx):totable())
+        end
+      end
+    end
+  end)
+
+  it("gather along each dim", function()
+    for _, dtype in ipairs(dtypes) do
+      local x = lg.tensor(data_for(dtype, 2), {dtype = dtype})
+      local v = x:totable()
+      for d = 1, 3 do
+        local ishape = {3, 2, 4}
+        local list = {}
+        each_index(ishape, function()
+          list[#list + 1] = randint(1, shape[d])
+        end)
+        local idx = lg.tensor(h.nest(list, ishape))
+        local iv = idx:totable()
+        for _, l in ipairs(h.layouts(v, dtype)) do
+          for _, li in ipairs(h.layouts(iv, lg.int64)) do
+            local r = l[2]:gather(d, li[2])
+            assert.shape(r, ishape)
+            local rv = r:totable()
+            each_index(ishape, function(i)
+              local src = {table.unpack(i)}
+              src[d] = at(iv, i)
+              assert.equal(at(v, src), at(rv, i))
+            end)
+          end
+        end
+      end
+    end
+  end)
+
+  it("scatter_ along each dim inverts gather", function()
+    for _, dtype in ipairs(dtypes) do
+      local src = lg.tensor(data_for(dtype, 3), {dtype = dtype})
+      for d = 1, 3 do
+        -- a permutation along d for every position of the other dims, so
+        -- no two writes land on one element
+        local n = shape[d]
+        local list = {}
+        local perms = {}
+        each_index(shape, function(i)
+          local key = {}
+          for k = 1, 3 do if k ~= d then key[#key + 1] = i[k] end end
+          key = table.concat(key, ",")
+          if not perms[key] then
+            local p = {}
+            for k = 1, n do p[k] = k end
+            for k = n, 2, -1 do
+              local j = randint(1, k)
+              p[k], p[j] = p[j], p[k]
+            end
+            perms[key] = p
+          end
+          list[#list + 1] = perms[key][i[d]]
+        end)
+        local idx = lg.tensor(h.nest(list, shape))
+        for _, l in ipairs(h.layouts(lg.zeros(shape, {dtype = dtype})
+                                       :totable(), dtype)) do
+          local out = l[2]
+          assert.is_true(rawequal(out, out:scatter_(d, idx, src)))
+          -- out[... idx[i] ...] = src[i]
+          local ov, sv, iv = out:totable(), src:totable(), idx:totable()
+          each_index(shape, function(i)
+            local dst = {table.unpack(i)}
+            dst[d] = at(iv, i)
+            assert.equal(at(sv, i), at(ov, dst))
+          end)
+          assert.same(src:totable(), out:gather(d, idx):totable())
+        end
+      end
+    end
+  end)
+
+  it("masked_fill and where with random masks", function()
+    for _, dtype in ipairs(dtypes) do
+      local x = lg.tensor(data_for(dtype, 4), {dtype = dtype})
+      local y = lg.tensor(data_for(dtype, 5), {dtype = dtype})
+      local mlist = {}
+      for k = 1, 20 do mlist[k] = next_value() > 0 end
+      local mask = lg.tensor(h.nest(mlist, {4, 5})) -- broadcast over dim 1
+      local xv, yv, mv = x:totable(), y:totable(), mask:totable()
+      for _, l in ipairs(h.layouts(xv, dtype)) do
+        local mf = l[2]:masked_fill(mask, 7):totable()
+        local w = lg.where(mask, l[2], y):totable()
+        each_index(shape, function(i)
+          local m = mv[i[2]][i[3]]
+          assert.equal(m and 7 or at(xv, i), at(mf, i))
+          assert.equal(m and at(xv, i) or at(yv, i), at(w, i))
+        end)
+      end
+    end
+  end)
+
+  it("cat and stack along each dim", function()
+    for _, dtype in ipairs(dtypes) do
+      local x = lg.tensor(data_for(dtype, 6), {dtype = dtype})
+      local xv = x:totable()
+      for _, l in ipairs(h.layouts(xv, dtype)) do
+        for d = 1, 3 do
+          local c = lg.cat({x, l[2]}, d)
+          local want = {table.unpack(shape)}
+          want[d] = 2 * shape[d]
+          assert.shape(c, want)
+          local cv = c:totable()
+          each_index(want, function(i)
+            local src = {table.unpack(i)}
+            if src[d] > shape[d] then src[d] = src[d] - shape[d] end
+            assert.equal(at(xv, src), at(cv, i))
+          end)
+          local s = lg.stack({l[2], x, l[2]}, d)
+          local sw = {table.unpack(shape)}
+          table.insert(sw, d, 3)
+          assert.shape(s, sw)
+          local sv = s:totable()
+          each_index(sw, function(i)
+            local src = {table.unpack(i)}
+            table.remove(src, d)
+            assert.equal(at(xv, src), at(sv, i))
+          end)
+        end
+      end
+    end
+  end)
+
+  it("split, chunk, topk and sort on strided inputs", function()
+    for _, dtype in ipairs(dtypes) do
+      local x = lg.tensor(data_for(dtype, 7), {dtype = dtype})
+      local xv = x:totable()
+      for _, l in ipairs(h.layouts(xv, dtype)) do
+        local parts = l[2]:split(2, 3)
+        assert.equal(3, #parts)
+        assert.same(l[2]:narrow(3, 5, 1):totable(), parts[3]:totable())
+        assert.same(x:narrow(3, 3, 2):totable(), parts[2]:totable())
+        local ch = l[2]:chunk(2, 2)
+        assert.same(x:narrow(2, 3, 2):totable(), ch[2]:totable())
+        local sv, si = l[2]:sort(2)
+        local tv, ti = l[2]:topk(2, 3)
+        for a = 1, 3 do
+          for c = 1, 5 do
+            local col = {}
+            for b = 1, 4 do col[b] = xv[a][b][c] end
+            table.sort(col)
+            for b = 1, 4 do
+              assert.equal(col[b], sv[a][b][c])
+              assert.equal(xv[a][si[a][b][c]][c], sv[a][b][c])
+            end
+          end
+          for b = 1, 4 do
+            local row = {table.unpack(xv[a][b])}
+            table.sort(row, function(p, q) return p > q end)
+            assert.equal(row[1], tv[a][b][1])
+            assert.equal(row[2], tv[a][b][2])
+            assert.equal(xv[a][b][ti[a][b][1]], tv[a][b][1])
+            assert.equal(xv[a][b][ti[a][b][2]], tv[a][b][2])
+          end
+        end
+      end
+    end
+  end)
+end)
