@@ -259,6 +259,29 @@ describe("arithmetic", function()
     end
   end
 
+  it("int64 add, sub, mul and int/int div broadcast", function()
+    local int_ops = {ops[1], ops[2], ops[3]}
+    for ci, c in ipairs(cases) do
+      local A = lg.tensor(h.data(c[1], ci, true), {dtype = lg.int64})
+      local B = lg.tensor(h.data(c[2], ci + 50, true), {dtype = lg.int64})
+      for _, op in ipairs(int_ops) do
+        local want = map2(op[3], A, B)
+        for _, la in ipairs(layouts(A:totable(), lg.int64)) do
+          for _, lb in ipairs(layouts(B:totable(), lg.int64)) do
+            local r = meta[op[2]](la[2], lb[2])
+            assert.equal("int64", r:dtype())
+            assert.same(want, r:totable())
+          end
+        end
+      end
+      -- true division, by a divisor without zeros
+      local D = B:abs() + 1
+      local q = A / D
+      assert.equal("float32", q:dtype())
+      assert.allclose(q, map2(function(a, b) return a / b end, A, D), 1e-6)
+    end
+  end)
+
   it("takes numbers on either side", function()
     local x = lg.tensor{{1.0, 2.0}, {4.0, 0.5}}
     local v = x:totable()
