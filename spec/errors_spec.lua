@@ -177,10 +177,14 @@ describe("out-of-range indices and dims", function()
     end
   end)
 
+  it("messages give the index as the caller wrote it", function()
+    fails(function() return z(2, 3):select(2, -4) end, "select", "%-4")
+    fails(function() return z(2, 3):select(1, 3) end, "select", "3")
+  end)
+
   it("index arguments and index tensors", function()
     fails(function() return z(2, 3):select(1, 5) end, "select", "5")
     fails(function() return z(2, 3):select(2, 0) end, "select", "0")
-    fails(function() return z(2, 3):select(2, -4) end, "select", "%-4")
     fails(function() return z(3):narrow(1, 3, 2) end, "narrow", "3")
     fails(function() return z(3):narrow(1, 0, 1) end, "narrow")
     fails(function() return z(3):narrow(1, 1, -1) end, "narrow")
@@ -242,11 +246,15 @@ describe("wrong types", function()
     fails(function() local t = z(3, 2); t[1] = {1, 2} end, "table")
   end)
 
+  it("a string where a size is expected", function()
+    fails(function() return lg.zeros("a") end, "zeros")
+    fails(function() return lg.ones("a") end, "ones")
+    fails(function() return lg.rand(2, "a") end, "rand")
+  end)
+
   it("non-integer sizes, dims and indices", function()
     fails(function() return lg.zeros(2.5) end, "zeros", "integer")
     fails(function() return lg.zeros{2, 0.5} end, "zeros", "integer")
-    fails(function() return lg.ones("a") end, "ones")
-    fails(function() return lg.zeros("a") end, "zeros")
     fails(function() return lg.rand{2, "a"} end, "rand")
     fails(function() return z(2, 3):view("a") end, "view")
     fails(function() return z(2, 3):sum("x") end, "sum")
@@ -301,6 +309,9 @@ describe("bad dtypes", function()
           "int8")
     fails(function() return lg.rand(2, {dtype = "half"}) end, "rand", "half")
     fails(function() return lg.full({2}, 1, {dtype = "x"}) end, "full", "x")
+  end)
+
+  it("unknown names given to to()", function()
     fails(function() return z(2):to("int8") end, "to", "int8")
     fails(function() return z(2):to(nil) end, "to")
   end)
@@ -369,8 +380,12 @@ describe("negative or absurd sizes", function()
     fails(function() return lg.range(1, math.maxinteger) end, "range")
     fails(function() return lg.range(1, 10, 0) end, "range", "step")
     fails(function() return lg.range(1, math.huge) end, "range")
+  end)
+
+  it("messages show large numbers in full", function()
     fails(function() return lg.randperm(2 ^ 40) end, "randperm",
           "1099511627776")
+    fails(function() return lg.zeros(-2 ^ 40) end, "zeros", "%-1099511627776")
   end)
 
   it("more than the machine has is an error, not a crash", function()
@@ -433,7 +448,18 @@ describe("closed tensors", function()
       function() return lg.zeros_like(u) end,
       function() return o:masked_fill(u, 1) end,
       function() return u.grad end,
-      -- as the second operand
+    }
+    for i, c in ipairs(cases) do
+      local ok, err = pcall(c)
+      assert.is_false(ok, "case " .. i .. " did not fail")
+      assert.is_truthy(tostring(err):find("closed"),
+                       "case " .. i .. ": " .. tostring(err))
+    end
+  end)
+
+  it("raise 'tensor is closed' as the second operand too", function()
+    local u, o = closed(), lg.zeros(2)
+    local cases = {
       function() return u + o end,
       function() return o + u end,
       function() return o * u end,
