@@ -19,7 +19,10 @@ local function run_child(code)
   local f = assert(io.open(path, "w"))
   f:write(code)
   f:close()
-  local p = assert(io.popen("lua5.4 " .. path .. " 2>&1"))
+  local p = assert(io.popen(string.format(
+    "LUA_PATH=%q LUA_CPATH=%q lua5.4 %s 2>&1",
+    os.getenv("LUA_PATH") or package.path,
+    os.getenv("LUA_CPATH") or package.cpath, path)))
   local out = p:read("a")
   p:close()
   os.remove(path)
