@@ -5,7 +5,7 @@
 -- defaults, on the same model, optimizer, data and epochs.
 --
 --   lgrad scripts/tune_fmnist.lua [--small] [--epochs N] [--seed N]
---                                 [--out DIR]
+--                                 [--out DIR] [--grow 0]
 --
 -- Model 784 -> 256 -> 10 (ReLU), plain SGD (momentum 0, as PyTorch's and
 -- Keras's SGD start).  The untuned defaults: lr 0.01 (Keras's default),
@@ -15,7 +15,7 @@
 --   1. batch size: B_simple = tr(Sigma) / |G|^2 at the initial weights
 --      (lg.exp.noise_scale), rounded to a power of two, between 16 and 512;
 --      the DataLoader's grow_batch option raises it after each epoch as
---      the noise scale grows, up to 1024.
+--      the noise scale grows, up to 1024 (--grow 0 keeps it fixed).
 --   2. learning rate: lg.exp.lr_find at that batch size; its suggestion
 --      (the rate of the lowest smoothed loss / 10).
 --   3. weight decay: lg.exp.sweep over {0, 1e-5, 1e-4, 1e-3}, each trial a
@@ -32,7 +32,7 @@ local nn = lg.nn
 local S = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or "scripts")
   .. "/scenario.lua")
 local o = S.options(arg, { epochs = 10, seed = 1, out = "docs",
-  sweep_epochs = 3 })
+  sweep_epochs = 3, grow = 1 })
 local ntrain, nval, ntest = 50000, 10000, 10000
 if o.small then
   ntrain, nval, ntest = 2500, 500, 500
@@ -147,7 +147,7 @@ local function train(name, cfg)
 end
 
 local tuned = train("tuned", { lr = lr, batch = batch, weight_decay = wd,
-  grow = true })
+  grow = o.grow ~= 0 })
 local default = train("default", DEFAULT)
 print("batch size per epoch (tuned): "
   .. table.concat(tuned.batch_sizes, " "))

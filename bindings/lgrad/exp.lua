@@ -25,10 +25,12 @@ local M = {}
 -- lg.exp is also the elementwise exponential (lg.exp(t)).  Loading this
 -- module makes lg.exp a table that is still callable as that function, so
 -- both lg.exp(t) and lg.exp.lr_find work once `require "lgrad.exp"` ran.
-local tensor_exp = rawget(lg, "exp")
-if type(tensor_exp) == "function" then
-  setmetatable(M, { __call = function(_, ...) return tensor_exp(...) end })
-  lg.exp = M
+do
+  local exp = rawget(lg, "exp")
+  if type(exp) == "function" then
+    setmetatable(M, { __call = function(_, ...) return exp(...) end })
+    lg.exp = M
+  end
 end
 
 local fmt = string.format
