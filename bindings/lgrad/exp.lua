@@ -1,5 +1,7 @@
 --- lgrad.exp: measurements that choose hyperparameters (lg.exp).
 --
+--   local exp = require "lgrad.exp"  -- then lg.exp.lr_find works too;
+--                                    -- lg.exp(t) stays the exponential
 --   local r = lg.exp.lr_find(model, lg.F.cross_entropy, loader)
 --   print(r.suggestion)                      -- a learning rate
 --   local ns = lg.exp.noise_scale(model, lg.F.cross_entropy, loader)
