@@ -7,7 +7,7 @@ CC ?= cc
 PREFIX ?= /usr/local
 LUA_INC ?= /usr/include/lua5.4
 LUA_LIB ?= -llua5.4
-OPT ?= -O2
+OPT ?= -O2 -fvect-cost-model=dynamic
 SAN ?=
 CFLAGS_ALL = -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -Wno-unused-parameter \
   -pthread $(SAN) $(CFLAGS)

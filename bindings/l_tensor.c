@@ -63,12 +63,10 @@ static int shape_args(lua_State *L, int idx, int64_t *shape, int *opts,
   int ndim = lgL_checkshape(L, idx, shape, fname);
   int top = lua_gettop(L);
   *opts = 0;
+  /* the last argument is the options when it is a table after the shape,
+   * or the only table when it has an option key (checked below) */
   if (top >= idx && lua_istable(L, top) &&
-      !(top == idx && lua_istable(L, idx) && luaL_len(L, idx) > 0) &&
-      !(top == idx && ndim == 0 && lua_istable(L, idx) &&
-        lua_next(L, idx) == 0))
-    *opts = top;
-  else if (top > idx && lua_istable(L, top))
+      !(top == idx && luaL_len(L, idx) > 0))
     *opts = top;
   if (*opts == idx && lua_istable(L, idx)) {
     /* a lone table: a shape unless it has option keys */

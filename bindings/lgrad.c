@@ -63,6 +63,40 @@ static int module_index(lua_State *L) {
   return 0;
 }
 
+/* lg.exp is both the elementwise exponential and the experiment module:
+ * a table that calls like the function and loads lgrad.exp on first
+ * field access */
+static int exp_call(lua_State *L) {
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_replace(L, 1); /* the function takes the place of the table */
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+static int exp_index(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "lgrad.exp");
+  lua_call(L, 1, 1);
+  lua_pushvalue(L, 2);
+  lua_gettable(L, -2);
+  return 1;
+}
+
+static void make_exp_proxy(lua_State *L, int module) {
+  lua_getfield(L, module, "exp");
+  int fn = lua_gettop(L);
+  lua_newtable(L);
+  lua_createtable(L, 0, 2);
+  lua_pushvalue(L, fn);
+  lua_pushcclosure(L, exp_call, 1);
+  lua_setfield(L, -2, "__call");
+  lua_pushcfunction(L, exp_index);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, module, "exp");
+  lua_pop(L, 1);
+}
+
 static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads},
                                  {"get_num_threads", l_get_num_threads},
                                  {"set_default_dtype", l_set_default_dtype},
@@ -78,6 +112,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lua_pushliteral(L, LG_VERSION);
   lua_setfield(L, -2, "version");
   lgL_open_tensor(L);
+  make_exp_proxy(L, lua_gettop(L));
   /* dtype names (after the ops, whose float/double/long/bool methods
    * would otherwise take these names in the module table) */
   static const char *const dtypes[] = {"float32", "float64", "int64", "bool"};

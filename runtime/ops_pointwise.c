@@ -324,6 +324,15 @@ static void scalar_kernel(lg_binop op, lg_tensor *out, lg_tensor *a, double s,
   lg_iter it;
   lg_iter_init(&it, out->ndim, out->shape, 3, strides);
   lg_dtype d = a->dtype;
+  if (is_compare(op) && d == LG_FLOAT32 && lg_is_contiguous(a) &&
+      lg_is_contiguous(out)) {
+    uint8_t *o = lg_data_ptr(out);
+    const float *x = lg_data_ptr(a);
+    int64_t n = lg_numel(out);
+    for (int64_t i = 0; i < n; i++)
+      o[i] = first ? cmp_d(op, s, x[i]) : cmp_d(op, x[i], s);
+    return;
+  }
   if (is_compare(op)) {
     if (first)
       ITER3(it, uint8_t, uint8_t, uint8_t, out, out, out,
@@ -368,7 +377,61 @@ static void scalar_kernel(lg_binop op, lg_tensor *out, lg_tensor *a, double s,
   }
 }
 
+/* contiguous float32: one loop per op, so each can be vectorized */
+static bool unary_f32_fast(lg_unop op, lg_tensor *out, lg_tensor *a) {
+  if (a->dtype != LG_FLOAT32 || !lg_is_contiguous(a) ||
+      !lg_is_contiguous(out))
+    return false;
+  float *o = lg_data_ptr(out);
+  const float *x = lg_data_ptr(a);
+  int64_t n = lg_numel(out);
+  switch (op) {
+  case LG_OP_RELU: /* NaN stays NaN: the comparison is false */
+    for (int64_t i = 0; i < n; i++)
+      o[i] = x[i] < 0 ? 0.0f : x[i];
+    return true;
+  case LG_OP_NEG:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = -x[i];
+    return true;
+  case LG_OP_ABS:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = fabsf(x[i]);
+    return true;
+  case LG_OP_SQUARE:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = x[i] * x[i];
+    return true;
+  case LG_OP_SQRT:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = sqrtf(x[i]);
+    return true;
+  case LG_OP_EXP:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = expf(x[i]);
+    return true;
+  case LG_OP_SIGMOID:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = 1 / (1 + expf(-x[i]));
+    return true;
+  case LG_OP_TANH:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = tanhf(x[i]);
+    return true;
+  case LG_OP_LOG:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = logf(x[i]);
+    return true;
+  default:
+    for (int64_t i = 0; i < n; i++)
+      o[i] = un_f(op, x[i]);
+    return true;
+  }
+}
+
 static void unary_kernel(lg_unop op, lg_tensor *out, lg_tensor *a) {
+  if (op != LG_OP_NOT && unary_f32_fast(op, out, a))
+    return;
   const int64_t *strides[3] = {out->strides, a->strides, a->strides};
   lg_iter it;
   lg_iter_init(&it, out->ndim, out->shape, 3, strides);
