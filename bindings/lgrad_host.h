@@ -30,7 +30,7 @@
  *   lg_release(keep);
  *
  * Build: cc -I/usr/include/lua5.4 -Ibindings host.c build/bindings/X.o
- *   (every object but main.o) build/liblgrad.a -llua5.4 -lopenblas -lz
+ *   (every object but main.o) build/liblgrad.a -llua5.4 -ldl -lz
  *   -lm -lpthread
  *
  * Ownership

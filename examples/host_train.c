@@ -12,7 +12,7 @@
  * Build (from the top of the repository, after `make`):
  *   cc -std=gnu99 -O2 -pthread -I/usr/include/lua5.4 -Ibindings \
  *     examples/host_train.c BINDING_OBJECTS build/liblgrad.a \
- *     -llua5.4 -lopenblas -lz -lm -o build/host_train
+ *     -llua5.4 -ldl -lz -lm -o build/host_train
  * where BINDING_OBJECTS are the objects in build/bindings but main.o.
  */
 #include <math.h>
