@@ -7,7 +7,7 @@ CC ?= cc
 PREFIX ?= /usr/local
 LUA_INC ?= /usr/include/lua5.4
 LUA_LIB ?= -llua5.4
-OPT ?= -O2 -fvect-cost-model=dynamic
+OPT ?= -O2 -fvect-cost-model=dynamic -fno-math-errno
 SAN ?=
 CFLAGS_ALL = -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -Wno-unused-parameter \
   -pthread $(SAN) $(CFLAGS)
@@ -33,7 +33,7 @@ HDRS = $(wildcard runtime/*.h) $(wildcard bindings/*.h)
 
 all: $(B)/liblgrad.a $(B)/lgrad.so $(B)/lgrad
 
-$(B)/%.o: %.c $(HDRS)
+$(B)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -I$(LUA_INC) -c $< -o $@
 

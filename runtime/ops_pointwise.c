@@ -532,13 +532,17 @@ static lg_tensor *relu_grad(lg_tensor *g, lg_tensor *x) {
   if (g->dtype == LG_FLOAT32) {
     const float *gp = lg_data_ptr(g), *xp = lg_data_ptr(x);
     float *o = out->storage->data;
-    for (int64_t i = 0; i < n; i++)
-      o[i] = xp[i] > 0 ? gp[i] : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+      float gv = gp[i]; /* loaded either way, so the loop is branch-free */
+      o[i] = xp[i] > 0 ? gv : 0.0f;
+    }
   } else {
     const double *gp = lg_data_ptr(g), *xp = lg_data_ptr(x);
     double *o = out->storage->data;
-    for (int64_t i = 0; i < n; i++)
-      o[i] = xp[i] > 0 ? gp[i] : 0.0;
+    for (int64_t i = 0; i < n; i++) {
+      double gv = gp[i];
+      o[i] = xp[i] > 0 ? gv : 0.0;
+    }
   }
   lg_node *node = lg_record(out, "relu_backward", relu_grad_backward, 1, &g);
   if (node && lg_node_save(node, x)) {

@@ -22,8 +22,42 @@ typedef struct {
  * theta -= lr / (1 - beta1^t) * m / (sqrt(v or vmax) / sqrt(1 - beta2^t)
  *          + eps) */
 
+/* float32 without amsgrad, the common case: float arithmetic in the order
+ * of PyTorch's float32 kernels, branch-free so the loop vectorizes */
+static void adam_range_f32(const adam_ctx *c, int64_t i0, int64_t i1) {
+  float *restrict p = c->p, *restrict m = c->m, *restrict v = c->v;
+  const float *restrict g = c->g;
+  const float b1 = (float)c->b1, omb1 = (float)(1 - c->b1);
+  const float b2 = (float)c->b2, omb2 = (float)(1 - c->b2);
+  const float bc2s = (float)c->bc2_sqrt, eps = (float)c->eps;
+  const float neg_step = (float)-c->step_size, sign = c->maximize ? -1 : 1;
+  const float wd = c->decoupled ? 0 : (float)c->wd;
+  const float decay = c->decoupled ? (float)c->decay : 1;
+#define ADAM_F32_LOOP(COUPLED)                                                \
+  for (int64_t i = i0; i < i1; i++) {                                         \
+    float x = p[i] * decay;                                                   \
+    float d = sign * g[i];                                                    \
+    if (COUPLED)                                                              \
+      d = d + wd * x;                                                         \
+    float mi = m[i] * b1 + omb1 * d;                                          \
+    float vi = v[i] * b2 + omb2 * d * d;                                      \
+    m[i] = mi;                                                                \
+    v[i] = vi;                                                                \
+    p[i] = x + neg_step * (mi / (sqrtf(vi) / bc2s + eps));                    \
+  }
+  if (wd != 0)
+    ADAM_F32_LOOP(1)
+  else
+    ADAM_F32_LOOP(0)
+#undef ADAM_F32_LOOP
+}
+
 static void adam_range(void *vc, int64_t i0, int64_t i1) {
   const adam_ctx *c = vc;
+  if (c->dt == LG_FLOAT32 && !c->vmax) {
+    adam_range_f32(c, i0, i1);
+    return;
+  }
   LG_OPT_TYPED(c->dt, {
     real *p = c->p, *m = c->m, *v = c->v, *vmax = c->vmax;
     const real *g = c->g;
