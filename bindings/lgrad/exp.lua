@@ -32,6 +32,11 @@ do
   if type(exp) == "function" then
     setmetatable(M, { __call = function(_, ...) return exp(...) end })
     lg.exp = M
+  elseif type(exp) == "table" and exp ~= M then
+    -- the module's placeholder: callable, loads this file on first use
+    local mt = getmetatable(exp)
+    setmetatable(M, { __call = mt and mt.__call })
+    lg.exp = M
   end
 end
 
