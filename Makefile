@@ -70,7 +70,7 @@ install: all
 	install -m 755 $(B)/lgrad.so $(PREFIX)/lib/lua/5.4/lgrad.so
 	install -m 644 bindings/lgrad/*.lua $(PREFIX)/share/lua/5.4/lgrad/
 	install -m 644 $(B)/liblgrad.a $(PREFIX)/lib/liblgrad.a
-	install -m 644 runtime/lgrad.h $(PREFIX)/include/lgrad/lgrad.h
+	install -m 644 runtime/lgrad.h runtime/nn.h $(PREFIX)/include/lgrad/
 	install -m 644 bindings/lgrad_host.h $(PREFIX)/include/lgrad/lgrad_host.h
 
 demo: deps all

@@ -341,12 +341,34 @@ void lg_node_release(lg_node *n);
 /* accumulate g into *acc (new tensor on first use) */
 int lg_accumulate(lg_tensor **acc, lg_tensor *g);
 
-/* ---- optimizers ---- */
+/* ---- optimizers ----
+ *   lg_optim *o = lg_optim_new("Adam");            -- any of lg.optim's names
+ *   lg_optim_add_params(o, 2, (lg_tensor *[]){w, b}, 1e-3);
+ *   lg_optim_set(o, 0, "weight_decay", 1e-4);      -- other options by name
+ *   for (...) { forward; lg_backward(loss, NULL, false, false);
+ *               lg_optim_step(o, NULL, NULL, NULL); lg_optim_zero_grad(o, true); }
+ *   lg_optim_free(o);                              -- releases the params */
 typedef struct lg_optim lg_optim;
+/* a closure re-evaluates the loss (calling backward); 0, or -1 on error */
+typedef int (*lg_closure_fn)(void *ctx, double *loss);
+lg_optim *lg_optim_new(const char *kind); /* NULL for an unknown name */
+void lg_optim_free(lg_optim *o);
+/* a group of n parameters (retained) with the algorithm's defaults and
+ * learning rate lr; returns the group's index, or -1 */
+int lg_optim_add_params(lg_optim *o, int n, lg_tensor **params, double lr);
+/* calls closure (if any), then updates every parameter that has a
+ * gradient; *loss gets the closure's loss */
+int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss);
+/* set_to_none: release each .grad; else zero it in place */
+int lg_optim_zero_grad(lg_optim *o, bool set_to_none);
 /* hyperparameter access by name for each parameter group (schedulers and
  * the Lua binding use these) */
 int lg_optim_ngroups(const lg_optim *o);
 int lg_optim_get(const lg_optim *o, int group, const char *key, double *v);
 int lg_optim_set(lg_optim *o, int group, const char *key, double v);
+
+/* functional ops and losses (linear, conv2d, pooling, norms, dropout,
+ * cross_entropy, ...) */
+#include "nn.h"
 
 #endif

@@ -734,3 +734,13 @@ void lg_optim_state_clear(lg_optim *o) {
     free_param_state(&o->params[i]);
   lg_lbfgs_free(o);
 }
+
+/* the public shorthand: a group with the defaults and a learning rate */
+int lg_optim_add_params(lg_optim *o, int n, lg_tensor **params, double lr) {
+  double hp[LG_HP_COUNT];
+  lg_optim_defaults(o, hp);
+  hp[LG_HP_LR] = lr;
+  if (lg_optim_add_group(o, n, params, hp) < 0)
+    return -1;
+  return lg_optim_ngroups(o) - 1;
+}

@@ -185,8 +185,6 @@ struct lg_optim {
   bool busy;                    /* inside step(): structure must not change */
 };
 
-/* a closure re-evaluates the loss (calling backward); 0, or -1 on error */
-typedef int (*lg_closure_fn)(void *ctx, double *loss);
 
 /* ---- construction ---- */
 /* a new optimizer of the named algorithm ("Adam"), with no groups */
