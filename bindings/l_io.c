@@ -373,6 +373,8 @@ static void save_table(lua_State *L, save_state *st, int idx) {
 }
 
 static void save_value(lua_State *L, save_state *st, int idx) {
+  /* each level of nesting holds two slots and uses a few more */
+  luaL_checkstack(L, LUA_MINSTACK, "lg.save: tables nested too deep");
   int top = lua_gettop(L);
   switch (lua_type(L, idx)) {
   case LUA_TTABLE:
