@@ -163,7 +163,9 @@ function M.compare(got, want, rtol, atol)
       bad = a ~= b
     else
       -- written so that a NaN in got fails
-      bad = not (math.abs(a - b) <= atol + rtol * math.abs(b)) -- luacheck: ignore 581
+      -- luacheck: push ignore 581
+      bad = not (math.abs(a - b) <= atol + rtol * math.abs(b))
+      -- luacheck: pop
     end
     if bad then
       return string.format("element %d is %s, expected %s", i,

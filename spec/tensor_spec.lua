@@ -301,14 +301,16 @@ describe("creation", function()
       lg.manual_seed(42)
       local a = {lg.rand(50):totable(), lg.randn(3, 4):totable(),
                  lg.randint(1, 100, {20}):totable(),
-                 lg.randperm(30):totable(), lg.zeros(9):uniform_(-2, 2):totable(),
+                 lg.randperm(30):totable(),
+                 lg.zeros(9):uniform_(-2, 2):totable(),
                  lg.zeros(9):normal_(1, 3):totable(),
                  lg.rand_like(lg.zeros(4)):totable(),
                  lg.randn_like(lg.zeros(4)):totable()}
       lg.manual_seed(42)
       local b = {lg.rand(50):totable(), lg.randn(3, 4):totable(),
                  lg.randint(1, 100, {20}):totable(),
-                 lg.randperm(30):totable(), lg.zeros(9):uniform_(-2, 2):totable(),
+                 lg.randperm(30):totable(),
+                 lg.zeros(9):uniform_(-2, 2):totable(),
                  lg.zeros(9):normal_(1, 3):totable(),
                  lg.rand_like(lg.zeros(4)):totable(),
                  lg.randn_like(lg.zeros(4)):totable()}
@@ -840,8 +842,9 @@ describe("gather and scatter", function()
     assert.same({{3, 1, 3}, {6, 4, 6}, {9, 7, 9}},
                 a:index_select(2, idx):totable())
     assert.same({{2}, {5}, {8}}, a:index_select(-1, lg.tensor{2}):totable())
-    assert.same({3, 3, 1}, lg.tensor{1, 2, 3}:index_select(1, lg.tensor{3, 3, 1})
-                             :totable())
+    assert.same({3, 3, 1},
+                lg.tensor{1, 2, 3}:index_select(1, lg.tensor{3, 3, 1})
+                  :totable())
     -- a strided input
     assert.same({{3, 9}, {1, 7}}, a:t():index_select(1, lg.tensor{3, 1})
                                     :index_select(2, lg.tensor{1, 3})
