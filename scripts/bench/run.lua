@@ -10,6 +10,13 @@ local peer = os.getenv("TORCH_BENCH") or "../shared/bench/peers/torch_bench.py"
 local python = os.getenv("PYTHON") or "/usr/bin/python3"
 local lgrad = build .. "/lgrad"
 
+-- lgrad names OpenBLAS's kernels from the CPU's features when it loads it
+-- (see runtime/blas.c); doing it here first puts OPENBLAS_CORETYPE in the
+-- environment, so the PyTorch runs and the sgemm reference use the same
+-- kernels as lgrad.
+local lg = require "lgrad"
+lg.get_num_threads()
+
 local function sh(cmd)
   local p = io.popen(cmd .. " 2>/dev/null")
   local s = p:read("a")
@@ -69,7 +76,6 @@ local workloads = {
 }
 for _, w in ipairs(workloads) do
   local name, unit, higher, extra = w[1], w[2], w[3], w[4]
-  io.stderr:write("bench: " .. name .. "\n")
   local lv, lx = runs(("%s scripts/bench/workloads.lua %s --threads %d")
                       :format(lgrad, name, threads), extra)
   local pv, px
@@ -87,20 +93,20 @@ for _, w in ipairs(workloads) do
   end
   if not have_torch then note[#note + 1] = "PyTorch side missing" end
   row(name, unit, higher, lv, pv, table.concat(note, "; "))
+  io.stderr:write(("bench: %s lgrad %s, PyTorch %s\n"):format(name,
+    tostring(lv), tostring(pv)))
 end
 
 -- startup: the runtime loaded and one tiny op, as a whole process
 local function startup(cmd)
   local times, mems = {}, {}
   for _ = 1, reps do
-    local t = os.clock()
-    local t0 = io.popen("date +%s.%N"):read("l")
+    local t0 = lg.clock()
     local out = sh(cmd)
-    local t1 = io.popen("date +%s.%N"):read("l")
-    local _ = t
-    local kb = out and tonumber(out:match("(%d+)%s*$"))
+    local dt = lg.clock() - t0
+    local kb = out and tonumber((out:match("(%d+)%s*$")))
     if kb then
-      times[#times + 1] = tonumber(t1) - tonumber(t0)
+      times[#times + 1] = dt
       mems[#mems + 1] = kb / 1024
     end
   end
@@ -121,7 +127,7 @@ row("startup peak memory", "MB", false, lm, pm)
 -- references: one direct sgemm, matmul from Lua, one small op
 local sg = {}
 for _ = 1, reps do
-  sg[#sg + 1] = tonumber(sh(("%s/sgemm_bench %d"):format(build, threads)))
+  sg[#sg + 1] = tonumber((sh(("%s/sgemm_bench %d"):format(build, threads))))
 end
 local sgemm = median(sg)
 local mm = runs(("%s scripts/bench/workloads.lua matmul --threads %d")
@@ -140,9 +146,11 @@ local lines = {}
 local function add(s) lines[#lines + 1] = s end
 local uname = sh("uname -srm") or "?"
 local cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2") or "?"
-add(("Machine: %s, %s cores, %s; %d threads; medians of %d runs; %s.")
+add(("Machine: %s, %s cores, %s; %d threads; medians of %d runs; %s; " ..
+     "OPENBLAS_CORETYPE=%s for every side.")
     :format(cpu:gsub("^%s+", ""):gsub("\n", ""), (sh("nproc") or "?"):gsub("\n", ""),
-            uname:gsub("\n", ""), threads, reps, os.date("!%Y-%m-%d")))
+            uname:gsub("\n", ""), threads, reps, os.date("!%Y-%m-%d"),
+            os.getenv("OPENBLAS_CORETYPE") or "unset"))
 add("")
 add("| workload | unit | lgrad | PyTorch | ratio (lgrad advantage) | notes |")
 add("| --- | --- | --- | --- | --- | --- |")
