@@ -39,7 +39,11 @@ typedef struct {
 
 /* the tensor at idx (errors on a non-tensor or a closed tensor) */
 lg_tensor *lgL_checktensor(lua_State *L, int idx);
-lg_tensor *lgL_totensor(lua_State *L, int idx); /* NULL if not a tensor */
+/* NULL if not a tensor; raises "tensor is closed" for a closed one */
+lg_tensor *lgL_totensor(lua_State *L, int idx);
+bool lgL_istensor(lua_State *L, int idx); /* open or closed */
+/* the name the running C function was called by, for messages */
+const char *lgL_fname(lua_State *L);
 /* a tensor, or a number/table converted to a new tensor of dtype like;
  * the converted tensor is kept on the stack at idx's place */
 lg_tensor *lgL_checktensorlike(lua_State *L, int idx, lg_dtype like);

@@ -94,8 +94,6 @@ static bool opt_keepdim(lua_State *L, int idx) {
 static int binary_impl(lua_State *L, lg_binop op) {
   const char *fname = lg_binop_name(op);
   lg_tensor *a = lgL_totensor(L, 1), *b = lgL_totensor(L, 2);
-  if (a && !*(lg_tensor **)lua_touserdata(L, 1))
-    a = NULL;
   if (a && b)
     return lgL_pushresult(L, fname, lg_binary(op, a, b));
   if (!a && !b) {
@@ -218,6 +216,25 @@ static int o_gelu(lua_State *L) {
     op = LG_OP_GELU_TANH;
   }
   return lgL_pushresult(L, "gelu", lg_unary(op, t));
+}
+
+static int o_gelu_(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  lg_unop op = LG_OP_GELU;
+  const char *a = NULL;
+  if (lua_istable(L, 2)) {
+    lua_getfield(L, 2, "approximate");
+    a = lua_tostring(L, -1);
+    lua_pop(L, 1);
+  } else if (lua_isstring(L, 2)) {
+    a = lua_tostring(L, 2);
+  }
+  if (a && !strcmp(a, "tanh"))
+    op = LG_OP_GELU_TANH;
+  else if (a && strcmp(a, "none"))
+    return luaL_error(L, "gelu_: approximate must be 'none' or 'tanh'");
+  CHECK(L, "gelu_", lg_unary_(op, t));
+  return push_self(L);
 }
 
 static int o_clamp(lua_State *L) {
@@ -575,11 +592,13 @@ static int o_narrow(lua_State *L) {
 static int o_select(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int d = lgL_checkdim(L, 2, t->ndim, "select");
-  lua_Integer i = luaL_checkinteger(L, 3);
+  lua_Integer given = luaL_checkinteger(L, 3), i = given;
   if (t->ndim && i < 0)
     i += t->shape[d] + 1;
-  if (i == 0)
-    return luaL_error(L, "select: index 0 out of range (indices are 1-based)");
+  if (i <= 0)
+    return luaL_error(L, "select: index %I out of range for size %I of "
+                         "dimension %d (indices are 1-based)",
+                      given, (lua_Integer)(t->ndim ? t->shape[d] : 0), d + 1);
   return lgL_pushresult(L, "select", lg_select(t, d, i - 1));
 }
 
@@ -747,13 +766,13 @@ static int o_split(lua_State *L) {
       start += len;
     }
     if (start != size)
-      return luaL_error(L, "split: sizes add up to %d, not %d", (int)start,
-                        (int)size);
+      return luaL_error(L, "split: sizes add up to %I, not %I",
+                        (lua_Integer)start, (lua_Integer)size);
     return 1;
   }
   lua_Integer step = luaL_checkinteger(L, 2);
   if (step <= 0)
-    return luaL_error(L, "split: size must be positive, got %d", (int)step);
+    return luaL_error(L, "split: size must be positive, got %I", step);
   int k = 1;
   for (int64_t s = 0; s < size; s += step) {
     int64_t len = s + step <= size ? step : size - s;
@@ -924,6 +943,7 @@ static const luaL_Reg ops[] = {
     U(erf), U(silu),
 #undef U
     {"gelu", o_gelu},
+    {"gelu_", o_gelu_},
     {"clamp", o_clamp},
     {"clamp_", o_clamp_},
     {"leaky_relu", o_leaky_relu},

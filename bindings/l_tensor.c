@@ -40,8 +40,8 @@ static lg_dtype opt_dtype(lua_State *L, int opts, lg_dtype def) {
   if (!lua_isnil(L, -1)) {
     const char *name = lua_tostring(L, -1);
     if (!name || lg_dtype_from_name(name, &d))
-      luaL_error(L, "unknown dtype '%s' (float32, float64, int64 or bool)",
-                 name ? name : luaL_typename(L, -1));
+      luaL_error(L, "%s: unknown dtype '%s' (float32, float64, int64 or bool)",
+                 lgL_fname(L), name ? name : luaL_typename(L, -1));
   }
   lua_pop(L, 1);
   return d;
@@ -178,7 +178,7 @@ static int l_randn(lua_State *L) { return make_random(L, true, "randn"); }
 static int l_randint(lua_State *L) {
   lua_Integer lo = luaL_checkinteger(L, 1), hi = luaL_checkinteger(L, 2);
   if (lo > hi)
-    return luaL_error(L, "randint: empty range %d..%d", (int)lo, (int)hi);
+    return luaL_error(L, "randint: empty range %I..%I", lo, hi);
   int64_t shape[LG_MAX_DIMS];
   int opts;
   int ndim = shape_args(L, 3, shape, &opts, "randint");
@@ -194,7 +194,7 @@ static int l_randint(lua_State *L) {
 static int l_randperm(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   if (n < 0 || n > ((lua_Integer)1 << 36))
-    return luaL_error(L, "randperm: n must be in 0..2^36, got %d", (int)n);
+    return luaL_error(L, "randperm: n must be in 0..2^36, got %I", n);
   int opts = lua_istable(L, 2) ? 2 : 0;
   lg_tensor **box = lgL_newbox(L);
   if (!(*box = lg_randperm(n, lgL_optgenerator(L, opts))))
@@ -558,7 +558,7 @@ static int64_t flat_offset(lua_State *L, lg_tensor *t, int idx) {
   lua_Integer i = luaL_checkinteger(L, idx);
   int64_t n = lg_numel(t);
   if (i < 1 || i > n)
-    luaL_error(L, "flat index %d out of range 1..%d", (int)i, (int)n);
+    luaL_error(L, "flat index %I out of range 1..%I", i, (lua_Integer)n);
   int64_t rem = i - 1, off = t->offset;
   for (int d = t->ndim - 1; d >= 0; d--) {
     off += (rem % t->shape[d]) * t->strides[d];
@@ -752,7 +752,7 @@ static int64_t check_index1(lua_State *L, lg_tensor *t, lua_Integer i) {
     luaL_error(L, "index: cannot index a 0-d tensor (use item())");
   int64_t n = t->shape[0];
   if (i == 0 || i > n || i < -n)
-    luaL_error(L, "index: index %d out of range for size %d", (int)i, (int)n);
+    luaL_error(L, "index: index %I out of range for size %I", i, (lua_Integer)n);
   return i > 0 ? i - 1 : n + i;
 }
 
@@ -900,7 +900,7 @@ static const luaL_Reg module_funcs[] = {{"tensor", l_tensor_new},
                                         {NULL, NULL}};
 
 static int l_is_tensor(lua_State *L) {
-  lua_pushboolean(L, lgL_totensor(L, 1) != NULL);
+  lua_pushboolean(L, lgL_istensor(L, 1));
   return 1;
 }
 

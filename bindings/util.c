@@ -25,7 +25,18 @@ static lg_tensor **tobox(lua_State *L, int idx) {
 
 lg_tensor *lgL_totensor(lua_State *L, int idx) {
   lg_tensor **box = tobox(L, idx);
+  if (box && !*box)
+    luaL_error(L, "tensor is closed");
   return box ? *box : NULL;
+}
+
+bool lgL_istensor(lua_State *L, int idx) { return tobox(L, idx) != NULL; }
+
+const char *lgL_fname(lua_State *L) {
+  lua_Debug ar;
+  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
+    return ar.name;
+  return "lgrad";
 }
 
 lg_tensor *lgL_checktensor(lua_State *L, int idx) {
@@ -53,6 +64,10 @@ int lgL_fail(lua_State *L, const char *fname) {
   /* runtime messages usually start with the function's name already */
   if (!strncmp(msg, fname, n) && msg[n] == ':')
     return luaL_error(L, "%s", msg);
+  /* "add_" reporting the runtime's "add: ..." */
+  if (n > 1 && fname[n - 1] == '_' && !strncmp(msg, fname, n - 1) &&
+      msg[n - 1] == ':')
+    return luaL_error(L, "%s%s", fname, msg + n - 1);
   return luaL_error(L, "%s: %s", fname, msg);
 }
 
@@ -127,7 +142,7 @@ static int64_t checksize(lua_State *L, int idx, const char *fname) {
   if (!isnum)
     luaL_error(L, "%s: sizes must be integers", fname);
   if (v < 0)
-    luaL_error(L, "%s: negative size %d", fname, (int)v);
+    luaL_error(L, "%s: negative size %I", fname, v);
   return v;
 }
 
@@ -144,6 +159,10 @@ int lgL_checkshape(lua_State *L, int idx, int64_t *shape, const char *fname) {
     }
   } else {
     int top = lua_gettop(L);
+    if (idx <= top && lua_type(L, idx) != LUA_TNUMBER &&
+        !lua_isnil(L, idx))
+      luaL_error(L, "%s: sizes must be integers or one table, got %s", fname,
+                 luaL_typename(L, idx));
     for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
       if (n >= LG_MAX_DIMS)
         luaL_error(L, "%s: at most %d dimensions", fname, LG_MAX_DIMS);
@@ -200,7 +219,8 @@ lg_generator *lgL_optgenerator(lua_State *L, int opts_idx) {
   if (!lua_isnil(L, -1)) {
     lg_generator **box = luaL_testudata(L, -1, LGL_GENERATOR);
     if (!box || !*box)
-      luaL_error(L, "option 'generator' must be an lg.Generator");
+      luaL_error(L, "%s: option 'generator' must be an lg.Generator",
+                 lgL_fname(L));
     g = *box;
   }
   lua_pop(L, 1);

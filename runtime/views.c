@@ -522,6 +522,13 @@ lg_tensor *lg_detach(lg_tensor *t) {
 }
 
 int lg_check_inplace(const char *fname, lg_tensor *t) {
+  for (int i = 0; i < t->ndim; i++)
+    if (t->strides[i] == 0 && t->shape[i] > 1) {
+      lg_seterr("%s: several elements of the target share memory (an "
+                "expanded view); clone it before writing in place",
+                fname);
+      return -1;
+    }
   if (lg_grad_enabled() && t->requires_grad) {
     lg_seterr("%s: in-place operation on a tensor that requires grad "
               "(use the out-of-place form, or run it under no_grad)",
