@@ -42,6 +42,8 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx);
 /* NULL if not a tensor; raises "tensor is closed" for a closed one */
 lg_tensor *lgL_totensor(lua_State *L, int idx);
 bool lgL_istensor(lua_State *L, int idx); /* open or closed */
+/* the tensor, or NULL when not one or closed; never raises */
+lg_tensor *lgL_testtensor(lua_State *L, int idx);
 /* the name the running C function was called by, for messages */
 const char *lgL_fname(lua_State *L);
 /* a tensor, or a number/table converted to a new tensor of dtype like;

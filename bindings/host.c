@@ -161,11 +161,11 @@ void lgrad_push_tensor(lua_State *L, lg_tensor *t) {
 }
 
 lg_tensor *lgrad_to_tensor(lua_State *L, int idx) {
-  return lgL_totensor(L, idx);
+  return lgL_testtensor(L, idx);
 }
 
 int lgrad_tensor_info(lua_State *L, int idx, lgrad_info *info) {
-  lg_tensor *t = lgL_totensor(L, idx);
+  lg_tensor *t = lgL_testtensor(L, idx);
   if (!t)
     return -1;
   memset(info, 0, sizeof *info);

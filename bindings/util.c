@@ -32,6 +32,11 @@ lg_tensor *lgL_totensor(lua_State *L, int idx) {
 
 bool lgL_istensor(lua_State *L, int idx) { return tobox(L, idx) != NULL; }
 
+lg_tensor *lgL_testtensor(lua_State *L, int idx) {
+  lg_tensor **box = tobox(L, idx);
+  return box ? *box : NULL;
+}
+
 const char *lgL_fname(lua_State *L) {
   lua_Debug ar;
   if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name)
