@@ -185,6 +185,9 @@ int lg_source_read(lg_source *src, uint64_t off, void *buf, size_t n,
  * negative dim */
 int lg_io_nbytes(const char *what, int ndim, const int64_t *shape, size_t elem,
                  uint64_t *nbytes);
+/* puts "what: " before the current error (a core function's, such as
+ * lg_empty's "out of memory") unless it starts so already */
+void lg_io_prefix_error(const char *what);
 /* writes data to path atomically (temp file, fsync, rename) by calling
  * emit(ctx, fd) which returns 0 or -1 with errno set */
 int lg_atomic_write(const char *path, int (*emit)(void *ctx, int fd),

@@ -253,8 +253,10 @@ int lg_csv_load_mem(const char *buf, size_t n, const char *what,
   }
   int64_t shape[2] = {(int64_t)rows, (int64_t)ncols};
   out->tensor = lg_empty(o.dtype, 2, shape);
-  if (!out->tensor)
+  if (!out->tensor) {
+    lg_io_prefix_error(r.what);
     goto done;
+  }
   if (o.dtype == LG_FLOAT32) {
     float *d = lg_data_ptr(out->tensor);
     for (size_t i = 0; i < values.n; i++)

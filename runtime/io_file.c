@@ -120,6 +120,13 @@ int lg_io_nbytes(const char *what, int ndim, const int64_t *shape, size_t elem,
   return 0;
 }
 
+void lg_io_prefix_error(const char *what) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s", lg_errmsg());
+  if (strncmp(msg, what, strlen(what)) != 0)
+    lg_seterr("%s: %s", what, msg);
+}
+
 bool lg_host_little_endian(void) {
   const uint16_t one = 1;
   return *(const unsigned char *)&one == 1;

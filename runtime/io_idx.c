@@ -43,7 +43,11 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
       if (k < 0) {
         int code;
         const char *msg = gzerror(s->gz, &code);
-        lg_seterr("%s: %s", s->what, code == Z_ERRNO ? strerror(errno) : msg);
+        /* zlib's message already starts with the path */
+        if (code == Z_ERRNO)
+          lg_seterr("%s: %s", s->what, strerror(errno));
+        else
+          lg_seterr("%s", msg);
         return -1;
       }
       if (k == 0) {
@@ -249,8 +253,10 @@ static lg_tensor *idx_load(idx_stream *s, int as_dtype, double scale,
     return NULL;
   }
   lg_tensor *t = lg_empty(out, ndim, shape);
-  if (!t)
+  if (!t) {
+    lg_io_prefix_error(what);
     return NULL;
+  }
   size_t count = (size_t)(nbytes / esz);
   void *dst = lg_data_ptr(t);
   unsigned char *chunk = malloc(IDX_CHUNK);
@@ -289,16 +295,21 @@ static lg_tensor *idx_load(idx_stream *s, int as_dtype, double scale,
     }
     done += n;
   }
-  free(chunk);
-  /* a complete file: read on, so zlib checks the gzip trailer (CRC and
-   * length) and reports a truncated or corrupt stream */
+  /* a complete file: read on to the end, so zlib checks every gzip
+   * trailer (CRC and length) and reports a truncated or corrupt stream
+   * wherever it is, from memory as from a file */
   if (s->compressed && !truncated) {
-    unsigned char extra[1];
-    if (stream_read(s, extra, 1) < 0) {
+    long long k;
+    do
+      k = stream_read(s, chunk, IDX_CHUNK);
+    while (k > 0);
+    if (k < 0) {
+      free(chunk);
       lg_release(t);
       return NULL;
     }
   }
+  free(chunk);
   return t;
 }
 

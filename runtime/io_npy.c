@@ -360,8 +360,10 @@ static lg_tensor *npy_load(lg_source *src) {
     return NULL;
   }
   lg_tensor *t = lg_empty(d.dtype, ndim, shape);
-  if (!t)
+  if (!t) {
+    lg_io_prefix_error(what);
     return NULL;
+  }
   size_t count = (size_t)(nbytes / (uint64_t)d.size);
   size_t elem = lg_dtype_size(d.dtype);
   bool direct = elem == (size_t)d.size && d.kind != 'b' &&

@@ -279,8 +279,10 @@ void lg_st_file_clear(lg_st_file *f) {
 static int load_tensor(lg_source *src, uint64_t data_start, const st_entry *e,
                        lg_tensor **out) {
   lg_tensor *t = lg_empty(e->dt->dtype, e->ndim, e->shape);
-  if (!t)
+  if (!t) {
+    lg_io_prefix_error(src->what);
     return -1;
+  }
   size_t count = (size_t)lg_numel(t);
   size_t nbytes = (size_t)(e->end - e->begin);
   void *dst = lg_data_ptr(t);
