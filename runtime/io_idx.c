@@ -79,8 +79,10 @@ static long long stream_read(idx_stream *s, void *buf, size_t n) {
     }
     int rc = inflate(&s->zs, Z_NO_FLUSH);
     if (rc == Z_STREAM_END) {
-      /* another gzip member may follow */
-      if (s->zs.avail_in == 0) {
+      /* another gzip member may follow; anything else after a member is
+       * ignored, as zlib's gzread (and so the file reader) does */
+      if (s->zs.avail_in < 2 || s->zs.next_in[0] != 0x1f ||
+          s->zs.next_in[1] != 0x8b) {
         s->ended = true;
         break;
       }
