@@ -16,7 +16,8 @@
 -- among the random arguments, numbers included), so start it in a scratch
 -- directory.  LGRAD_FUZZ_SKIP="lg.plot.nice_ticks,Tensor:sort" leaves
 -- those targets out (names as the log writes them; a name ending in "."
--- leaves out a whole module), to look past a known bug.
+-- leaves out a whole module; "value:huge_len" a hostile argument), to
+-- look past a known bug.
 local lg = require "lgrad"
 
 local ncalls = tonumber(arg[1]) or 50000
@@ -45,6 +46,15 @@ local function skipped(name)
 end
 
 local function pick(t) return t[math.random(#t)] end
+-- "value:huge_len" in LGRAD_FUZZ_SKIP: no table whose # is 2^40;
+-- "value:table_object": no object that is a Lua table (modules, their
+-- classes, loaders) passed as an argument, only as self: these hold
+-- cycles (a class is its own __index), and so does a module made its own
+-- child
+-- "value:cycle": no table that contains itself
+local skip_huge_len = skipped("value:huge_len")
+local skip_cycle = skipped("value:cycle")
+local skip_table_object = skipped("value:table_object")
 
 -- ---- values ----
 local numbers = {0, 1, -1, 2, 3, 4, 7, -3, 0.5, -0.0, 1.5, 0 / 0, math.huge,
@@ -158,7 +168,11 @@ local tables = {
   function() return {0 / 0, math.huge} end,
   function() return {state = {}, param_groups = {{lr = "x"}}} end,
   function() return {last_step = pick(numbers), _lr = {}} end,
-  function() local t = {} t[1] = t return t end,
+  function()
+    local t = {}
+    if not skip_cycle then t[1] = t end
+    return t
+  end,
   function()
     local t = {}
     local cur = t
@@ -166,9 +180,77 @@ local tables = {
     return t
   end,
   function() return setmetatable({}, {__index = function() error("boom") end}) end,
-  function() return setmetatable({}, {__len = function() return 2 ^ 40 end}) end,
+  function()
+    if skip_huge_len then return {} end
+    return setmetatable({}, {__len = function() return 2 ^ 40 end})
+  end,
   function() return {n = pick(numbers), pick(numbers), pick(numbers)} end,
-  function() local o = pick(objects) return o and {o, o} or {} end,
+  function()
+    local o = pick(objects)
+    if o == nil or (skip_table_object and type(o) == "table") then
+      return {}
+    end
+    return {o, o}
+  end,
+}
+
+-- well-formed objects, so that their methods get fuzzed past the
+-- constructors' checks: optimizers over leaves with gradients (some NaN),
+-- schedulers over them, modules, loaders, regularizers
+local function leaves()
+  local ps = {}
+  for i = 1, math.random(1, 3) do
+    local p = lg.randn(math.random(1, 4), math.random(1, 4),
+                       {requires_grad = true,
+                        dtype = math.random(4) == 1 and "float64" or nil})
+    if math.random(5) > 1 then
+      p.grad = math.random(8) == 1 and lg.full(p:shape(), 0 / 0,
+                                              {dtype = p:dtype()})
+               or lg.randn(p:shape(), {dtype = p:dtype()})
+    end
+    ps[i] = p
+  end
+  return ps
+end
+local optim_names, sched_opts = {}, {
+  Step = {step_size = 2}, MultiStep = {milestones = {2, 4}},
+  Exponential = {gamma = 0.9}, Cosine = {T_max = 10},
+  CosineWarmRestarts = {T_0 = 3}, Linear = {}, Polynomial = {},
+  OneCycle = {max_lr = 1, total_steps = 20},
+  Cyclic = {base_lr = 0.01, max_lr = 0.1}, Plateau = {}, Constant = {},
+  Lambda = {fn = function(e) return 0.9 ^ e end},
+  Multiplicative = {fn = function() return 0.95 end},
+}
+for k in pairs(lg.optim) do optim_names[#optim_names + 1] = k end
+table.sort(optim_names)
+local sched_names = {}
+for k in pairs(sched_opts) do sched_names[#sched_names + 1] = k end
+table.sort(sched_names)
+local function optimizer()
+  return lg.optim[pick(optim_names)](leaves(), {lr = pick({0.1, 1e-3, 10})})
+end
+local factories = {
+  optimizer,
+  function()
+    local name = pick(sched_names)
+    return lg.sched[name](optimizer(), sched_opts[name])
+  end,
+  function() return lg.nn.Linear(3, 2) end,
+  function() return lg.nn.Conv2d(1, 2, 3, {padding = 1}) end,
+  function()
+    return lg.nn.Sequential(lg.nn.Linear(4, 3), lg.nn.ReLU(),
+                            lg.nn.Dropout(0.5), lg.nn.Linear(3, 2))
+  end,
+  function() return lg.nn.BatchNorm1d(3) end,
+  function() return lg.nn.Embedding(5, 3) end,
+  function() return lg.nn.LayerNorm(3) end,
+  function()
+    local ds = lg.data.TensorDataset(lg.randn(10, 3), lg.randint(1, 3, {10}))
+    return lg.data.DataLoader(ds, {batch_size = 3, shuffle = true,
+                                   seed = 1, drop_last = math.random(2) == 1})
+  end,
+  function() return lg.reg.ElasticNet(0.1, 0.01) end,
+  function() return lg.reg.MaxNorm(1) end,
 }
 
 local function value()
@@ -179,7 +261,10 @@ local function value()
   if r <= 68 then return math.random(2) == 1 end
   if r <= 75 then return nil end
   if r <= 88 then return pick(tables)() end
-  if r <= 92 and #objects > 0 then return pick(objects) end
+  if r <= 92 and #objects > 0 then
+    local o = pick(objects)
+    if not (skip_table_object and type(o) == "table") then return o end
+  end
   if r <= 96 then
     return pick({function() return lg.zeros(1) end,
                  function() error("user error") end,
@@ -225,8 +310,22 @@ table.sort(methods, function(a, b) return a[1] < b[1] end)
 
 -- the methods of an object made by a call: its metatable's __index table
 -- (and the tables it inherits from), or its own functions
+-- methods of objects whose __index is a function (the C optimizers and
+-- schedulers), found by asking for each of these names
+local probe_names = {"step", "zero_grad", "state_dict", "load_state_dict",
+                     "add_param_group", "get_lr", "get_last_lr", "step_to",
+                     "close", "penalty", "apply", "prox", "base_lrs",
+                     "param_groups", "last_step", "forward", "parameters",
+                     "iter", "train", "eval"}
 local function object_methods(o)
   local found, seen = {}, {}
+  local mt0 = getmetatable(o)
+  if type(mt0) == "table" and type(rawget(mt0, "__index")) == "function" then
+    for _, k in ipairs(probe_names) do
+      local ok, v = pcall(function() return o[k] end)
+      if ok and type(v) == "function" then found[k] = v end
+    end
+  end
   local function scan(t, depth)
     if type(t) ~= "table" or seen[t] or depth > 4 then return end
     seen[t] = true
@@ -295,6 +394,12 @@ local function describe(args, n)
       parts[i] = ok and s or "tensor(closed)"
     elseif type(a) == "string" then
       parts[i] = ("%q"):format(#a > 40 and a:sub(1, 40) .. "..." or a)
+    elseif type(a) == "table" or type(a) == "userdata" then
+      -- no __tostring: it runs the object's code, which may raise
+      local mt = getmetatable(a)
+      local class = type(mt) == "table" and rawget(mt, "__name")
+      parts[i] = ("%s(%s)"):format(type(a), type(class) == "string" and
+                                   class or "")
     else
       parts[i] = tostring(a)
     end
@@ -333,7 +438,10 @@ for i = 1, ncalls do
     args = {value(), value(), value()}
     if math.random(2) == 1 then args[1] = make_tensor()
     else args[2] = make_tensor() end
-  elseif kind <= 60 and #objects > 0 then
+  elseif kind <= 52 then
+    local f = pick(factories)
+    name, fn, n, args = "make object", f, 0, {}
+  elseif kind <= 64 and #objects > 0 then
     local o = pick(objects)
     local ms = object_methods(o)
     if #ms > 0 then
