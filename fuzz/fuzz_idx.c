@@ -21,11 +21,16 @@ static void one(const uint8_t *data, size_t size, int as_dtype, double scale,
       fuzz_check_error(path);
     else
       fuzz_check_tensor(b);
-    /* with a limit the memory reader stops inflating at the last item it
-     * keeps, while zlib's file reader decompresses a buffer ahead and may
-     * meet corrupt data past it: only that way round may they differ */
+    /* With a limit the memory reader stops inflating at the last item it
+     * keeps, while zlib's gzread decompresses a buffer ahead and may meet
+     * corrupt data past it.  And gzread does not report some truncated
+     * streams (it returns 0 with no error once the output it could make
+     * is used up) where the memory reader's inflate says "truncated".
+     * Only those two ways may they differ. */
     bool gz = size >= 2 && data[0] == 0x1f && data[1] == 0x8b;
-    if (!a != !b && !(limit >= 0 && gz && a && !b))
+    bool lenient_gzread = gz && !a && b &&
+                          strstr(fuzz_last_error, "truncated gzip stream");
+    if (!a != !b && !(limit >= 0 && gz && a && !b) && !lenient_gzread)
       FUZZ_DISAGREE(a);
     if (a && b)
       fuzz_check_same(a, b);

@@ -108,6 +108,7 @@ put("npy", "f2", npy(np.array([0.5, -1], "<f2")))
 put("npy", "f8_be", npy(np.array([1.25], ">f8")))
 put("npy", "scalar", npy(np.array(2.5, "<f4")))
 put("npy", "empty", npy(np.zeros((0, 3), "<f4")))
+put("npy", "regress_fortran_2x0", npy(np.zeros((2, 0), "<f8"), fortran=True))
 put("npy", "rank8", npy(np.zeros((1,) * 8, "<f4")))
 put("npy", "truncated", npy(m.astype("<f8"))[:-3])
 
@@ -156,6 +157,18 @@ put("idx", "bad_type", idx(0x0A, [1], b"\0"))
 put("idx", "zero_dims", idx(0x08, [], b"\7"))
 put("idx", "bomb_gz", gzip.compress(idx(0x08, [1 << 20], bytes(1 << 20)),
                                     mtime=0))
+# regressions: inputs the fuzzer failed on once
+put("idx", "regress_zero_dim_2e46",
+    idx(0x0E, [0xFFFFFFFF, 0xFFFFFF00, 0x400000, 0], b""))
+put("idx", "regress_garbage_after_member",
+    gzip.compress(idx(0x08, [4], b"\1\2\3\4"), mtime=0) + b":")
+_member = gzip.compress(idx(0x08, [3], b"abc"), mtime=0)
+_noise = gzip.compress(bytes((i * 7919) % 251 for i in range(3000)), mtime=0)
+put("idx", "regress_corrupt_after_data",
+    _member + _noise[:200] + b"XXXXXXXX" + _noise[208:])
+_trunc = gzip.compress(idx(0x08, [0x00080808], bytes(0x00080808 + 4096)),
+                       mtime=0)
+put("idx", "regress_truncated_after_data", _trunc[:len(_trunc) // 2])
 
 # ---- CSV (the first byte picks the options, see fuzz_csv.c) ----
 # bit 0-1 delimiter (, ; tab space), bit 2 header, bits 3-4 dtype
