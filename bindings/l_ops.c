@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "l_anomaly.h"
 
 #define CHECK(L, fname, expr)                                                 \
   do {                                                                        \
@@ -143,6 +144,7 @@ static int binary_inplace(lua_State *L, lg_binop op, const char *fname) {
   else
     return luaL_error(L, "%s: expects a tensor or a number, got %s", fname,
                       luaL_typename(L, 2));
+  LGL_ANOMALY(L, fname, 1);
   return push_self(L);
 }
 
@@ -171,6 +173,7 @@ static int unary_impl(lua_State *L, lg_unop op) {
 
 static int unary_inplace(lua_State *L, lg_unop op) {
   CHECK(L, lg_unop_name(op), lg_unary_(op, lgL_checktensor(L, 1)));
+  LGL_ANOMALY(L, lg_unop_name(op), 1);
   return push_self(L);
 }
 
@@ -384,6 +387,7 @@ static int varstd(lua_State *L, bool sd) {
     lg_release(*box);
     *box = s;
   }
+  LGL_ANOMALY(L, fname, -1);
   return 1;
 }
 static int o_var(lua_State *L) { return varstd(L, false); }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "l_anomaly.h"
 
 /* The Tensor metatable is also kept in the registry under this address:
  * a light-userdata key avoids interning the name for every new box. */
@@ -85,6 +86,7 @@ int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t) {
   if (!t)
     return lgL_fail(L, fname);
   lgL_pushtensor(L, t);
+  LGL_ANOMALY(L, fname, -1);
   return 1;
 }
 

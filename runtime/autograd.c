@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "anomaly.h"
 #include "internal.h"
 
 static LG_THREAD bool grad_disabled;
@@ -24,8 +25,16 @@ bool lg_set_grad_enabled(bool on) {
   grad_disabled = !on;
   return was;
 }
-void lg_set_anomaly_detection(bool on) { anomaly = on; }
+int lg_anomaly_threads;
+
+void lg_set_anomaly_detection(bool on) {
+  if (on == anomaly)
+    return;
+  anomaly = on;
+  __atomic_add_fetch(&lg_anomaly_threads, on ? 1 : -1, __ATOMIC_RELAXED);
+}
 bool lg_anomaly_detection(void) { return anomaly; }
+bool lg_anomaly_forward(void) { return anomaly && !in_backward; }
 
 void lg_set_requires_grad(lg_tensor *t, bool on) { t->requires_grad = on; }
 
@@ -247,24 +256,56 @@ int lg_accumulate(lg_tensor **acc, lg_tensor *g) {
   return 0;
 }
 
-int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward) {
-  if (!anomaly || !lg_dtype_is_float(t->dtype) || (!backward && in_backward))
+#define NONFINITE_LOOP(T)                                                     \
+  do {                                                                        \
+    const T *p = (const T *)t->storage->data + t->offset + it.offs[0];       \
+    for (int64_t i = 0; i < n; i++) {                                         \
+      T v = p[i * s];                                                         \
+      if (!isfinite(v))                                                       \
+        found |= isnan(v) ? LG_HAS_NAN : LG_HAS_INF;                          \
+    }                                                                         \
+  } while (0)
+
+int lg_nonfinite(const lg_tensor *t) {
+  if (!lg_dtype_is_float(t->dtype))
     return 0;
-  lg_tensor *c = lg_contiguous(t);
-  if (!c)
-    return -1;
-  int64_t n = lg_numel(c);
-  const void *p = lg_data_ptr(c);
-  for (int64_t i = 0; i < n; i++) {
-    double v = lg_load(c->dtype, p, i);
-    if (!isfinite(v)) {
-      lg_release(c);
-      lg_seterr("anomaly: %s %s produced %s", opname,
-                backward ? "backward" : "forward", isnan(v) ? "NaN" : "Inf");
-      return -1;
-    }
+  /* each stored element once: broadcast dims (stride 0) are dropped */
+  int nd = 0;
+  int64_t shape[LG_MAX_DIMS], strides[LG_MAX_DIMS];
+  for (int d = 0; d < t->ndim; d++) {
+    if (t->shape[d] == 0)
+      return 0;
+    if (t->strides[d] == 0)
+      continue;
+    shape[nd] = t->shape[d];
+    strides[nd++] = t->strides[d];
   }
-  lg_release(c);
+  const int64_t *st = strides;
+  lg_iter it;
+  lg_iter_init(&it, nd, shape, 1, &st);
+  int64_t n = lg_iter_inner(&it), s = lg_iter_istride(&it, 0);
+  int found = 0;
+  if (it.remaining <= 0)
+    return 0;
+  do {
+    if (t->dtype == LG_FLOAT32)
+      NONFINITE_LOOP(float);
+    else
+      NONFINITE_LOOP(double);
+  } while (found != (LG_HAS_NAN | LG_HAS_INF) && lg_iter_next(&it));
+  return found;
+}
+
+int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward) {
+  if (!anomaly || (!backward && in_backward))
+    return 0;
+  int found = lg_nonfinite(t);
+  if (found) {
+    lg_seterr("anomaly: %s %s produced %s", opname,
+              backward ? "backward" : "forward",
+              found & LG_HAS_NAN ? "NaN" : "Inf");
+    return -1;
+  }
   return 0;
 }
 

@@ -722,10 +722,6 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
         lg_release(out);
         out = NULL;
       }
-      if (out && lg_anomaly_check(name, out, false)) {
-        lg_release(out);
-        out = NULL;
-      }
     }
   }
   if (ca != a)
@@ -855,10 +851,6 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
         lg_release(out);
         out = NULL;
       }
-    }
-    if (out && !is_compare(op) && lg_anomaly_check(name, out, false)) {
-      lg_release(out);
-      out = NULL;
     }
   }
   if (ca != a)
@@ -1156,10 +1148,6 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
         lg_release(out);
         out = NULL;
       }
-    }
-    if (out && lg_anomaly_check(name, out, false)) {
-      lg_release(out);
-      out = NULL;
     }
   }
   if (ca != a)
