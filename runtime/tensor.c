@@ -317,7 +317,12 @@ int64_t lg_numel(const lg_tensor *t) {
   return lg_shape_numel(t->ndim, t->shape);
 }
 
+/* PyTorch's rule: a tensor without elements is contiguous whatever its
+ * strides (a fresh [2, 0] tensor has strides {1, 1}, as PyTorch's) */
 bool lg_is_contiguous(const lg_tensor *t) {
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] == 0)
+      return true;
   int64_t s = 1;
   for (int i = t->ndim - 1; i >= 0; i--) {
     if (t->shape[i] != 1 && t->strides[i] != s)

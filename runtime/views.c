@@ -50,6 +50,12 @@ static lg_tensor *record_reshape(lg_tensor *v, lg_tensor *t,
 /* strides for viewing t as shape without copying, or -1 (TH's rule) */
 static int view_strides(const lg_tensor *t, int ndim, const int64_t *shape,
                         int64_t *strides) {
+  if (lg_numel(t) == 0 && ndim == t->ndim &&
+      !memcmp(shape, t->shape, ndim * sizeof *shape)) {
+    /* PyTorch keeps an empty tensor's strides when the shape stays */
+    memcpy(strides, t->strides, ndim * sizeof *strides);
+    return 0;
+  }
   if (lg_numel(t) == 0 || lg_is_contiguous(t)) {
     lg_contiguous_strides(ndim, shape, strides);
     return 0;
