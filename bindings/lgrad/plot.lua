@@ -44,6 +44,14 @@ local function finite(v)
   return type(v) == "number" and v == v and v ~= inf and v ~= -inf
 end
 
+-- the largest double: limits and ticks stay within it
+local MAXD = 1.7976931348623157e308
+
+-- b - a without overflow, halved (a range of -1e308 .. 1e308 is finite)
+local function half_span(a, b)
+  return b * 0.5 - a * 0.5
+end
+
 ---------------------------------------------------------------------------
 -- ticks
 
@@ -51,11 +59,16 @@ end
 local function tick_label(v, step)
   local a = math.abs(v)
   if a ~= 0 and (a >= 1e5 or a < 1e-4) then
-    local s = fmt("%.3g", v):gsub("e%+?(%-?)0*(%d)", "e%1%2")
+    -- enough digits to tell ticks a step apart
+    local digits = math.floor(math.log(a, 10)) - math.floor(math.log(step,
+      10)) + 1
+    local p = math.min(math.max(3, digits), 17)
+    local s = fmt("%." .. p .. "g", v):gsub("e%+?(%-?)0*(%d)", "e%1%2")
     return s
   end
+  if a == 0 and step < 1e-4 then return "0" end
   local decimals = math.max(0, -math.floor(math.log(step, 10) + 1e-9))
-  local s = fmt("%." .. decimals .. "f", v)
+  local s = fmt("%." .. math.min(decimals, 20) .. "f", v)
   return (s:gsub("^%-(0[%.0]*)$", "%1"))
 end
 
@@ -82,32 +95,57 @@ end
 -- their labels, and the axis limits widened to the outer ticks (Heckbert's
 -- nice numbers: steps of 1, 2 or 5 times a power of ten, about n ticks;
 -- whole steps when `integer`).
+-- lo and hi are finite numbers (either order); n (6 by default, at most
+-- 1000) a finite number.  Limits and ticks stay within the doubles.
 function M.nice_ticks(lo, hi, n, integer)
-  n = n or 6
+  if not finite(lo) or not finite(hi) then
+    error(fmt("plot.nice_ticks: lo and hi must be finite numbers (got %s "
+      .. "and %s)", tostring(lo), tostring(hi)), 2)
+  end
+  if n ~= nil and not finite(n) then
+    error(fmt("plot.nice_ticks: n must be a finite number (got %s)",
+      tostring(n)), 2)
+  end
+  local m = math.min(math.max(1, (n or 6) - 1), 999)
+  lo, hi = lo + 0.0, hi + 0.0
+  if lo > hi then lo, hi = hi, lo end
   if lo == hi then
     local d = lo == 0 and 1 or math.abs(lo) * 0.1
-    lo, hi = lo - d, hi + d
+    lo, hi = math.max(lo - d, -MAXD), math.min(hi + d, MAXD)
   end
-  local raw = (hi - lo) / math.max(1, n - 1)
-  local e = 10.0 ^ math.floor(math.log(raw, 10))
-  local f = raw / e
+  local raw = math.min(half_span(lo, hi) / m * 2, MAXD)
   local step
-  if f < 1.5 then step = e
-  elseif f < 3 then step = 2 * e
-  elseif f < 7 then step = 5 * e
-  else step = 10 * e end
-  if integer and step < 1 then step = 1 end
-  local first = math.floor(lo / step + 1e-9) * step
-  local last = math.ceil(hi / step - 1e-9) * step
+  if raw > 0 then
+    local e = 10.0 ^ math.floor(math.log(raw, 10))
+    local f = raw / e
+    if e == 0 or f ~= f then step = raw
+    elseif f < 1.5 then step = e
+    elseif f < 3 then step = 2 * e
+    elseif f < 7 then step = 5 * e
+    else step = 10 * e end
+    if step == inf then step = e end
+  end
+  if integer and step and step < 1 then step = 1 end
+  if not step or step <= 0 or lo == hi then
+    -- no step between two doubles this close: the ends themselves
+    local values, labels = { lo }, { fmt("%.3g", lo) }
+    if hi ~= lo then values[2], labels[2] = hi, fmt("%.3g", hi) end
+    return values, labels, lo, hi
+  end
+  -- ticks at k * step, k from k0 to k1 (the limits: within the doubles)
+  local k0 = math.floor(lo / step + 1e-9) + 0.0
+  local k1 = math.ceil(hi / step - 1e-9) + 0.0
+  local first = math.max(k0 * step, -MAXD)
+  local last = math.min(k1 * step, MAXD)
   local values, labels = {}, {}
-  local i = 0
-  while true do
-    local v = first + i * step
-    if v > last + step * 1e-6 then break end
+  for i = 0, math.min(k1 - k0, 3 * m + 3) do
+    local v = (k0 + i) * step
     if math.abs(v) < step * 1e-9 then v = 0 end
-    values[#values + 1] = v
-    labels[#labels + 1] = tick_label(v, step)
-    i = i + 1
+    -- steps below the spacing of doubles this large give repeats
+    if v >= -MAXD and v <= MAXD and v ~= values[#values] then
+      values[#values + 1] = v
+      labels[#labels + 1] = tick_label(v, step)
+    end
   end
   return values, labels, first, last
 end
@@ -116,12 +154,19 @@ end
 -- inside (every second or third one over many decades), with 2 and 5
 -- times them when the range is short.  Returns values and labels.
 function M.log_ticks(lo, hi)
+  if not finite(lo) or not finite(hi) or lo <= 0 or hi <= 0 then
+    error(fmt("plot.log_ticks: lo and hi must be positive finite numbers "
+      .. "(got %s and %s)", tostring(lo), tostring(hi)), 2)
+  end
+  lo, hi = lo + 0.0, hi + 0.0
+  if lo > hi then lo, hi = hi, lo end
   local k0 = math.ceil(math.log(lo, 10) - 1e-9)
   local k1 = math.floor(math.log(hi, 10) + 1e-9)
   local values, labels = {}, {}
   local ndec = k1 - k0 + 1
   if ndec >= 3 then
-    local every = ndec > 16 and 4 or ndec > 10 and 2 or 1
+    local every = ndec > 16 and math.max(4, math.ceil(ndec / 12))
+      or ndec > 10 and 2 or 1
     for k = k0, k1 do
       if (k - k0) % every == 0 then
         values[#values + 1] = 10.0 ^ k
@@ -134,7 +179,8 @@ function M.log_ticks(lo, hi)
   for k = k0 - 1, k1 + 1 do
     for _, m in ipairs { 1, 2, 5 } do
       local v = m * 10.0 ^ k
-      if v >= lo * (1 - 1e-9) and v <= hi * (1 + 1e-9) then
+      if v > 0 and v < inf and v >= lo * (1 - 1e-9)
+          and v <= hi * (1 + 1e-9) then
         values[#values + 1] = v
         labels[#labels + 1] = m == 1 and decade_label(k) or log_label(v)
       end
@@ -157,7 +203,17 @@ end
 -- series
 
 local function as_list(v, what)
-  if type(v) == "table" then return v end
+  if type(v) == "table" then
+    -- a copy: # is asked once (a table's __len may say anything)
+    local n = #v
+    if math.type(n) ~= "integer" or n < 0 or n > (1 << 24) then
+      error(fmt("plot: %s has a length (#) of %s, not a list's of at most "
+        .. "2^24 points", what, tostring(n)), 4)
+    end
+    local t = {}
+    for i = 1, n do t[i] = v[i] end
+    return t
+  end
   if type(v) == "userdata" and type(v.totable) == "function" then
     local t = v:totable()
     if type(t[1]) == "table" then
@@ -257,11 +313,15 @@ local function make_axis(a)
   local values, labels
   if a.log then
     if lo == hi then lo, hi = lo / 2, hi * 2 end
-    -- a little room beyond the data, in log space
+    -- a little room beyond the data, in log space, within the positive
+    -- doubles (10^-323.3 is the smallest)
     local l0, l1 = math.log(lo, 10), math.log(hi, 10)
     local pad = (l1 - l0) * (a.pad and 0.06 or 0.03)
     if not a.fixed_lo then l0 = l0 - pad end
     if not a.fixed_hi then l1 = l1 + pad end
+    l0 = math.min(math.max(l0, -323.3), 308.25)
+    l1 = math.min(math.max(l1, -323.3), 308.25)
+    if l1 == l0 then l0, l1 = l0 - 0.5, l1 + 0.5 end
     ax.lo, ax.hi = 10.0 ^ l0, 10.0 ^ l1
     values, labels = M.log_ticks(ax.lo, ax.hi)
     ax.map = function(v)
@@ -269,27 +329,34 @@ local function make_axis(a)
     end
   else
     if a.pad and lo < hi then
-      local pad = (hi - lo) * 0.06
-      if not a.fixed_lo then lo = lo - pad end
-      if not a.fixed_hi then hi = hi + pad end
+      local pad = half_span(lo, hi) * 0.12
+      if not a.fixed_lo then lo = math.max(lo - pad, -MAXD) end
+      if not a.fixed_hi then hi = math.min(hi + pad, MAXD) end
     end
     local first, last
     values, labels, first, last = M.nice_ticks(lo, hi, nil, a.integer)
     if a.pad then first, last = lo, hi end
     ax.lo = a.fixed_lo or first
     ax.hi = a.fixed_hi or last
-    if ax.lo == ax.hi then ax.lo, ax.hi = ax.lo - 1, ax.hi + 1 end
-    local l0, l1 = ax.lo, ax.hi
-    ax.map = function(v) return p0 + (v - l0) / (l1 - l0) * (p1 - p0) end
+    if ax.lo == ax.hi then
+      local d = math.max(1, math.abs(ax.lo) * 0.1)
+      ax.lo, ax.hi = math.max(ax.lo - d, -MAXD), math.min(ax.hi + d, MAXD)
+    end
+    -- in halves: the span of -1e308 .. 1e308 overflows
+    local h0, hspan = ax.lo * 0.5, half_span(ax.lo, ax.hi)
+    ax.map = function(v) return p0 + (v * 0.5 - h0) / hspan * (p1 - p0) end
   end
   if a.ticks then
     values, labels = {}, {}
     for i, t in ipairs(a.ticks) do
+      if type(t) ~= "table" or type(t[1]) ~= "number" then
+        error(fmt("plot: %s %d must be {value, label}", a.ticks_name, i), 4)
+      end
       values[i], labels[i] = t[1], tostring(t[2] or t[1])
     end
   end
   ax.ticks, ax.labels = {}, {}
-  local eps = 1e-9 * (ax.hi - ax.lo)
+  local eps = 2e-9 * math.abs(half_span(ax.lo, ax.hi))
   for i, v in ipairs(values) do
     if v >= ax.lo - eps and v <= ax.hi + eps then
       ax.ticks[#ax.ticks + 1] = v
@@ -320,10 +387,11 @@ local function panel(out, o, list, kind, box)
   local ylo, yhi = data_range(list, "y", o.logy, extra_y)
   local ax = make_axis { lo = xlo, hi = xhi, log = o.logx,
     fixed_lo = o.xmin, fixed_hi = o.xmax, p0 = left, p1 = right,
-    integer = whole_x(list), pad = kind == "scatter", ticks = o.xticks }
+    integer = whole_x(list), pad = kind == "scatter", ticks = o.xticks,
+    ticks_name = "xticks" }
   local ay = make_axis { lo = ylo, hi = yhi, log = o.logy,
     fixed_lo = o.ymin, fixed_hi = o.ymax, p0 = bottom, p1 = top,
-    pad = kind == "scatter", ticks = o.yticks }
+    pad = kind == "scatter", ticks = o.yticks, ticks_name = "yticks" }
   local add = function(s) out[#out + 1] = s end
   if o.title then
     add(fmt('<text class="title" x="%s" y="%s" text-anchor="middle" '
@@ -550,6 +618,42 @@ local function chart(o, kind)
       error(fmt("plot.%s: unknown option '%s'", kind, tostring(k)), 3)
     end
   end
+  for _, k in ipairs { "xmin", "xmax", "ymin", "ymax" } do
+    local v = o[k]
+    if v ~= nil then
+      if not finite(v) then
+        error(fmt("plot.%s: %s must be a finite number (got %s)", kind, k,
+          tostring(v)), 3)
+      end
+      if v <= 0 and o[k:sub(1, 1) == "x" and "logx" or "logy"] then
+        error(fmt("plot.%s: %s must be positive on a log axis (got %s)",
+          kind, k, tostring(v)), 3)
+      end
+    end
+  end
+  for _, k in ipairs { "width", "height" } do
+    local v = o[k]
+    if v ~= nil and (not finite(v) or v < 1 or v > 1e6
+        or v ~= math.floor(v)) then
+      error(fmt("plot.%s: %s must be a whole number of pixels, 1 to 1e6 "
+        .. "(got %s)", kind, k, tostring(v)), 3)
+    end
+  end
+  for _, k in ipairs { "markers", "points", "xticks", "yticks" } do
+    local v = o[k]
+    if v ~= nil then
+      if type(v) ~= "table" then
+        error(fmt("plot.%s: %s must be a list of tables (got %s)", kind, k,
+          type(v)), 3)
+      end
+      for i, e in ipairs(v) do
+        if type(e) ~= "table" then
+          error(fmt("plot.%s: %s[%d] must be a table (got %s)", kind, k, i,
+            type(e)), 3)
+        end
+      end
+    end
+  end
   local list = series_of(o)
   local w, h = o.width or 640, o.height or 400
   local out = svg_open(w, h)
@@ -573,10 +677,11 @@ function M.history(history, path, opts)
     error("plot.history: expects fit's history (a table with loss)", 2)
   end
   opts = opts or {}
+  local loss = as_list(history.loss, "history.loss")
   local epochs = {}
-  for i = 1, #history.loss do epochs[i] = i end
-  local losses = { { name = "training loss", x = epochs, y = history.loss } }
-  if history.val_loss and #history.val_loss > 0 then
+  for i = 1, #loss do epochs[i] = i end
+  local losses = { { name = "training loss", x = epochs, y = loss } }
+  if type(history.val_loss) == "table" and #history.val_loss > 0 then
     losses[2] = { name = "validation loss", x = epochs,
       y = history.val_loss }
   end
@@ -645,12 +750,12 @@ function M.lr_find(r, path, opts)
     points[#points + 1] = { x = r.lr_min, y = r.losses[r.index_min],
       color = "#9467bd", label = fmt("minimum %.3g", r.lr_min) }
   end
-  local pad = (hi - lo) * 0.1
+  local pad = half_span(lo, hi) * 0.2
   return chart({ series = series, logx = true, title = opts.title
     or "learning-rate range test", xlabel = "learning rate",
     ylabel = "loss", markers = markers, points = points,
-    ymin = lo < hi and lo - pad or nil,
-    ymax = lo < hi and hi + 2 * pad or nil,
+    ymin = lo < hi and math.max(lo - pad, -MAXD) or nil,
+    ymax = lo < hi and math.min(hi + 2 * pad, MAXD) or nil,
     width = opts.width, height = opts.height, legend = #series > 1 or nil,
     path = path }, "line")
 end
