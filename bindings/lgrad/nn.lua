@@ -285,6 +285,44 @@ local function walk(mod, prefix, fn, seen)
   end
 end
 
+-- most module paths a walk of every path visits: sharing a module in
+-- both children at each of many levels doubles them each level
+local MAX_PATHS = 100000
+
+-- a walk of every path, pre(prefix, module) before the module's children
+-- and post(prefix, module) after them (either may be nil): a module shared
+-- by two parents is visited under both names, as PyTorch's state_dict,
+-- apply and repr do; a module that contains itself (a cycle, which
+-- PyTorch meets with a RecursionError) is an error of fname, not an
+-- endless walk
+local function walk_paths(root, fname, pre, post)
+  local on_path, count = {}, 0
+  local function visit(mod, prefix)
+    if on_path[mod] then
+      error(fmt("%s: the module contains itself as '%s' (sub-modules form "
+        .. "a cycle)", fname, prefix), 0)
+    end
+    count = count + 1
+    if count > MAX_PATHS then
+      error(fmt("%s: more than %d module paths (a module shared too many "
+        .. "times)", fname, MAX_PATHS), 0)
+    end
+    on_path[mod] = true
+    if pre then pre(prefix, mod) end
+    local order, kind = mod._order, mod._kind
+    for i = 1, #order do
+      local k = order[i]
+      if kind[k] == "module" then
+        local child = rawget(mod, k)
+        if is_module(child) then visit(child, join(prefix, k)) end
+      end
+    end
+    if post then post(prefix, mod) end
+    on_path[mod] = nil
+  end
+  visit(root, "")
+end
+
 -- an ordered table: r[i] = {name, value}, r[name] = value; pairs(r) and
 -- calling r as an iterator (for name, v in r do) go in order
 local Ordered = {}
@@ -414,8 +452,7 @@ end
 
 --- Calls fn(m) on every sub-module, then self (PyTorch's order).
 function Module:apply(fn)
-  for _, c in ipairs(self:children()) do c:apply(fn) end
-  fn(self)
+  walk_paths(self, "apply", nil, function(_, m) fn(m) end)
   return self
 end
 
@@ -490,7 +527,7 @@ end
 -- checkpoint.
 function Module:state_dict()
   local list = {}
-  walk(self, "", function(prefix, m)
+  walk_paths(self, "state_dict", function(prefix, m)
     each_own(m, "param", function(k, p)
       list[#list + 1] = { join(prefix, k), p:detach() }
     end)
@@ -506,16 +543,30 @@ function Module:state_dict()
   return setmetatable(sd, state_dict_mt(keys))
 end
 
--- a nested table of tensors flattened to dotted keys
-local function flatten_sd(sd, prefix, out)
+-- a nested table of tensors flattened to dotted keys; a table that
+-- contains itself, or nesting deeper than lg.save writes, is an error
+local MAX_SD_DEPTH = 100
+local function flatten_sd(sd, prefix, out, on_path, depth)
+  on_path = on_path or {}
+  depth = depth or 1
+  if on_path[sd] then
+    error(fmt("load_state_dict: the state dict contains itself at '%s'",
+      prefix), 0)
+  end
+  if depth > MAX_SD_DEPTH then
+    error(fmt("load_state_dict: tables nested more than %d deep at '%s'",
+      MAX_SD_DEPTH, prefix), 0)
+  end
+  on_path[sd] = true
   for k, v in next, sd do
     local name = prefix == "" and tostring(k) or prefix .. "." .. tostring(k)
     if type(v) == "table" and not is_tensor(v) then
-      flatten_sd(v, name, out)
+      flatten_sd(v, name, out, on_path, depth + 1)
     else
       out[name] = v
     end
   end
+  on_path[sd] = nil
   return out
 end
 
@@ -548,7 +599,7 @@ function Module:load_state_dict(sd, opts)
   local flat = flatten_sd(sd, "", {})
   -- targets: {name, owner, key, tensor}
   local targets = {}
-  walk(self, "", function(prefix, m)
+  walk_paths(self, "load_state_dict", function(prefix, m)
     each_own(m, "param", function(k, p)
       targets[#targets + 1] = { join(prefix, k), m, k, p }
     end)
@@ -605,7 +656,15 @@ end
 --- The text inside a module's parentheses in its repr.
 function Module.extra_repr() return "" end
 
-local function repr(m, indent)
+-- st: {on_path = {}, count = 0}; a module inside itself is written as
+-- "[cycle: Name]" instead of recursing for ever
+local function repr(m, indent, st)
+  st.count = st.count + 1
+  if st.count > MAX_PATHS then
+    error(fmt("tostring: more than %d module paths (a module shared too "
+      .. "many times)", MAX_PATHS), 0)
+  end
+  st.on_path[m] = true
   local extra = m:extra_repr()
   local lines = {}
   if extra ~= "" then
@@ -615,8 +674,15 @@ local function repr(m, indent)
   local inner = indent .. "  "
   each_own(m, "module", function(k, c)
     nchild = nchild + 1
-    lines[#lines + 1] = "(" .. key_name(k) .. "): " .. repr(c, inner)
+    local text
+    if st.on_path[c] then
+      text = "[cycle: " .. tostring(c.__name) .. "]"
+    else
+      text = repr(c, inner, st)
+    end
+    lines[#lines + 1] = "(" .. key_name(k) .. "): " .. text
   end)
+  st.on_path[m] = nil
   if nchild == 0 then return m.__name .. "(" .. extra .. ")" end
   local parts = { m.__name .. "(" }
   for _, line in ipairs(lines) do parts[#parts + 1] = inner .. line end
@@ -637,7 +703,7 @@ function Module.__tostring(m)
   local t = m:num_parameters(true)
   local count = "Parameters: " .. thousands(n)
   if t ~= n then count = count .. " (trainable " .. thousands(t) .. ")" end
-  return repr(m, "") .. "\n" .. count
+  return repr(m, "", { on_path = {}, count = 0 }) .. "\n" .. count
 end
 
 --- t made a parameter: a leaf that requires grad, sharing t's storage.
