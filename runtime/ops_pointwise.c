@@ -59,23 +59,32 @@ static inline float bin_f(lg_binop op, float x, float y) {
   }
 }
 
+/* int64 arithmetic wraps around (two's complement) as in PyTorch: it is
+ * done in uint64_t, where overflow is defined, and converted back */
+static inline int64_t wrap_mul(int64_t x, int64_t y) {
+  return (int64_t)((uint64_t)x * (uint64_t)y);
+}
+static inline int64_t wrap_neg(int64_t x) {
+  return (int64_t)(0 - (uint64_t)x);
+}
+
 static inline int64_t ipow(int64_t b, int64_t e) {
   if (e < 0)
     return b == 1 ? 1 : b == -1 ? (e & 1 ? -1 : 1) : 0;
-  int64_t r = 1;
+  uint64_t r = 1, ub = (uint64_t)b;
   while (e) {
-    if (e & 1) r *= b;
-    b *= b;
+    if (e & 1) r *= ub;
+    ub *= ub;
     e >>= 1;
   }
-  return r;
+  return (int64_t)r;
 }
 
 static inline int64_t bin_i(lg_binop op, int64_t x, int64_t y) {
   switch (op) {
   case LG_OP_ADD: return (int64_t)((uint64_t)x + (uint64_t)y);
   case LG_OP_SUB: return (int64_t)((uint64_t)x - (uint64_t)y);
-  case LG_OP_MUL: return (int64_t)((uint64_t)x * (uint64_t)y);
+  case LG_OP_MUL: return wrap_mul(x, y);
   case LG_OP_POW: return ipow(x, y);
   case LG_OP_MAXIMUM: return x > y ? x : y;
   case LG_OP_MINIMUM: return x < y ? x : y;
@@ -84,6 +93,21 @@ static inline int64_t bin_i(lg_binop op, int64_t x, int64_t y) {
 }
 
 static inline uint8_t cmp_d(lg_binop op, double x, double y) {
+  switch (op) {
+  case LG_OP_EQ: return x == y;
+  case LG_OP_NE: return x != y;
+  case LG_OP_LT: return x < y;
+  case LG_OP_LE: return x <= y;
+  case LG_OP_GT: return x > y;
+  case LG_OP_GE: return x >= y;
+  case LG_OP_AND: return x != 0 && y != 0;
+  case LG_OP_OR: return x != 0 || y != 0;
+  default: return 0;
+  }
+}
+
+/* int64 compared as int64: doubles would round values beyond 2^53 */
+static inline uint8_t cmp_i(lg_binop op, int64_t x, int64_t y) {
   switch (op) {
   case LG_OP_EQ: return x == y;
   case LG_OP_NE: return x != y;
@@ -164,10 +188,10 @@ static inline float un_f(lg_unop op, float x) {
 
 static inline int64_t un_i(lg_unop op, int64_t x) {
   switch (op) {
-  case LG_OP_NEG: return -x;
-  case LG_OP_ABS: return x < 0 ? -x : x;
+  case LG_OP_NEG: return wrap_neg(x); /* -INT64_MIN is INT64_MIN */
+  case LG_OP_ABS: return x < 0 ? wrap_neg(x) : x;
   case LG_OP_SIGN: return (x > 0) - (x < 0);
-  case LG_OP_SQUARE: return x * x;
+  case LG_OP_SQUARE: return wrap_mul(x, x);
   case LG_OP_RELU: return x > 0 ? x : 0;
   case LG_OP_NOT: return x == 0;
   default: return x; /* floor, ceil, round */
@@ -258,7 +282,7 @@ static void binary_kernel(lg_binop op, lg_tensor *out, lg_tensor *a,
       break;
     case LG_INT64:
       ITER3(it, uint8_t, int64_t, int64_t, out, a, b,
-            o[io] = cmp_d(op, (double)x[ix], (double)y[iy]));
+            o[io] = cmp_i(op, x[ix], y[iy]));
       break;
     default:
       ITER3(it, uint8_t, uint8_t, uint8_t, out, a, b,
@@ -366,7 +390,7 @@ static void scalar_kernel(lg_binop op, lg_tensor *out, lg_tensor *a, double s,
     else
       ITER3(it, double, double, double, out, a, out,
             o[io] = bin_d(op, x[ix], s));
-  } else {
+  } else { /* s passed int64_scalar (scalar_compute_dtype) */
     int64_t is = (int64_t)s;
     if (first)
       ITER3(it, int64_t, int64_t, int64_t, out, a, out,
@@ -469,10 +493,16 @@ static lg_dtype binary_compute_dtype(lg_binop op, lg_dtype a, lg_dtype b) {
   return d;
 }
 
+/* a scalar an int64 computation can take: integral and within int64's
+ * range (converting any other double to int64_t is undefined) */
+static bool int64_scalar(double s) {
+  return s == floor(s) && s >= -0x1p63 && s < 0x1p63;
+}
+
 static lg_dtype scalar_compute_dtype(lg_binop op, lg_dtype a, double s) {
   lg_dtype d = a == LG_BOOL && !is_compare(op) ? LG_INT64 : a;
   if (!lg_dtype_is_float(d) &&
-      (op == LG_OP_DIV || op == LG_OP_ATAN2 || s != floor(s) || isinf(s)))
+      (op == LG_OP_DIV || op == LG_OP_ATAN2 || !int64_scalar(s)))
     d = is_compare(op) ? LG_FLOAT64 : lg_default_dtype();
   if (d == LG_BOOL && is_compare(op))
     d = LG_FLOAT64;
@@ -710,7 +740,9 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
   }
   lg_tensor *out = lg_empty(od, nd, shape);
   if (out) {
-    if (cb->ndim == 0 && !cb->requires_grad && nd == ca->ndim)
+    /* (not for int64: a double does not hold every int64 value) */
+    if (cb->ndim == 0 && !cb->requires_grad && nd == ca->ndim &&
+        lg_dtype_is_float(cd))
       scalar_kernel(op, out, ca,
                     lg_load(cd, cb->storage->data, cb->offset), false);
     else

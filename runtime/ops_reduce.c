@@ -118,7 +118,9 @@ static void reduce_kernel(lg_redop op, lg_dtype d, const void *src,
       RED_LOOP(double, double, 0, acc += v,
                ((double *)dst)[OUTIDX] = acc * scale);
     } else if (d == LG_INT64 && op == LG_RED_SUM) {
-      RED_LOOP(int64_t, int64_t, 0, acc += v, ((int64_t *)dst)[OUTIDX] = acc);
+      /* int64 wraps around as in PyTorch, done in uint64_t (defined) */
+      RED_LOOP(int64_t, uint64_t, 0, acc += (uint64_t)v,
+               ((int64_t *)dst)[OUTIDX] = (int64_t)acc);
     } else if (d == LG_INT64) {
       RED_LOOP(int64_t, double, 0, acc += (double)v,
                lg_store(od, dst, OUTIDX, acc * scale));
@@ -135,7 +137,8 @@ static void reduce_kernel(lg_redop op, lg_dtype d, const void *src,
     else if (d == LG_FLOAT64)
       RED_LOOP(double, double, 1, acc *= v, ((double *)dst)[OUTIDX] = acc);
     else if (d == LG_INT64)
-      RED_LOOP(int64_t, int64_t, 1, acc *= v, ((int64_t *)dst)[OUTIDX] = acc);
+      RED_LOOP(int64_t, uint64_t, 1, acc *= (uint64_t)v,
+               ((int64_t *)dst)[OUTIDX] = (int64_t)acc);
     else
       RED_LOOP(uint8_t, int64_t, 1, acc *= v, ((int64_t *)dst)[OUTIDX] = acc);
     break;
@@ -386,6 +389,19 @@ lg_tensor *lg_sum_to(lg_tensor *t, int ndim, const int64_t *shape) {
         } else {
           for (int64_t i = 0; i < n; i++)
             po[i * so] += px[i * si];
+        }
+      } while (lg_iter_next(&it));
+    } else if (od == LG_INT64) {
+      /* exact, wrapping around (in uint64_t: defined) */
+      int64_t *o = out->storage->data;
+      do {
+        for (int64_t i = 0; i < n; i++) {
+          int64_t oo = it.offs[0] + i * so,
+                  xi = t->offset + it.offs[1] + i * si;
+          uint64_t v = t->dtype == LG_INT64
+                           ? (uint64_t)((const int64_t *)t->storage->data)[xi]
+                           : ((const uint8_t *)t->storage->data)[xi] != 0;
+          o[oo] = (int64_t)((uint64_t)o[oo] + v);
         }
       } while (lg_iter_next(&it));
     } else {
@@ -685,7 +701,21 @@ static lg_tensor *cumsum_raw(lg_tensor *t, int d) {
   lg_dtype od = lg_dtype_is_float(t->dtype) ? t->dtype : LG_INT64;
   lg_tensor *c = lg_contiguous(t);
   lg_tensor *out = c ? lg_empty(od, t->ndim, t->shape) : NULL;
-  if (out) {
+  if (out && od == LG_INT64) {
+    /* exact, wrapping around as in PyTorch (in uint64_t: defined) */
+    const void *x = lg_data_ptr(c);
+    int64_t *y = out->storage->data;
+    for (int64_t o = 0; o < g.outer; o++)
+      for (int64_t i = 0; i < g.inner; i++) {
+        uint64_t acc = 0;
+        for (int64_t k = 0; k < g.r; k++) {
+          int64_t j = (o * g.r + k) * g.inner + i;
+          acc += t->dtype == LG_INT64 ? (uint64_t)((const int64_t *)x)[j]
+                                      : ((const uint8_t *)x)[j] != 0;
+          y[j] = (int64_t)acc;
+        }
+      }
+  } else if (out) {
     const void *x = lg_data_ptr(c);
     for (int64_t o = 0; o < g.outer; o++)
       for (int64_t i = 0; i < g.inner; i++) {
