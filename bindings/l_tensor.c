@@ -264,33 +264,19 @@ static void nested_shape(lua_State *L, int idx, nested_info *info) {
   lua_pop(L, 1);
 }
 
+/* writes the elements in order; nested_kinds has checked them all */
 static void nested_fill(lua_State *L, int idx, nested_info *info, int depth,
                         lg_tensor *t, int64_t *pos) {
   if (depth == info->ndim) {
-    double v;
-    if (lua_isboolean(L, idx)) {
-      v = lua_toboolean(L, idx);
-    } else if (lua_type(L, idx) == LUA_TNUMBER) {
-      v = lua_tonumber(L, idx);
-    } else {
-      luaL_error(L, "tensor: element %d is a %s, not a number",
-                 (int)*pos + 1, luaL_typename(L, idx));
-      return;
-    }
+    double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx)
+                                     : lua_tonumber(L, idx);
     if (t->dtype == LG_INT64 && lua_isinteger(L, idx))
       ((int64_t *)lg_data_ptr(t))[(*pos)++] = lua_tointeger(L, idx);
     else
       lg_store(t->dtype, lg_data_ptr(t), (*pos)++, v);
     return;
   }
-  if (!lua_istable(L, idx) || lgL_totensor(L, idx))
-    luaL_error(L, "tensor: ragged nested table (expected a table at depth %d)",
-               depth + 1);
-  lua_Integer n = luaL_len(L, idx);
-  if (n != info->shape[depth])
-    luaL_error(L, "tensor: ragged nested table (a row of length %d where %d "
-                  "was expected at depth %d)",
-               (int)n, (int)info->shape[depth], depth + 1);
+  lua_Integer n = info->shape[depth];
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, idx, i);
     nested_fill(L, lua_gettop(L), info, depth + 1, t, pos);
@@ -298,25 +284,71 @@ static void nested_fill(lua_State *L, int idx, nested_info *info, int depth,
   }
 }
 
-static void nested_kinds(lua_State *L, int idx, int depth, nested_info *info) {
+/* checks every row's length and every element, in the order nested_fill
+ * reads them, before anything is allocated: a table whose # claims more
+ * than it holds (a __len metamethod) fails at its first missing element
+ * instead of sizing a tensor after it */
+static void nested_kinds(lua_State *L, int idx, int depth, nested_info *info,
+                         int64_t *pos) {
   if (depth == info->ndim) {
-    if (lua_isboolean(L, idx))
+    if (lua_isboolean(L, idx)) {
       info->has_bool = true;
-    else if (lua_type(L, idx) == LUA_TNUMBER) {
+    } else if (lua_type(L, idx) == LUA_TNUMBER) {
       info->has_number = true;
       if (!lua_isinteger(L, idx))
         info->has_float = true;
+    } else {
+      luaL_error(L, "tensor: element %I is a %s, not a number",
+                 (lua_Integer)*pos + 1, luaL_typename(L, idx));
     }
+    (*pos)++;
     return;
   }
-  if (!lua_istable(L, idx))
-    return;
+  if (!lua_istable(L, idx) || lgL_totensor(L, idx))
+    luaL_error(L, "tensor: ragged nested table (expected a table at depth %d)",
+               depth + 1);
   lua_Integer n = luaL_len(L, idx);
+  if (n != info->shape[depth])
+    luaL_error(L, "tensor: ragged nested table (a row of length %I where %I "
+                  "was expected at depth %d)",
+               n, (lua_Integer)info->shape[depth], depth + 1);
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, idx, i);
-    nested_kinds(L, lua_gettop(L), depth + 1, info);
+    nested_kinds(L, lua_gettop(L), depth + 1, info, pos);
     lua_pop(L, 1);
   }
+}
+
+/* a table claiming more elements (through __len) than memory can hold
+ * fails before its elements are read: the smallest tensor of that shape
+ * is tried first when the shape is large */
+static int check_nested_numel(lua_State *L, nested_info *info) {
+  (void)L;
+  int64_t n = 1;
+  for (int i = 0; i < info->ndim; i++) {
+    if (info->shape[i] < 0) {
+      lg_seterr("tensor: a table has a negative length (%lld)",
+                (long long)info->shape[i]);
+      return -1;
+    }
+    if (info->shape[i] && n > ((int64_t)1 << 46) / info->shape[i]) {
+      lg_seterr("tensor: size too large (more than 2^46 elements)");
+      return -1;
+    }
+    n *= info->shape[i];
+  }
+  if (n <= ((int64_t)1 << 20))
+    return 0;
+  lg_tensor *probe = lg_empty(LG_BOOL, info->ndim, info->shape);
+  if (!probe) {
+    char why[256];
+    snprintf(why, sizeof why, "%s", lg_errmsg());
+    lg_seterr("tensor: the tables' lengths (#) give %lld elements, more "
+              "than memory holds (%s)", (long long)n, why);
+    return -1;
+  }
+  lg_release(probe);
+  return 0;
 }
 
 static int l_tensor_new(lua_State *L) {
@@ -358,7 +390,10 @@ static int l_tensor_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   nested_info info = {0};
   nested_shape(L, 1, &info);
-  nested_kinds(L, 1, 0, &info);
+  if (check_nested_numel(L, &info))
+    return lgL_fail(L, "tensor");
+  int64_t count = 0;
+  nested_kinds(L, 1, 0, &info, &count);
   lg_dtype def = info.has_float                       ? lg_default_dtype()
                  : info.has_bool && !info.has_number  ? LG_BOOL
                  : info.has_number                    ? LG_INT64
