@@ -79,6 +79,40 @@ describe("lg.autograd.detect_anomaly", function()
       assert.equal(-math.huge, x.grad:totable()[1])
     end)
 
+  it("passes on a NaN or Inf a tensor argument already held", function()
+    lg.autograd.detect_anomaly(true)
+    -- data with NaN, and an additive mask of -Inf: not made by these ops
+    local data = lg.tensor({0 / 0, 1})
+    assert.is_true((data * 2):sum():item() ~= (data * 2):sum():item())
+    assert.equal(2, #data:view(2, 1):totable())
+    assert.same({2, 2}, lg.stack({data, lg.ones(2)}):shape())
+    local scores = lg.tensor({{1, 2}, {3, 4}}, {dtype = lg.float64})
+    local mask = lg.tensor({{0, -math.huge}, {0, 0}}, {dtype = lg.float64})
+    local p = (scores + mask):softmax(2):totable()
+    assert.same({1, 0}, p[1])
+    -- a whole row masked makes NaN: softmax is named
+    mask = lg.tensor({{-math.huge, -math.huge}, {0, 0}}, {dtype = lg.float64})
+    local err = error_of(function() return (scores + mask):softmax(2) end)
+    assert.matches("softmax forward produced NaN", err, 1, true)
+    -- constructors are not ops: an Inf asked for is not an anomaly
+    assert.equal(-math.huge, lg.full({1}, -math.huge):item())
+  end)
+
+  it("checks in-place arithmetic and var", function()
+    lg.autograd.detect_anomaly(true)
+    local err = error_of(function()
+      return lg.full({2}, 3e38):add_(lg.full({2}, 3e38))
+    end)
+    assert.matches("add_ forward produced Inf", err, 1, true)
+    err = error_of(function() return lg.full({2}, 100):exp_() end)
+    assert.matches("exp forward produced Inf", err, 1, true)
+    err = error_of(function() return lg.tensor({3e38, -3e38}):var() end)
+    assert.matches("var forward produced Inf", err, 1, true)
+    -- off, none of them raises
+    lg.autograd.detect_anomaly(false)
+    assert.equal(math.huge, lg.full({2}, 100):exp_():totable()[1])
+  end)
+
   -- every op's forward: a NaN or Inf it makes from finite inputs (or an
   -- Inf input it turns into NaN) is named
   local big = function(...)
