@@ -81,7 +81,8 @@ test: deps all
 
 sanitize:
 	$(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
-	ASAN_OPTIONS=detect_leaks=0 LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
+	ASAN_OPTIONS=detect_leaks=0 LGRAD_SAN="-fsanitize=address,undefined" \
+	  LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 	  sh scripts/run_specs.sh build-san
 
 valgrind: all
@@ -100,3 +101,4 @@ clean:
 	rm -rf build build-san
 
 include examples/Makefile
+include fuzz/Makefile
