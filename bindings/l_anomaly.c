@@ -5,6 +5,8 @@
  * the op is named as it was called ("anomaly: log forward produced NaN"),
  * with or without inputs that require grad.
  */
+#include <string.h>
+
 #include "l_anomaly.h"
 
 /* the non-finite kinds held by the tensor at i, or by the tensors listed
@@ -40,6 +42,9 @@ void lgL_anomaly_result(lua_State *L, const char *fname, int idx) {
     return;
   /* an in-place op's self (idx > 0) is one of its tensor arguments */
   bool inputs = idx > 0;
+  /* in-place ops are named as called: "exp_", not "exp" */
+  size_t n = strlen(fname);
+  const char *us = idx > 0 && n && fname[n - 1] != '_' ? "_" : "";
   idx = lua_absindex(L, idx);
   int top = lua_gettop(L), had = 0;
   for (int i = 1; i <= top; i++)
@@ -48,6 +53,6 @@ void lgL_anomaly_result(lua_State *L, const char *fname, int idx) {
   int made = kinds & ~had;
   if (!inputs || !made)
     return;
-  luaL_error(L, "%s: anomaly: %s forward produced %s", fname, fname,
-             made & LG_HAS_NAN ? "NaN" : "Inf");
+  luaL_error(L, "%s%s: anomaly: %s%s forward produced %s", fname, us, fname,
+             us, made & LG_HAS_NAN ? "NaN" : "Inf");
 }

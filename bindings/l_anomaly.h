@@ -15,7 +15,8 @@
  * that none of the other tensors on the stack (the op's arguments, and the
  * tensors listed in table arguments) held: the first op that makes one is
  * named, not the ones that pass it on, and an Inf turned into NaN counts.
- * Functions with no tensor argument (constructors) are not checked. */
+ * Functions with no tensor argument (constructors) are not checked; an
+ * in-place op is named with its trailing '_'. */
 void lgL_anomaly_result(lua_State *L, const char *fname, int idx);
 
 /* the hook: one test while anomaly detection is off everywhere */
