@@ -13,6 +13,10 @@
  * a light-userdata key avoids interning the name for every new box. */
 char lgL_tensor_mt_key;
 
+static void account(lua_State *L, size_t extra);
+/* C bytes behind a box that lg_mem_live() does not count */
+#define LGL_BOX_BYTES (sizeof(lg_tensor) + sizeof(lg_storage))
+
 /* The box at idx when it is a tensor userdata, else NULL.  A box carries
  * a 64-bit tag beside its pointer, so recognizing one costs a size and a
  * tag comparison instead of a metatable lookup; the tag is not a valid
@@ -55,7 +59,7 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
 }
 
 lg_tensor **lgL_newbox(lua_State *L) {
-  lgL_account(L); /* every result passes here: count the bytes so far */
+  account(L, LGL_BOX_BYTES); /* every result passes here */
   lgL_box *box = lua_newuserdatauv(L, sizeof *box, 0);
   box->tensor = NULL;
   box->tag = LGL_BOX_TAG;
@@ -90,19 +94,51 @@ int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t) {
   return 1;
 }
 
-/* Torch7's heap tracking: a full collection when C bytes outgrow a
- * threshold that doubles with what survives it */
-static __thread size_t gc_threshold = (size_t)64 << 20;
+/* Lua's collector paces itself by the bytes Lua allocates, and a tensor
+ * box is a few dozen of them whatever the tensor holds.  The C side's
+ * growth is handed to it as debt (lua_gc LUA_GCSTEP with the kilobytes
+ * allocated since the last step), so a cycle (in generational mode, a
+ * young collection) comes after a share of C bytes as it would after the
+ * same share of Lua bytes, and short-lived tensors go as fast as they
+ * come.  Each box adds the bytes of its header and storage record, which
+ * lg_mem_live() does not count.  Boxes that lived long enough to turn
+ * old in generational mode wait for a major collection, which Lua starts
+ * by its own bytes only: a full collection runs when C bytes double from
+ * what the last one left (and pass LGL_FULL_MIN).  The cost per call is
+ * a load, two additions and a comparison. */
+#define LGL_STEP_BYTES ((size_t)32 << 10)
+#define LGL_STEP_MAX_KB (1 << 30)
+#define LGL_FULL_MIN ((size_t)32 << 20)
 
-void lgL_account(lua_State *L) {
+static __thread size_t acct_live; /* lg_mem_live() when last seen */
+static __thread size_t acct_debt; /* bytes not yet handed to Lua */
+static __thread size_t acct_full = LGL_FULL_MIN; /* next full collection */
+
+static void account(lua_State *L, size_t extra) {
   size_t live = lg_mem_live();
-  if (live < gc_threshold)
+  size_t debt = acct_debt + extra;
+  if (live > acct_live)
+    debt += live - acct_live;
+  acct_live = live;
+  if (debt < LGL_STEP_BYTES) {
+    acct_debt = debt;
     return;
+  }
+  size_t kb = debt >> 10;
+  acct_debt = debt & 1023;
+  /* a step would run even after collectgarbage("stop") */
+  if (!lua_gc(L, LUA_GCISRUNNING))
+    return;
+  if (live < acct_full) {
+    lua_gc(L, LUA_GCSTEP, (int)(kb < LGL_STEP_MAX_KB ? kb : LGL_STEP_MAX_KB));
+    return;
+  }
   lua_gc(L, LUA_GCCOLLECT);
-  live = lg_mem_live();
-  size_t next = live * 2;
-  gc_threshold = next > ((size_t)64 << 20) ? next : ((size_t)64 << 20);
+  acct_live = lg_mem_live();
+  acct_full = acct_live > LGL_FULL_MIN / 2 ? acct_live * 2 : LGL_FULL_MIN;
 }
+
+void lgL_account(lua_State *L) { account(L, 0); }
 
 lg_tensor *lgL_checktensorlike(lua_State *L, int idx, lg_dtype like) {
   lg_tensor *t = lgL_totensor(L, idx);
