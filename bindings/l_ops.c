@@ -94,7 +94,12 @@ static bool opt_keepdim(lua_State *L, int idx) {
 
 static int binary_impl(lua_State *L, lg_binop op) {
   const char *fname = lg_binop_name(op);
-  lg_tensor *a = lgL_totensor(L, 1), *b = lgL_totensor(L, 2);
+  lg_tensor *a = lgL_totensor(L, 1);
+  /* the common cases first, each argument checked once */
+  if (a && lua_type(L, 2) == LUA_TNUMBER)
+    return lgL_pushresult(L, fname,
+                          lg_binary_scalar(op, a, lua_tonumber(L, 2), false));
+  lg_tensor *b = lgL_totensor(L, 2);
   if (a && b)
     return lgL_pushresult(L, fname, lg_binary(op, a, b));
   if (!a && !b) {
@@ -102,7 +107,7 @@ static int binary_impl(lua_State *L, lg_binop op) {
     return luaL_error(L, "%s: needs a tensor", fname);
   }
   int si = a ? 2 : 1;
-  lg_tensor *t = a ? lgL_checktensor(L, 1) : lgL_checktensor(L, 2);
+  lg_tensor *t = a ? a : b;
   double s;
   if (lua_type(L, si) == LUA_TNUMBER)
     s = lua_tonumber(L, si);
@@ -138,7 +143,7 @@ static int binary_inplace(lua_State *L, lg_binop op, const char *fname) {
   lg_tensor *a = lgL_checktensor(L, 1);
   lg_tensor *b = lgL_totensor(L, 2);
   if (b)
-    CHECK(L, fname, lg_binary_(op, a, lgL_checktensor(L, 2)));
+    CHECK(L, fname, lg_binary_(op, a, b));
   else if (lua_type(L, 2) == LUA_TNUMBER)
     CHECK(L, fname, lg_binary_scalar_(op, a, lua_tonumber(L, 2)));
   else
