@@ -398,6 +398,25 @@ describe("open: found by scripts/fuzz_api.lua", function()
        assert(ok, out)
        assert.is_nil(out:find("runtime error", 1, true), out)
      end))
+
+  -- runtime/ops_nn.c (pool_out): the output size of a pooling window
+  -- near 2^63 overflows int64 (-num + s - 1 with s = the kernel, the
+  -- default stride): UBSan reports it, and the kernel larger than the
+  -- input gives a 1x1 output instead of the error a kernel of 9 or 2^62
+  -- gets ("is too small for a ... window"); PyTorch refuses both
+  it("max_pool2d and avg_pool2d with a kernel near 2^63",
+     known_bug("lg.F.max_pool2d(lg.randn(2, 3, 5, 5), math.maxinteger) " ..
+               "returns a 2x3x1x1 tensor", function()
+       local x = lg.randn(2, 3, 5, 5)
+       for _, k in ipairs({math.maxinteger, math.maxinteger - 10}) do
+         for _, f in ipairs({"max_pool2d", "avg_pool2d"}) do
+           local ok, err = pcall(lg.F[f], x, k)
+           assert.is_false(ok, f .. " of a kernel " .. k .. " returned")
+           assert.matches(f .. ": input [2,3,5,5] is too small", err, 1,
+                          true)
+         end
+       end
+     end))
 end)
 
 describe("fixed: empty tensors (found by fuzz/fuzz_npy.c)", function()
