@@ -335,6 +335,39 @@ describe("fixed: lg.nn", function()
     assert.equal(2, #x:parameters())
   end)
 
+  -- found by scripts/fuzz_api.lua (seed 50, 100,000 calls): a child
+  -- named 2.0 was listed by named_children under the float 2.0, which
+  -- Lua stores at index 2 of the ordered result, over its second entry;
+  -- pairs over it then raised "table index is nil" (outside any pcall of
+  -- the fuzzer's, ending the run), and so did a child named "_pos", the
+  -- field the ordered tables kept their positions in
+  it("names of sub-modules: strings or integers, any string", function()
+    local c = lg.nn.Conv2d(1, 2, 3)
+    c:add_module(2.0, lg.nn.ReLU())
+    local names = {}
+    for k in pairs(c:named_children()) do names[#names + 1] = k end
+    assert.same({"1"}, names)
+    for _, bad in ipairs({2.5, true, {}}) do
+      local ok, err = pcall(c.add_module, c, bad, lg.nn.ReLU())
+      assert.is_false(ok)
+      assert.equal("add_module: a name must be a string or an integer " ..
+                   "(got " .. type(bad) .. " " .. tostring(bad) .. ")", err)
+      ok, err = pcall(function() c[bad] = lg.nn.ReLU() end)
+      assert.is_false(ok)
+      assert.matches("Module: a name must be a string or an integer", err,
+                     1, true)
+    end
+    c[{}] = 5 -- a plain field under any key, as before
+    local m = lg.nn.Linear(2, 2)
+    m._pos = lg.nn.ReLU()
+    names = {}
+    for k in pairs(m:named_modules()) do names[#names + 1] = k end
+    assert.same({"", "_pos"}, names)
+    names = {}
+    for k in m:named_parameters() do names[#names + 1] = k end
+    assert.same({"weight", "bias"}, names)
+  end)
+
   it("load_state_dict of a table that contains itself", function()
     local ok, out = child([[
       local t = {}

@@ -73,6 +73,17 @@ local function key_name(k)
   return k
 end
 
+-- a registered name: a string or an integer (a float with an integer's
+-- value, such as 2.0, is that integer: Lua's tables treat them alike);
+-- anything else is fname's error
+local function reg_name(fname, k, level)
+  if type(k) == "string" or mtype(k) == "integer" then return k end
+  local i = mtype(k) == "float" and math.tointeger(k)
+  if i then return i end
+  error(fmt("%s: a name must be a string or an integer (got %s %s)", fname,
+    type(k), tostring(k)), level + 1)
+end
+
 local function join(prefix, k)
   local name = key_name(k)
   if prefix == "" then return name end
@@ -144,6 +155,7 @@ local function module_newindex(self, k, v)
         what = "param"
       end
       if what then
+        k = reg_name("Module", k, 2)
         local order = self._order
         order[#order + 1] = k
         kind[k] = what
@@ -244,6 +256,7 @@ end
 
 --- Registers a sub-module under name (a string or an integer).
 function Module:add_module(name, m)
+  name = reg_name("add_module", name, 2)
   if not is_module(m) then
     error(fmt("add_module: '%s' must be a module (got %s)", tostring(name),
       type(m)), 2)
@@ -326,22 +339,31 @@ end
 -- an ordered table: r[i] = {name, value}, r[name] = value; pairs(r) and
 -- calling r as an iterator (for name, v in r do) go in order
 local Ordered = {}
+-- each ordered table's name -> position, made on the first step past the
+-- first entry; kept out of the table, so that any name is a key of it
+local positions = setmetatable({}, { __mode = "k" })
 local function ordered_next(r, prev)
-  local i = prev == nil and 1 or r._pos[prev] + 1
-  local e = r[i]
-  if e then return e[1], e[2] end
+  local i = 1
+  if prev ~= nil then
+    local pos = positions[r]
+    if not pos then
+      pos = {}
+      for j = 1, #r do
+        local e = rawget(r, j)
+        if type(e) == "table" and e[1] ~= nil then pos[e[1]] = j end
+      end
+      positions[r] = pos
+    end
+    if not pos[prev] then
+      error("ordered table: no entry named " .. tostring(prev), 2)
+    end
+    i = pos[prev] + 1
+  end
+  local e = rawget(r, i)
+  if type(e) == "table" then return e[1], e[2] end
 end
 Ordered.__pairs = function(r) return ordered_next, r, nil end
 Ordered.__call = function(r, _, prev) return ordered_next(r, prev) end
--- _pos is kept out of pairs and #: stored in the metatable-backed index
-Ordered.__index = function(r, k)
-  if k == "_pos" then
-    local pos = {}
-    for i = 1, #r do pos[r[i][1]] = i end
-    rawset(r, "_pos", pos)
-    return pos
-  end
-end
 
 local function ordered(list)
   local r = {}
