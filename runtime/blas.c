@@ -97,11 +97,6 @@ const char *lg_blas_info(void) {
   return buf;
 }
 
-void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
-  (void)grain;
-  fn(ctx, 0, n);
-}
-
 /* C (m x n) = alpha op(A) op(B) + beta C; row-major, leading dims given */
 void lg_gemm(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
              double alpha, const void *a, int64_t lda, const void *b,

@@ -346,14 +346,16 @@ static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
 /*
  * im2col: x (C, H, W) -> cols (C*kh*kw, OH*OW) with row (c*kh + i)*kw + j
  * and column oh*OW + ow holding x[c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
- * (0 outside).  Rows are ld elements apart, so that the columns of several
- * images can sit side by side.  col2im adds such cols back into dx.
+ * (0 outside), for the channels c in [c0, c1).  Rows are ld elements
+ * apart, so that the columns of several images can sit side by side.
+ * col2im sets the planes c0..c1-1 of dx to the sum of such cols.
  */
 #define DEF_IM2COL(T, SFX)                                                     \
   static void im2col_##SFX(const T *restrict x, const conv_geom *g,            \
-                           T *restrict cols, int64_t ld) {                     \
+                           T *restrict cols, int64_t ld, int64_t c0,           \
+                           int64_t c1) {                                       \
     int64_t OW = g->OW, sw = g->sw;                                            \
-    for (int64_t c = 0; c < g->C; c++)                                         \
+    for (int64_t c = c0; c < c1; c++)                                          \
       for (int64_t i = 0; i < g->kh; i++)                                      \
         for (int64_t j = 0; j < g->kw; j++) {                                  \
           T *row = cols + ((c * g->kh + i) * g->kw + j) * ld;                  \
@@ -382,9 +384,11 @@ static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
         }                                                                      \
   }                                                                            \
   static void col2im_##SFX(const T *restrict cols, const conv_geom *g,         \
-                           T *restrict dx, int64_t ld) {                       \
+                           T *restrict dx, int64_t ld, int64_t c0,             \
+                           int64_t c1) {                                       \
     int64_t OW = g->OW, sw = g->sw;                                            \
-    for (int64_t c = 0; c < g->C; c++)                                         \
+    for (int64_t c = c0; c < c1; c++) {                                        \
+      memset(dx + c * g->H * g->W, 0, sizeof(T) * g->H * g->W);                \
       for (int64_t i = 0; i < g->kh; i++)                                      \
         for (int64_t j = 0; j < g->kw; j++) {                                  \
           const T *row = cols + ((c * g->kh + i) * g->kw + j) * ld;            \
@@ -404,24 +408,75 @@ static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
                 xr[ow * sw] += r[ow];                                          \
           }                                                                    \
         }                                                                      \
+    }                                                                          \
   }
 DEF_IM2COL(float, f32)
 DEF_IM2COL(double, f64)
 
-static void im2col(lg_dtype d, const void *x, const conv_geom *g, void *cols,
-                   int64_t ld) {
-  if (d == LG_FLOAT32)
-    im2col_f32(x, g, cols, ld);
-  else
-    im2col_f64(x, g, cols, ld);
+/* The big memory-bound loops below run on the thread pool
+ * (lg_parallel_for), cut at item boundaries; every item writes its own
+ * outputs, in the same order as a serial loop, so the results do not
+ * depend on the thread count. */
+#define PAR_GRAIN ((int64_t)1 << 15) /* elements per thread, at least */
+
+/* items of `per` elements each that make one grain */
+static int64_t grain_items(int64_t per) {
+  return per >= PAR_GRAIN ? 1 : PAR_GRAIN / (per > 0 ? per : 1);
 }
 
+/* im2col / col2im of B images: item t is channel t % C of image t / C,
+ * whose columns start at column (t / C) * L of rows ld long */
+typedef struct {
+  lg_dtype d;
+  const conv_geom *g;
+  const char *src;
+  char *dst;
+  int64_t img;    /* elements from one image of x (or dx) to the next */
+  int64_t L, ld;
+  bool to_cols;
+} cols_job;
+
+static void cols_range(void *vc, int64_t t0, int64_t t1) {
+  const cols_job *j = vc;
+  int64_t C = j->g->C;
+  size_t es = lg_dtype_size(j->d);
+  for (int64_t t = t0; t < t1;) {
+    int64_t s = t / C, c0 = t % C, c1 = c0 + (t1 - t);
+    if (c1 > C)
+      c1 = C;
+    if (j->to_cols) {
+      const char *x = j->src + s * j->img * es;
+      char *cols = j->dst + s * j->L * es;
+      if (j->d == LG_FLOAT32)
+        im2col_f32((const float *)x, j->g, (float *)cols, j->ld, c0, c1);
+      else
+        im2col_f64((const double *)x, j->g, (double *)cols, j->ld, c0, c1);
+    } else {
+      const char *cols = j->src + s * j->L * es;
+      char *dx = j->dst + s * j->img * es;
+      if (j->d == LG_FLOAT32)
+        col2im_f32((const float *)cols, j->g, (float *)dx, j->ld, c0, c1);
+      else
+        col2im_f64((const double *)cols, j->g, (double *)dx, j->ld, c0, c1);
+    }
+    t += c1 - c0;
+  }
+}
+
+/* cols (K, B*L) from the B images of x, img elements apart */
+static void im2col(lg_dtype d, const void *x, const conv_geom *g, void *cols,
+                   int64_t B, int64_t img) {
+  int64_t L = g->OH * g->OW;
+  cols_job j = {d, g, x, cols, img, L, B * L, true};
+  lg_parallel_for(B * g->C, grain_items(g->kh * g->kw * L), cols_range, &j);
+}
+
+/* the B images of dx (img elements apart) set from cols (K, B*L) */
 static void col2im(lg_dtype d, const void *cols, const conv_geom *g, void *dx,
-                   int64_t ld) {
-  if (d == LG_FLOAT32)
-    col2im_f32(cols, g, dx, ld);
-  else
-    col2im_f64(cols, g, dx, ld);
+                   int64_t B, int64_t img) {
+  int64_t L = g->OH * g->OW;
+  cols_job j = {d, g, cols, dx, img, L, B * L, false};
+  lg_parallel_for(B * g->C, grain_items(g->kh * g->kw * L), cols_range, &j);
 }
 
 /* a 1x1 kernel with stride 1 and no padding: the input is its own cols */
@@ -554,34 +609,79 @@ static int64_t conv_block(const conv_geom *g, int64_t N, size_t es) {
  */
 
 /* gathers rows o of images n0..n0+B-1 from t (N, O, L) at channel offset
- * c0 into buf (Og, B*L), or scatters them back (adding bias) */
+ * c0 into buf (Og, B*L), or scatters them back (adding bias); item r is
+ * row (r / B, r % B) of buf */
+typedef struct {
+  lg_dtype d;
+  const char *src;
+  char *dst;
+  int64_t n0, B, O, c0, L;
+  const double *bias;
+  bool gather;
+} rows_job;
+
+static void rows_range(void *vc, int64_t r0, int64_t r1) {
+  const rows_job *j = vc;
+  size_t es = lg_dtype_size(j->d), row = (size_t)j->L * es;
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t o = r / j->B, s = r % j->B;
+    size_t boff = (size_t)r * row;
+    size_t toff = (size_t)((j->n0 + s) * j->O + j->c0 + o) * row;
+    if (j->gather) {
+      memcpy(j->dst + boff, j->src + toff, row);
+      continue;
+    }
+    if (j->d == LG_FLOAT32) {
+      const float *p = (const float *)(j->src + boff);
+      float *q = (float *)(j->dst + toff);
+      float v = j->bias ? (float)j->bias[j->c0 + o] : 0;
+      for (int64_t l = 0; l < j->L; l++)
+        q[l] = p[l] + v;
+    } else {
+      const double *p = (const double *)(j->src + boff);
+      double *q = (double *)(j->dst + toff);
+      double v = j->bias ? j->bias[j->c0 + o] : 0;
+      for (int64_t l = 0; l < j->L; l++)
+        q[l] = p[l] + v;
+    }
+  }
+}
+
 static void conv_gather(lg_dtype d, const char *t, char *buf, int64_t n0,
                         int64_t B, int64_t O, int64_t c0, int64_t Og,
                         int64_t L) {
-  size_t es = lg_dtype_size(d), row = (size_t)L * es;
-  for (int64_t o = 0; o < Og; o++)
-    for (int64_t s = 0; s < B; s++)
-      memcpy(buf + (o * B + s) * row, t + ((n0 + s) * O + c0 + o) * row, row);
+  rows_job j = {d, t, buf, n0, B, O, c0, L, NULL, true};
+  lg_parallel_for(Og * B, grain_items(L), rows_range, &j);
 }
 
 static void conv_scatter(lg_dtype d, const char *buf, char *t, int64_t n0,
                          int64_t B, int64_t O, int64_t c0, int64_t Og,
                          int64_t L, const double *bias) {
-  for (int64_t o = 0; o < Og; o++)
-    for (int64_t s = 0; s < B; s++) {
-      int64_t src = (o * B + s) * L, dst = ((n0 + s) * O + c0 + o) * L;
-      if (d == LG_FLOAT32) {
-        const float *p = (const float *)buf + src;
-        float *q = (float *)t + dst, v = bias ? (float)bias[c0 + o] : 0;
-        for (int64_t l = 0; l < L; l++)
-          q[l] = p[l] + v;
-      } else {
-        const double *p = (const double *)buf + src;
-        double *q = (double *)t + dst, v = bias ? bias[c0 + o] : 0;
-        for (int64_t l = 0; l < L; l++)
-          q[l] = p[l] + v;
-      }
+  rows_job j = {d, buf, t, n0, B, O, c0, L, bias, false};
+  lg_parallel_for(Og * B, grain_items(L), rows_range, &j);
+}
+
+/* db[o] = sum over images n and positions l of gy[n, o, l], one channel
+ * per item, images in order */
+typedef struct {
+  lg_dtype d;
+  const char *gy;
+  char *db;
+  int64_t N, O, L;
+} bias_job;
+
+static void bias_range(void *vc, int64_t o0, int64_t o1) {
+  const bias_job *j = vc;
+  for (int64_t oc = o0; oc < o1; oc++) {
+    double acc = 0;
+    for (int64_t n = 0; n < j->N; n++) {
+      int64_t base = (n * j->O + oc) * j->L;
+      acc += j->d == LG_FLOAT32
+                 ? rowsum_f32((const float *)j->gy + base, j->L)
+                 : rowsum_f64((const double *)j->gy + base, j->L);
     }
+    lg_store(j->d, j->db, oc, acc);
+  }
 }
 
 static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
@@ -628,8 +728,6 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
     if (!(grads[0] = lg_empty(d, x->ndim, x->shape)))
       goto out;
     dxp = lg_data_ptr(grads[0]);
-    if (!pointwise)
-      lg_zero_(grads[0]);
   }
   for (int64_t n0 = 0; n0 < N && (need_dx || need_dw); n0 += nb) {
     int64_t B = N - n0 < nb ? N - n0 : nb, BL = B * L;
@@ -644,8 +742,7 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
       if (need_dw) {
         const char *c = xg;
         if (!pointwise) {
-          for (int64_t s = 0; s < B; s++)
-            im2col(d, xg + s * G * CHW * es, &g, cols + s * L * es, BL);
+          im2col(d, xg, &g, cols, B, G * CHW);
           c = cols;
         }
         lg_gemm(d, false, true, Og, K, BL, 1.0, gb, BL, c, BL, n0 ? 1.0 : 0.0,
@@ -656,28 +753,15 @@ static int conv2d_backward(lg_node *node, lg_tensor *grad_out,
         lg_gemm(d, true, false, K, BL, Og, 1.0, wp + gi * Og * K * es, K, gb,
                 BL, 0.0, pointwise ? dxg : cols, BL);
         if (!pointwise)
-          for (int64_t s = 0; s < B; s++)
-            col2im(d, cols + s * L * es, &g, dxg + s * G * CHW * es, BL);
+          col2im(d, cols, &g, dxg, B, G * CHW);
       }
     }
   }
   if (node->needs_grad[2]) {
     if (!(grads[2] = lg_empty(d, 1, &O)))
       goto out;
-    double *acc = calloc((size_t)O + 1, sizeof(double));
-    if (!acc) {
-      lg_seterr("conv2d: out of memory");
-      goto out;
-    }
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t oc = 0; oc < O; oc++) {
-        int64_t base = (n * O + oc) * L;
-        acc[oc] += d == LG_FLOAT32 ? rowsum_f32((const float *)gp + base, L)
-                                   : rowsum_f64((const double *)gp + base, L);
-      }
-    for (int64_t oc = 0; oc < O; oc++)
-      lg_store(d, lg_data_ptr(grads[2]), oc, acc[oc]);
-    free(acc);
+    bias_job j = {d, gp, lg_data_ptr(grads[2]), N, O, L};
+    lg_parallel_for(O, grain_items(N * L), bias_range, &j);
   }
   rc = 0;
 out:
@@ -738,8 +822,7 @@ lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
       const char *xg = xp + (n0 * G * CHW + gi * CHW) * es;
       const char *c = xg;
       if (!pointwise) {
-        for (int64_t s = 0; s < B; s++)
-          im2col(d, xg + s * G * CHW * es, &g, cols + s * L * es, BL);
+        im2col(d, xg, &g, cols, B, G * CHW);
         c = cols;
       }
       if (B > 1) {
@@ -891,12 +974,16 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
 
 /* y[p, oh, ow] = max over the window and idx its flat position ih*W + iw;
  * a NaN wins (the last one, as in PyTorch).  The compare is written as a
- * select so that random data costs no mispredicted branches. */
+ * select so that random data costs no mispredicted branches.  Planes
+ * p0..p1-1. */
 #define DEF_MAXPOOL(T, SFX)                                                    \
   static void maxpool_##SFX(const T *x, const pool_geom *g, T *y,              \
-                            int64_t *idx) {                                    \
-    int64_t H = g->H, W = g->W;                                                \
-    for (int64_t p = 0; p < g->planes; p++) {                                  \
+                            int64_t *idx, int64_t p0, int64_t p1) {            \
+    int64_t H = g->H, W = g->W, L = g->OH * g->OW;                             \
+    y += p0 * L;                                                               \
+    if (idx)                                                                   \
+      idx += p0 * L;                                                           \
+    for (int64_t p = p0; p < p1; p++) {                                        \
       const T *xp = x + p * H * W;                                             \
       for (int64_t oh = 0; oh < g->OH; oh++) {                                 \
         int64_t h0 = oh * g->sh - g->ph, i0, i1;                               \
@@ -923,99 +1010,208 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
       }                                                                        \
     }                                                                          \
   }                                                                            \
-  /* 2x2 windows, stride 2, no padding or dilation: the usual CNN pool */      \
+  /* 2x2 windows, stride 2, no padding or dilation: the usual CNN pool.      \
+   * The window's first maximum is found by the same selects in forward     \
+   * and in backward (which recomputes it from x instead of keeping          \
+   * indices). */                                                           \
+  static inline int max4_##SFX(T a, T b, T c, T d, T *best) {                  \
+    bool tb = (b > a) | (b != b);                                              \
+    T ab = tb ? b : a;                                                         \
+    bool tc = (c > ab) | (c != c);                                             \
+    T abc = tc ? c : ab;                                                       \
+    bool td = (d > abc) | (d != d);                                            \
+    *best = td ? d : abc;                                                      \
+    return td ? 3 : tc ? 2 : tb ? 1 : 0;                                       \
+  }                                                                            \
   static void maxpool2_##SFX(const T *x, const pool_geom *g, T *y,             \
-                             int64_t *idx) {                                   \
-    int64_t H = g->H, W = g->W;                                                \
-    for (int64_t p = 0; p < g->planes; p++) {                                  \
+                             int64_t *idx, int64_t p0, int64_t p1) {           \
+    int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
+    for (int64_t p = p0; p < p1; p++) {                                        \
       const T *xp = x + p * H * W;                                             \
-      for (int64_t oh = 0; oh < g->OH; oh++) {                                 \
+      T *yp = y + p * OH * OW;                                                 \
+      int64_t *ip = idx ? idx + p * OH * OW : NULL;                            \
+      for (int64_t oh = 0; oh < OH; oh++) {                                    \
         const T *r0 = xp + 2 * oh * W, *r1 = r0 + W;                           \
-        int64_t k0 = 2 * oh * W;                                               \
-        for (int64_t ow = 0; ow < g->OW; ow++) {                               \
-          T a = r0[2 * ow], b = r0[2 * ow + 1];                                \
-          T c = r1[2 * ow], d = r1[2 * ow + 1];                                \
-          int64_t ia = k0 + 2 * ow, ic = ia + W;                               \
-          bool tb = (b > a) | (b != b);                                        \
-          T ab = tb ? b : a;                                                   \
-          int64_t iab = tb ? ia + 1 : ia;                                      \
-          bool tc = (c > ab) | (c != c);                                       \
-          T abc = tc ? c : ab;                                                 \
-          int64_t iabc = tc ? ic : iab;                                        \
-          bool td = (d > abc) | (d != d);                                      \
-          *y++ = td ? d : abc;                                                 \
-          if (idx)                                                             \
-            *idx++ = td ? ic + 1 : iabc;                                       \
+        T *yr = yp + oh * OW;                                                  \
+        if (!ip) {                                                             \
+          for (int64_t ow = 0; ow < OW; ow++)                                  \
+            max4_##SFX(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],                 \
+                       r1[2 * ow + 1], &yr[ow]);                               \
+          continue;                                                            \
+        }                                                                      \
+        int64_t *ir = ip + oh * OW;                                            \
+        for (int64_t ow = 0; ow < OW; ow++) {                                  \
+          int pos = max4_##SFX(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],         \
+                               r1[2 * ow + 1], &yr[ow]);                       \
+          ir[ow] = (2 * oh + (pos >> 1)) * W + 2 * ow + (pos & 1);             \
         }                                                                      \
       }                                                                        \
+    }                                                                          \
+  }                                                                            \
+  /* dx of planes p0..p1-1: gy at each window's maximum, 0 elsewhere */       \
+  static void maxpool2_bw_##SFX(const T *x, const T *gy, T *dx,                \
+                                const pool_geom *g, int64_t p0, int64_t p1) {  \
+    int64_t H = g->H, W = g->W, OH = g->OH, OW = g->OW;                        \
+    for (int64_t p = p0; p < p1; p++) {                                        \
+      const T *xp = x + p * H * W, *gp = gy + p * OH * OW;                     \
+      T *dp = dx + p * H * W;                                                  \
+      for (int64_t oh = 0; oh < OH; oh++) {                                    \
+        const T *r0 = xp + 2 * oh * W, *r1 = r0 + W, *gr = gp + oh * OW;       \
+        T *d0 = dp + 2 * oh * W, *d1 = d0 + W, best;                           \
+        for (int64_t ow = 0; ow < OW; ow++) {                                  \
+          int pos = max4_##SFX(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],         \
+                               r1[2 * ow + 1], &best);                         \
+          T v = gr[ow];                                                        \
+          d0[2 * ow] = pos == 0 ? v : (T)0;                                    \
+          d0[2 * ow + 1] = pos == 1 ? v : (T)0;                                \
+          d1[2 * ow] = pos == 2 ? v : (T)0;                                    \
+          d1[2 * ow + 1] = pos == 3 ? v : (T)0;                                \
+        }                                                                      \
+        for (int64_t w = 2 * OW; w < W; w++)                                   \
+          d0[w] = d1[w] = 0;                                                   \
+      }                                                                        \
+      if (2 * OH < H)                                                          \
+        memset(dp + 2 * OH * W, 0, sizeof(T) * (H - 2 * OH) * W);              \
     }                                                                          \
   }
 DEF_MAXPOOL(float, f32)
 DEF_MAXPOOL(double, f64)
 
-/* dx[p, idx[p, o]] += gy[p, o] */
+typedef struct {
+  lg_dtype d;
+  const pool_geom *g;
+  const void *x;
+  void *y;
+  int64_t *idx;
+  bool k2;
+} maxpool_job;
+
+static void maxpool_range(void *vc, int64_t p0, int64_t p1) {
+  const maxpool_job *j = vc;
+  if (j->d == LG_FLOAT32) {
+    if (j->k2)
+      maxpool2_f32(j->x, j->g, j->y, j->idx, p0, p1);
+    else
+      maxpool_f32(j->x, j->g, j->y, j->idx, p0, p1);
+  } else {
+    if (j->k2)
+      maxpool2_f64(j->x, j->g, j->y, j->idx, p0, p1);
+    else
+      maxpool_f64(j->x, j->g, j->y, j->idx, p0, p1);
+  }
+}
+
+/* Backward of max pooling over planes p0..p1-1 of dx (H, W) from gy
+ * (OH, OW) and the indices: windows that tile the input exactly write
+ * every position once (no zeroing pass and no scattered adds), others
+ * zero the plane and add dx[p, idx[p, o]] += gy[p, o]. */
+#define DEF_MAXPOOL_BW(T, SFX)                                                 \
+  static void maxpool_bw_##SFX(const T *gy, T *dx, const int64_t *idx,         \
+                               int64_t H, int64_t W, int64_t OH, int64_t OW,   \
+                               int64_t kh, bool tiles, int64_t p0,             \
+                               int64_t p1) {                                   \
+    int64_t L = OH * OW;                                                       \
+    for (int64_t p = p0; p < p1; p++) {                                        \
+      T *dp = dx + p * H * W;                                                  \
+      const T *gp = gy + p * L;                                                \
+      const int64_t *pi = idx + p * L;                                         \
+      if (tiles) {                                                             \
+        int64_t kw = W / OW;                                                   \
+        for (int64_t ih = 0; ih < H; ih++) {                                   \
+          const int64_t *ir = pi + (ih / kh) * OW;                             \
+          const T *gr = gp + (ih / kh) * OW;                                   \
+          for (int64_t ow = 0, iw = 0; ow < OW; ow++)                          \
+            for (int64_t j = 0; j < kw; j++, iw++)                             \
+              dp[ih * W + iw] = ir[ow] == ih * W + iw ? gr[ow] : (T)0;         \
+        }                                                                      \
+        continue;                                                              \
+      }                                                                        \
+      memset(dp, 0, sizeof(T) * H * W);                                        \
+      for (int64_t l = 0; l < L; l++)                                          \
+        if (pi[l] >= 0)                                                        \
+          dp[pi[l]] += gp[l];                                                  \
+    }                                                                          \
+  }
+DEF_MAXPOOL_BW(float, f32)
+DEF_MAXPOOL_BW(double, f64)
+
+typedef struct {
+  lg_dtype d;
+  const void *gy, *x; /* x for the k2 path, else idx */
+  void *dx;
+  const int64_t *idx;
+  pool_geom g;
+  bool tiles;
+} maxpool_bw_job;
+
+static void maxpool_bw_range(void *vc, int64_t p0, int64_t p1) {
+  const maxpool_bw_job *j = vc;
+  const pool_geom *g = &j->g;
+  if (j->x) {
+    if (j->d == LG_FLOAT32)
+      maxpool2_bw_f32(j->x, j->gy, j->dx, g, p0, p1);
+    else
+      maxpool2_bw_f64(j->x, j->gy, j->dx, g, p0, p1);
+  } else if (j->d == LG_FLOAT32) {
+    maxpool_bw_f32(j->gy, j->dx, j->idx, g->H, g->W, g->OH, g->OW, g->kh,
+                   j->tiles, p0, p1);
+  } else {
+    maxpool_bw_f64(j->gy, j->dx, j->idx, g->H, g->W, g->OH, g->OW, g->kh,
+                   j->tiles, p0, p1);
+  }
+}
+
+/* 2x2 windows of stride 2 without padding or dilation, inside the input */
+static bool pool_is_k2(const pool_geom *g) {
+  return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 &&
+         g->pw == 0 && g->dh == 1 && g->dw == 1 && 2 * g->OH <= g->H &&
+         2 * g->OW <= g->W;
+}
+
+/* saved[0] is the input x (k2 windows: backward finds each window's
+ * maximum again, as forward did) or the int64 indices */
 static int max_pool2d_backward(lg_node *node, lg_tensor *grad_out,
                                lg_tensor **grads) {
-  lg_tensor *idx = lg_node_saved(node, 0);
-  if (!idx)
+  lg_tensor *saved = lg_node_saved(node, 0);
+  if (!saved)
     return -1;
   lg_pool2d_opts o;
   pool_load(node, &o);
-  int64_t H = node->ival[12], W = node->ival[13];
-  int64_t OH = idx->shape[idx->ndim - 2], OW = idx->shape[idx->ndim - 1];
-  int64_t L = OH * OW, planes = L ? lg_numel(idx) / L : 0;
   int nd = (int)node->ninput_shape;
   lg_dtype d = node->input_dtype;
-  /* windows that tile the input exactly: every input position is written
-   * once, so no zeroing pass and no scattered adds */
+  pool_geom g;
+  memset(&g, 0, sizeof g);
+  g.H = node->ival[12];
+  g.W = node->ival[13];
+  g.OH = grad_out->shape[grad_out->ndim - 2];
+  g.OW = grad_out->shape[grad_out->ndim - 1];
+  g.kh = o.kernel[0];
+  int64_t HW = g.H * g.W;
+  int64_t planes = HW ? lg_shape_numel(nd, node->input_shape) / HW : 0;
+  bool is_x = saved->dtype != LG_INT64;
   bool tiles = o.kernel[0] == o.stride[0] && o.kernel[1] == o.stride[1] &&
                o.padding[0] == 0 && o.padding[1] == 0 && o.dilation[0] == 1 &&
-               o.dilation[1] == 1 && OH * o.kernel[0] == H &&
-               OW * o.kernel[1] == W;
+               o.dilation[1] == 1 && g.OH * o.kernel[0] == g.H &&
+               g.OW * o.kernel[1] == g.W;
   lg_tensor *gy = contig_grad(grad_out, d);
-  if (!gy)
-    return -1;
-  lg_tensor *dx = tiles ? lg_empty(d, nd, node->input_shape)
-                        : lg_zeros(d, nd, node->input_shape);
+  lg_tensor *xc = is_x ? contig(saved) : NULL;
+  lg_tensor *dx = gy && (xc || !is_x) ? lg_empty(d, nd, node->input_shape)
+                                      : NULL;
   if (!dx) {
     lg_release(gy);
+    lg_release(xc);
     return -1;
   }
-  const int64_t *ip = lg_data_ptr(idx);
-  int64_t kh = o.kernel[0], kw = o.kernel[1];
-  for (int64_t p = 0; p < planes; p++) {
-    const int64_t *pi = ip + p * L;
-    if (d == LG_FLOAT32) {
-      float *dp = (float *)lg_data_ptr(dx) + p * H * W;
-      const float *gp = (const float *)lg_data_ptr(gy) + p * L;
-      if (tiles)
-        for (int64_t ih = 0; ih < H; ih++)
-          for (int64_t ow = 0, iw = 0; ow < OW; ow++) {
-            int64_t l = (ih / kh) * OW + ow;
-            for (int64_t j = 0; j < kw; j++, iw++)
-              dp[ih * W + iw] = pi[l] == ih * W + iw ? gp[l] : 0.0f;
-          }
-      else
-        for (int64_t l = 0; l < L; l++)
-          if (pi[l] >= 0)
-            dp[pi[l]] += gp[l];
-    } else {
-      double *dp = (double *)lg_data_ptr(dx) + p * H * W;
-      const double *gp = (const double *)lg_data_ptr(gy) + p * L;
-      if (tiles)
-        for (int64_t ih = 0; ih < H; ih++)
-          for (int64_t ow = 0, iw = 0; ow < OW; ow++) {
-            int64_t l = (ih / kh) * OW + ow;
-            for (int64_t j = 0; j < kw; j++, iw++)
-              dp[ih * W + iw] = pi[l] == ih * W + iw ? gp[l] : 0.0;
-          }
-      else
-        for (int64_t l = 0; l < L; l++)
-          if (pi[l] >= 0)
-            dp[pi[l]] += gp[l];
-    }
-  }
+  maxpool_bw_job j = {d,
+                      lg_data_ptr(gy),
+                      xc ? lg_data_ptr(xc) : NULL,
+                      lg_data_ptr(dx),
+                      is_x ? NULL : lg_data_ptr(saved),
+                      g,
+                      tiles};
+  lg_parallel_for(planes, grain_items(HW), maxpool_bw_range, &j);
   lg_release(gy);
+  lg_release(xc);
   grads[0] = dx;
   return 0;
 }
@@ -1036,20 +1232,18 @@ lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
   memcpy(shape, x->shape, sizeof(int64_t) * x->ndim);
   shape[x->ndim - 2] = g.OH;
   shape[x->ndim - 1] = g.OW;
-  /* the indices only when backward or the caller needs them */
-  bool need_idx = indices || lg_any_requires_grad(1, &x);
+  bool k2 = pool_is_k2(&g);
+  /* backward keeps x for k2 windows (no indices made), else the indices;
+   * the indices also whenever the caller asks for them */
+  bool need_grad = lg_grad_enabled() && lg_any_requires_grad(1, &x);
+  bool need_idx = indices || (need_grad && !k2);
   lg_tensor *xc = contig(x), *y = NULL, *idx = NULL;
   if (!xc || !(y = lg_empty(x->dtype, x->ndim, shape)) ||
       (need_idx && !(idx = lg_empty(LG_INT64, x->ndim, shape))))
     goto fail;
-  int64_t *ip = idx ? lg_data_ptr(idx) : NULL;
-  bool k2 = g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 &&
-            g.pw == 0 && g.dh == 1 && g.dw == 1 && 2 * g.OH <= g.H &&
-            2 * g.OW <= g.W;
-  if (x->dtype == LG_FLOAT32)
-    (k2 ? maxpool2_f32 : maxpool_f32)(lg_data_ptr(xc), &g, lg_data_ptr(y), ip);
-  else
-    (k2 ? maxpool2_f64 : maxpool_f64)(lg_data_ptr(xc), &g, lg_data_ptr(y), ip);
+  maxpool_job j = {x->dtype,       &g, lg_data_ptr(xc), lg_data_ptr(y),
+                   idx ? lg_data_ptr(idx) : NULL, k2};
+  lg_parallel_for(g.planes, grain_items(g.H * g.W), maxpool_range, &j);
   lg_release(xc);
   xc = NULL;
   lg_node *node = record(y, fn, max_pool2d_backward_once, 1, &x);
@@ -1060,7 +1254,7 @@ lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
     node->ninput_shape = x->ndim;
     memcpy(node->input_shape, x->shape, sizeof(int64_t) * x->ndim);
     node->input_dtype = x->dtype;
-    if (lg_node_save(node, idx))
+    if (lg_node_save(node, idx ? idx : x))
       goto fail;
   }
   if (indices)

@@ -1,0 +1,230 @@
+/*
+ * parallel.c -- lg_parallel_for: a small persistent thread pool for large
+ * element-wise and memory-bound kernels (im2col, pooling, big pointwise
+ * loops, optimizer updates).
+ *
+ * The pool has as many threads as OpenBLAS is told to use (the caller plus
+ * lg_get_num_threads() - 1 workers), so that the two never run at once on
+ * more cores than that: a parallel region runs to its end before the
+ * calling thread goes on to a GEMM, and BLAS returns before the next
+ * region starts.  A range is cut into at most one contiguous chunk per
+ * thread at fixed boundaries; each chunk writes its own outputs, so the
+ * results do not depend on timing.  Calls from inside a region, or from a
+ * second host thread while the pool is busy, run serially on the caller.
+ *
+ * Workers spin a few microseconds after a job for the next one, then sleep
+ * on a condition variable, so they do not take cores from BLAS's threads.
+ * They are stopped and joined when the library is unloaded; a child made
+ * by fork() starts with no workers and makes its own on first use.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+#define LG_POOL_MAX 64
+
+#if defined(__x86_64__) || defined(__i386__)
+#define CPU_RELAX() __builtin_ia32_pause()
+#else
+#define CPU_RELAX() ((void)0)
+#endif
+
+/* spins of a waiting worker before it sleeps, and of the caller waiting
+ * for its workers; LG_POOL_NO_SPIN keeps only the locked paths, for race
+ * checkers that do not follow atomics */
+#ifdef LG_POOL_NO_SPIN
+#define WORKER_SPINS 0
+#define CALLER_SPINS 0
+#else
+#define WORKER_SPINS 256
+#define CALLER_SPINS 4096
+#endif
+
+static struct {
+  pthread_mutex_t busy; /* held by the thread running a region */
+  pthread_mutex_t mu;   /* guards the job and the condition variables */
+  pthread_cond_t wake, done;
+  pthread_t tid[LG_POOL_MAX];
+  int nworkers;
+  /* the current job, written under mu before gen is advanced */
+  lg_range_fn fn;
+  void *ctx;
+  int64_t n;
+  int nchunks;
+  unsigned gen;     /* advanced (atomically) for every job */
+  int pending;      /* workers yet to finish the current job (atomic) */
+  int sleepers;     /* callers waiting on done */
+  bool stop;
+} pool = {.busy = PTHREAD_MUTEX_INITIALIZER,
+          .mu = PTHREAD_MUTEX_INITIALIZER,
+          .wake = PTHREAD_COND_INITIALIZER,
+          .done = PTHREAD_COND_INITIALIZER};
+
+static LG_THREAD bool in_region;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static inline int64_t chunk_begin(int64_t n, int nchunks, int i) {
+  return (int64_t)((__int128)n * i / nchunks);
+}
+
+static void *worker(void *arg) {
+  int id = (int)(intptr_t)arg; /* chunk id; the caller takes chunk 0 */
+  in_region = true;
+  unsigned seen = 0;
+  for (;;) {
+    unsigned g = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE);
+    for (int s = 0; s < WORKER_SPINS && g == seen; s++) {
+      CPU_RELAX();
+      g = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE);
+    }
+    pthread_mutex_lock(&pool.mu);
+    while ((g = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE)) == seen &&
+           !pool.stop)
+      pthread_cond_wait(&pool.wake, &pool.mu);
+    bool stop = pool.stop;
+    lg_range_fn fn = pool.fn;
+    void *ctx = pool.ctx;
+    int64_t n = pool.n;
+    int nchunks = pool.nchunks;
+    pthread_mutex_unlock(&pool.mu);
+    if (stop)
+      break;
+    seen = g;
+    if (id < nchunks) {
+      int64_t b = chunk_begin(n, nchunks, id);
+      int64_t e = chunk_begin(n, nchunks, id + 1);
+      if (b < e)
+        fn(ctx, b, e);
+    }
+    if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_ACQ_REL) == 0) {
+      pthread_mutex_lock(&pool.mu);
+      if (pool.sleepers)
+        pthread_cond_broadcast(&pool.done);
+      pthread_mutex_unlock(&pool.mu);
+    }
+  }
+  return NULL;
+}
+
+/* with busy held */
+static void pool_stop(void) {
+  if (!pool.nworkers)
+    return;
+  pthread_mutex_lock(&pool.mu);
+  pool.stop = true;
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.mu);
+  for (int i = 0; i < pool.nworkers; i++)
+    pthread_join(pool.tid[i], NULL);
+  pool.nworkers = 0;
+  pool.stop = false;
+}
+
+/* with busy held: nthreads - 1 workers (fewer if threads cannot be made) */
+static void pool_resize(int nthreads) {
+  pool_stop();
+  int want = nthreads - 1;
+  if (want > LG_POOL_MAX)
+    want = LG_POOL_MAX;
+  /* workers take no signals: they stay with the host's threads */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  unsigned g = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE);
+  /* a new worker starts at gen 0: make sure that is not a job */
+  if (g != 0) {
+    pthread_mutex_lock(&pool.mu);
+    __atomic_store_n(&pool.gen, 0, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&pool.mu);
+  }
+  while (pool.nworkers < want &&
+         pthread_create(&pool.tid[pool.nworkers], NULL, worker,
+                        (void *)(intptr_t)(pool.nworkers + 1)) == 0)
+    pool.nworkers++;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* after fork() only the forking thread exists in the child */
+static void atfork_child(void) {
+  pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+  pthread_cond_t c = PTHREAD_COND_INITIALIZER;
+  pool.busy = m;
+  pool.mu = m;
+  pool.wake = c;
+  pool.done = c;
+  pool.nworkers = 0;
+  pool.gen = 0;
+  pool.pending = 0;
+  pool.sleepers = 0;
+  pool.stop = false;
+  in_region = false;
+}
+
+static void register_atfork(void) {
+  pthread_atfork(NULL, NULL, atfork_child);
+}
+
+void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
+  if (n <= 0)
+    return;
+  if (grain < 1)
+    grain = 1;
+  int nthreads = in_region ? 1 : lg_get_num_threads();
+  if (nthreads > LG_POOL_MAX + 1)
+    nthreads = LG_POOL_MAX + 1;
+  int64_t maxchunks = (n + grain - 1) / grain;
+  int nchunks = maxchunks < nthreads ? (int)maxchunks : nthreads;
+  if (nchunks < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pthread_once(&atfork_once, register_atfork);
+  if (pool.nworkers != nthreads - 1)
+    pool_resize(nthreads);
+  if (nchunks > pool.nworkers + 1)
+    nchunks = pool.nworkers + 1;
+  if (nchunks < 2) {
+    pthread_mutex_unlock(&pool.busy);
+    fn(ctx, 0, n);
+    return;
+  }
+  in_region = true;
+  pthread_mutex_lock(&pool.mu);
+  pool.fn = fn;
+  pool.ctx = ctx;
+  pool.n = n;
+  pool.nchunks = nchunks;
+  __atomic_store_n(&pool.pending, pool.nworkers, __ATOMIC_RELEASE);
+  __atomic_add_fetch(&pool.gen, 1, __ATOMIC_ACQ_REL);
+  pthread_cond_broadcast(&pool.wake);
+  pthread_mutex_unlock(&pool.mu);
+  int64_t e = chunk_begin(n, nchunks, 1);
+  if (e > 0)
+    fn(ctx, 0, e);
+  for (int s = 0; s < CALLER_SPINS &&
+                  __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0;
+       s++)
+    CPU_RELAX();
+  if (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0) {
+    pthread_mutex_lock(&pool.mu);
+    pool.sleepers++;
+    while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0)
+      pthread_cond_wait(&pool.done, &pool.mu);
+    pool.sleepers--;
+    pthread_mutex_unlock(&pool.mu);
+  }
+  in_region = false;
+  pthread_mutex_unlock(&pool.busy);
+}
+
+/* when the library is unloaded (lua_close, dlclose, exit): stop and join
+ * the workers */
+__attribute__((destructor)) static void pool_unload(void) {
+  if (pthread_mutex_trylock(&pool.busy) != 0)
+    return; /* a region is running on another thread: leave it */
+  pool_stop();
+  pthread_mutex_unlock(&pool.busy);
+}
