@@ -932,10 +932,27 @@ function M._worker(dir, i)
     f:close()
     return s
   end
-  local out = assert(io.open("/dev/fd/3", "w"))
+  -- a sweep's directory and one of its trials, or an error before fd 3
+  -- is touched: called by anything else, the process's own fd 3 (a file
+  -- it writes, say) must stay as it is
+  local task_text
+  if type(dir) == "string" and i and i >= 1 then
+    local f = io.open(dir .. "/task.lua", "rb")
+    if f then
+      task_text = f:read("a")
+      f:close()
+    end
+  end
+  if not task_text then
+    error("exp._worker: runs trial i of a sweep in a worker process; "
+      .. "expects the sweep's directory and a trial number", 2)
+  end
+  -- appending: "w" would truncate a file open as fd 3 (the sweep's is a
+  -- pipe)
+  local out = assert(io.open("/dev/fd/3", "a"))
   local res
   local ok, err = pcall(function()
-    local task = read_literal(slurp(dir .. "/task.lua"), "task")
+    local task = read_literal(task_text, "task")
     if task.threads then lg.set_num_threads(task.threads) end
     local tensors = {}
     if task.ntensors > 0 then
