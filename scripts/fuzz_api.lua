@@ -17,7 +17,11 @@
 -- directory.  LGRAD_FUZZ_SKIP="lg.plot.nice_ticks,Tensor:sort" leaves
 -- those targets out (names as the log writes them; a name ending in "."
 -- leaves out a whole module; "value:huge_len" a hostile argument), to
--- look past a known bug.
+-- look past a known bug.  LGRAD_FUZZ_ONLY="lg.plot.,lg.nn." calls only
+-- the functions, methods ("Tensor:sum", "Linear:state_dict") and
+-- operators ("operator +") so named (or whose names start with an entry
+-- ending in "." or ":"), to spend a run on a few modules; the objects
+-- whose methods are called are made all the same.
 local lg = require "lgrad"
 
 local ncalls = tonumber(arg[1]) or 50000
@@ -36,6 +40,22 @@ local user_skip = {}
 for name in (os.getenv("LGRAD_FUZZ_SKIP") or ""):gmatch("[^,%s]+") do
   user_skip[#user_skip + 1] = name
 end
+local only = {}
+for name in (os.getenv("LGRAD_FUZZ_ONLY") or ""):gmatch("[^,%s]+") do
+  only[#only + 1] = name
+end
+local function wanted(name)
+  if #only == 0 then return true end
+  for _, s in ipairs(only) do
+    local last = s:sub(-1)
+    if name == s or ((last == "." or last == ":") and
+                     name:sub(1, #s) == s) then
+      return true
+    end
+  end
+  return false
+end
+
 local function skipped(name)
   for _, s in ipairs(user_skip) do
     if name == s or (s:sub(-1) == "." and name:sub(1, #s) == s) then
@@ -288,7 +308,8 @@ local function collect(prefix, t, depth)
   for _, k in ipairs(keys) do
     local v = t[k]
     local name = prefix .. tostring(k)
-    if type(v) == "function" and not skip[k] and not skipped(name) then
+    if type(v) == "function" and not skip[k] and not skipped(name) and
+       wanted(name) then
       targets[#targets + 1] = {name, v}
     elseif type(v) == "table" and k ~= "Tensor" and k ~= "_io" then
       collect(name .. ".", v, depth + 1)
@@ -299,10 +320,17 @@ for _, sub in ipairs({"nn", "data", "train", "exp", "plot"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
 collect("lg.", lg, 0)
+-- lg.exp is the exponential called as a function and the experiment
+-- module (lgrad.exp) indexed as a table: pairs does not see its fields
+do
+  local ok, exp = pcall(require, "lgrad.exp")
+  if ok and type(exp) == "table" then collect("lg.exp.", exp, 1) end
+end
 -- methods are called with a tensor first
 local methods = {}
 for k, v in pairs(lg.Tensor) do
-  if type(v) == "function" and not skipped("Tensor:" .. k) then
+  if type(v) == "function" and not skipped("Tensor:" .. k) and
+     wanted("Tensor:" .. k) then
     methods[#methods + 1] = {k, v}
   end
 end
@@ -379,6 +407,14 @@ local operators = {
   end},
 }
 
+if #only > 0 then
+  local kept = {}
+  for _, op in ipairs(operators) do
+    if wanted("operator " .. op[1]) then kept[#kept + 1] = op end
+  end
+  operators = kept
+end
+
 -- heavy or environment-bound entries get safe arguments only
 local heavy = {["lg.data.fashion_mnist"] = true}
 
@@ -425,13 +461,16 @@ local t0 = os.clock()
 for i = 1, ncalls do
   local name, fn, args, n
   local kind = math.random(100)
-  if kind <= 40 and #methods > 0 then
+  local function tensor_method()
     local m = pick(methods)
     name, fn = "Tensor:" .. m[1], m[2]
     n = math.random(1, 5)
     args = {make_tensor()}
     for j = 2, n do args[j] = value() end
-  elseif kind <= 48 then
+  end
+  if kind <= 40 and #methods > 0 then
+    tensor_method()
+  elseif kind <= 48 and #operators > 0 then
     local op = pick(operators)
     name, fn = "operator " .. op[1], op[2]
     n = 3
@@ -455,7 +494,12 @@ for i = 1, ncalls do
       args = {o}
       for j = 2, n do args[j] = value() end
       if math.random(10) == 1 then args[1] = value() end -- wrong self
+      if not wanted(name) then fn = nil end
     end
+  end
+  if not fn and #targets == 0 then
+    if #methods == 0 then error("fuzz: LGRAD_FUZZ_ONLY leaves nothing") end
+    tensor_method()
   end
   if not fn then
     local t = pick(targets)

@@ -388,6 +388,37 @@ describe("fixed: lg.nn", function()
   end)
 end)
 
+describe("fixed: lg.exp", function()
+  -- found by scripts/fuzz_api.lua (seed 2, call 775, once lg.exp's fields
+  -- were among its targets): lg.exp._worker, the entry of a sweep's worker
+  -- processes, opened /dev/fd/3 with "w" before looking at its
+  -- arguments, truncating whatever file the caller had as fd 3 (the
+  -- fuzzer's own log)
+  it("_worker called by anything but a sweep leaves fd 3 alone", function()
+    local dir = tmpdir()
+    local f = assert(io.open(dir .. "/fd3", "w"))
+    f:write("kept\n")
+    f:close()
+    local script = dir .. "/w.lua"
+    f = assert(io.open(script, "w"))
+    f:write('local lg = require "lgrad"\n',
+            'print(pcall(lg.exp._worker, 4.6116860184274e+18, 0.999))\n',
+            'print(pcall(lg.exp._worker, "/nonexistent", 1))\n')
+    f:close()
+    local cmd = ("cd %s && %s %s 3>>fd3 > out 2>&1"):format(quote(dir),
+                                                            quote(BIN),
+                                                            quote(script))
+    assert(os.execute(cmd))
+    local out = io.open(dir .. "/out"):read("a")
+    local kept = io.open(dir .. "/fd3"):read("a")
+    os.execute("rm -rf " .. quote(dir))
+    assert.equal("kept\n", kept)
+    local msg = "exp._worker: runs trial i of a sweep in a worker process; " ..
+                "expects the sweep's directory and a trial number"
+    assert.equal(("false\t%s\nfalse\t%s\n"):format(msg, msg), out)
+  end)
+end)
+
 describe("open: found by scripts/fuzz_api.lua", function()
   -- bindings/l_tensor.c: lg.tensor trusts #t (luaL_len honours __len)
   -- and loops 2^40 times
