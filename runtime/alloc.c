@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -62,6 +63,25 @@ static void read_max_bytes(void) {
                                      : ((size_t)1 << 46);
 }
 
+/* A block from libc.  Blocks of 2 MB and more are aligned to 2 MB and
+ * marked for transparent huge pages: the first touch of a fresh block (a
+ * GEMM's output, say) then costs one page fault per 2 MB instead of one
+ * per 4 KB, which slowed a 1024^3 matmul from Lua by a fifth. */
+#define LG_HUGE_SHIFT 21
+
+static void *fresh_block(size_t sz) {
+  void *p = NULL;
+  size_t align = sz >= ((size_t)1 << LG_HUGE_SHIFT) ? (size_t)1 << LG_HUGE_SHIFT
+                                                    : 64;
+  if (posix_memalign(&p, align, sz) != 0)
+    return NULL;
+#ifdef MADV_HUGEPAGE
+  if (align > 64)
+    madvise(p, sz, MADV_HUGEPAGE);
+#endif
+  return p;
+}
+
 void *lg_alloc(size_t nbytes) {
   if (nbytes == 0)
     nbytes = 1;
@@ -89,10 +109,10 @@ void *lg_alloc(size_t nbytes) {
   pthread_mutex_unlock(&bins_lock);
   if (p)
     return p;
-  if (posix_memalign(&p, 64, sz) != 0) {
+  if (!(p = fresh_block(sz))) {
     /* give the cache back to libc and try once more */
     lg_mem_trim();
-    if (posix_memalign(&p, 64, sz) != 0) {
+    if (!(p = fresh_block(sz))) {
       __atomic_sub_fetch(&live_bytes, sz, __ATOMIC_RELAXED);
       lg_seterr("out of memory (%zu bytes requested)", nbytes);
       return NULL;

@@ -583,10 +583,13 @@ static void conv_load_opts(const lg_node *node, lg_conv2d_opts *o) {
 }
 
 /* images per GEMM: the columns of a block of images go side by side, up to
- * this many bytes of columns, so that BLAS sees one large product (which
- * its threads split well) instead of many thin ones */
+ * this many bytes of columns, so that BLAS sees one larger product instead
+ * of many thin ones, while the columns (and backward's gradient of them)
+ * stay in the core's cache between im2col, the GEMM and col2im: a whole
+ * batch's 14 MB of columns for a 32->64 channel 3x3 layer made every step
+ * go through memory (20% slower than 1 MB blocks) */
 #ifndef CONV_COLS_BYTES
-#define CONV_COLS_BYTES ((size_t)32 << 20)
+#define CONV_COLS_BYTES ((size_t)1 << 20)
 #endif
 
 static int64_t conv_block(const conv_geom *g, int64_t N, size_t es) {

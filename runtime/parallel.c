@@ -7,10 +7,13 @@
  * lg_get_num_threads() - 1 workers), so that the two never run at once on
  * more cores than that: a parallel region runs to its end before the
  * calling thread goes on to a GEMM, and BLAS returns before the next
- * region starts.  A range is cut into at most one contiguous chunk per
- * thread at fixed boundaries; each chunk writes its own outputs, so the
- * results do not depend on timing.  Calls from inside a region, or from a
- * second host thread while the pool is busy, run serially on the caller.
+ * region starts.  A range is cut into a few contiguous chunks per thread
+ * at fixed boundaries, which the threads claim one at a time; each chunk
+ * writes its own outputs, so the results do not depend on which thread ran
+ * it.  The caller claims chunks too and waits only for chunks already
+ * claimed, so a worker that wakes late (on a loaded machine) delays
+ * nothing.  Calls from inside a region, or from a second host thread while
+ * the pool is busy, run serially on the caller.
  *
  * Workers spin a few microseconds after a job for the next one, then sleep
  * on a condition variable, so they do not take cores from BLAS's threads.
@@ -25,6 +28,7 @@
 #include "internal.h"
 
 #define LG_POOL_MAX 64
+#define CHUNKS_PER_THREAD 4
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -54,9 +58,10 @@ static struct {
   void *ctx;
   int64_t n;
   int nchunks;
-  unsigned gen;     /* advanced (atomically) for every job */
-  int pending;      /* workers yet to finish the current job (atomic) */
-  int sleepers;     /* callers waiting on done */
+  unsigned gen;      /* advanced (atomically) for every job */
+  uint64_t next;     /* gen << 32 | next chunk to claim (atomic) */
+  int finished;      /* chunks of the current job done (atomic) */
+  int sleepers;      /* callers waiting on done */
   bool stop;
 } pool = {.busy = PTHREAD_MUTEX_INITIALIZER,
           .mu = PTHREAD_MUTEX_INITIALIZER,
@@ -70,8 +75,34 @@ static inline int64_t chunk_begin(int64_t n, int nchunks, int i) {
   return (int64_t)((__int128)n * i / nchunks);
 }
 
+/* runs chunks of job gen until none is left; the claim fails once the job
+ * has changed, so stale parameters never run */
+static void run_chunks(unsigned gen, lg_range_fn fn, void *ctx, int64_t n,
+                       int nchunks) {
+  for (;;) {
+    uint64_t v = __atomic_load_n(&pool.next, __ATOMIC_ACQUIRE);
+    int i;
+    do {
+      i = (int)(uint32_t)v;
+      if ((unsigned)(v >> 32) != gen || i >= nchunks)
+        return;
+    } while (!__atomic_compare_exchange_n(&pool.next, &v, v + 1, true,
+                                          __ATOMIC_ACQ_REL,
+                                          __ATOMIC_ACQUIRE));
+    int64_t b = chunk_begin(n, nchunks, i), e = chunk_begin(n, nchunks, i + 1);
+    if (b < e)
+      fn(ctx, b, e);
+    if (__atomic_add_fetch(&pool.finished, 1, __ATOMIC_ACQ_REL) == nchunks) {
+      pthread_mutex_lock(&pool.mu);
+      if (pool.sleepers)
+        pthread_cond_broadcast(&pool.done);
+      pthread_mutex_unlock(&pool.mu);
+    }
+  }
+}
+
 static void *worker(void *arg) {
-  int id = (int)(intptr_t)arg; /* chunk id; the caller takes chunk 0 */
+  (void)arg;
   in_region = true;
   unsigned seen = 0;
   for (;;) {
@@ -93,18 +124,7 @@ static void *worker(void *arg) {
     if (stop)
       break;
     seen = g;
-    if (id < nchunks) {
-      int64_t b = chunk_begin(n, nchunks, id);
-      int64_t e = chunk_begin(n, nchunks, id + 1);
-      if (b < e)
-        fn(ctx, b, e);
-    }
-    if (__atomic_sub_fetch(&pool.pending, 1, __ATOMIC_ACQ_REL) == 0) {
-      pthread_mutex_lock(&pool.mu);
-      if (pool.sleepers)
-        pthread_cond_broadcast(&pool.done);
-      pthread_mutex_unlock(&pool.mu);
-    }
+    run_chunks(g, fn, ctx, n, nchunks);
   }
   return NULL;
 }
@@ -138,11 +158,12 @@ static void pool_resize(int nthreads) {
   if (g != 0) {
     pthread_mutex_lock(&pool.mu);
     __atomic_store_n(&pool.gen, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&pool.next, 0, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&pool.mu);
   }
   while (pool.nworkers < want &&
          pthread_create(&pool.tid[pool.nworkers], NULL, worker,
-                        (void *)(intptr_t)(pool.nworkers + 1)) == 0)
+                        NULL) == 0)
     pool.nworkers++;
   pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
@@ -157,7 +178,8 @@ static void atfork_child(void) {
   pool.done = c;
   pool.nworkers = 0;
   pool.gen = 0;
-  pool.pending = 0;
+  pool.next = 0;
+  pool.finished = 0;
   pool.sleepers = 0;
   pool.stop = false;
   in_region = false;
@@ -176,42 +198,43 @@ void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
   if (nthreads > LG_POOL_MAX + 1)
     nthreads = LG_POOL_MAX + 1;
   int64_t maxchunks = (n + grain - 1) / grain;
-  int nchunks = maxchunks < nthreads ? (int)maxchunks : nthreads;
-  if (nchunks < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
+  if (nthreads < 2 || maxchunks < 2 || pthread_mutex_trylock(&pool.busy) != 0) {
     fn(ctx, 0, n);
     return;
   }
   pthread_once(&atfork_once, register_atfork);
   if (pool.nworkers != nthreads - 1)
     pool_resize(nthreads);
-  if (nchunks > pool.nworkers + 1)
-    nchunks = pool.nworkers + 1;
-  if (nchunks < 2) {
+  if (!pool.nworkers) {
     pthread_mutex_unlock(&pool.busy);
     fn(ctx, 0, n);
     return;
   }
+  int64_t most = (int64_t)CHUNKS_PER_THREAD * (pool.nworkers + 1);
+  int nchunks = (int)(maxchunks < most ? maxchunks : most);
   in_region = true;
   pthread_mutex_lock(&pool.mu);
   pool.fn = fn;
   pool.ctx = ctx;
   pool.n = n;
   pool.nchunks = nchunks;
-  __atomic_store_n(&pool.pending, pool.nworkers, __ATOMIC_RELEASE);
-  __atomic_add_fetch(&pool.gen, 1, __ATOMIC_ACQ_REL);
+  __atomic_store_n(&pool.finished, 0, __ATOMIC_RELEASE);
+  unsigned gen = __atomic_load_n(&pool.gen, __ATOMIC_ACQUIRE) + 1;
+  if (gen == 0)
+    gen = 1; /* 0 is what a new worker has seen */
+  __atomic_store_n(&pool.next, (uint64_t)gen << 32, __ATOMIC_RELEASE);
+  __atomic_store_n(&pool.gen, gen, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
-  int64_t e = chunk_begin(n, nchunks, 1);
-  if (e > 0)
-    fn(ctx, 0, e);
+  run_chunks(gen, fn, ctx, n, nchunks);
   for (int s = 0; s < CALLER_SPINS &&
-                  __atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0;
+                  __atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks;
        s++)
     CPU_RELAX();
-  if (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0) {
+  if (__atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks) {
     pthread_mutex_lock(&pool.mu);
     pool.sleepers++;
-    while (__atomic_load_n(&pool.pending, __ATOMIC_ACQUIRE) != 0)
+    while (__atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks)
       pthread_cond_wait(&pool.done, &pool.mu);
     pool.sleepers--;
     pthread_mutex_unlock(&pool.mu);
