@@ -477,7 +477,7 @@ for i = 1, ncalls do
     args = {value(), value(), value()}
     if math.random(2) == 1 then args[1] = make_tensor()
     else args[2] = make_tensor() end
-  elseif kind <= 52 then
+  elseif kind > 48 and kind <= 52 then
     local f = pick(factories)
     name, fn, n, args = "make object", f, 0, {}
   elseif kind <= 64 and #objects > 0 then

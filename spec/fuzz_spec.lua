@@ -368,6 +368,23 @@ describe("fixed: lg.nn", function()
     assert.same({"weight", "bias"}, names)
   end)
 
+  -- found by scripts/fuzz_api.lua (LGRAD_FUZZ_ONLY on the Lua modules,
+  -- seed 2): the iterator of named_parameters' ordered result, called
+  -- with a table whose # says 2^40 as its table, looped over # entries
+  it("an ordered result's iterator trusts no #", function()
+    finishes([[
+      local r = lg.nn.Linear(2, 2):named_parameters()
+      local huge = setmetatable({}, {__len = function() return 2 ^ 40 end})
+      local ok, err = pcall(getmetatable(r).__call, huge, "x", lg.tensor(1))
+      assert(not ok and err:find("ordered table: no entry named", 1, true),
+             err)]], 5)
+    local r = lg.nn.Linear(2, 2):named_parameters()
+    local ok, err = pcall(r, r, "nope")
+    assert.is_false(ok)
+    assert.matches("ordered table: no entry named nope", err, 1, true)
+    assert.equal("bias", r(r, "weight"))
+  end)
+
   it("load_state_dict of a table that contains itself", function()
     local ok, out = child([[
       local t = {}

@@ -348,7 +348,7 @@ local function ordered_next(r, prev)
     local pos = positions[r]
     if not pos then
       pos = {}
-      for j = 1, #r do
+      for j = 1, rawlen(r) do
         local e = rawget(r, j)
         if type(e) == "table" and e[1] ~= nil then pos[e[1]] = j end
       end
