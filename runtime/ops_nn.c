@@ -1060,15 +1060,26 @@ static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
       T *dp = dx + p * H * W;                                                  \
       for (int64_t oh = 0; oh < OH; oh++) {                                    \
         const T *r0 = xp + 2 * oh * W, *r1 = r0 + W, *gr = gp + oh * OW;       \
-        T *d0 = dp + 2 * oh * W, *d1 = d0 + W, best;                           \
+        T *d0 = dp + 2 * oh * W, *d1 = d0 + W;                                 \
+        /* max4 spelled as single-compare selects on T (the window's     \
+         * position as a T), the form GCC vectorizes */                     \
         for (int64_t ow = 0; ow < OW; ow++) {                                  \
-          int pos = max4_##SFX(r0[2 * ow], r0[2 * ow + 1], r1[2 * ow],         \
-                               r1[2 * ow + 1], &best);                         \
-          T v = gr[ow];                                                        \
-          d0[2 * ow] = pos == 0 ? v : (T)0;                                    \
-          d0[2 * ow + 1] = pos == 1 ? v : (T)0;                                \
-          d1[2 * ow] = pos == 2 ? v : (T)0;                                    \
-          d1[2 * ow + 1] = pos == 3 ? v : (T)0;                                \
+          T a = r0[2 * ow], b = r0[2 * ow + 1];                                \
+          T c = r1[2 * ow], d = r1[2 * ow + 1];                                \
+          T ab = b > a ? b : a, q = b > a ? (T)1 : (T)0;                       \
+          ab = b != b ? b : ab;                                                \
+          q = b != b ? (T)1 : q;                                               \
+          T abc = c > ab ? c : ab;                                             \
+          q = c > ab ? (T)2 : q;                                               \
+          abc = c != c ? c : abc;                                              \
+          q = c != c ? (T)2 : q;                                               \
+          q = d > abc ? (T)3 : q;                                              \
+          q = d != d ? (T)3 : q;                                               \
+          T v = gr[ow], z = 0;                                                 \
+          d0[2 * ow] = q == (T)0 ? v : z;                                      \
+          d0[2 * ow + 1] = q == (T)1 ? v : z;                                  \
+          d1[2 * ow] = q == (T)2 ? v : z;                                      \
+          d1[2 * ow + 1] = q == (T)3 ? v : z;                                  \
         }                                                                      \
         for (int64_t w = 2 * OW; w < W; w++)                                   \
           d0[w] = d1[w] = 0;                                                   \
