@@ -205,6 +205,25 @@ local tables = {
     return setmetatable({}, {__len = function() return 2 ^ 40 end})
   end,
   function() return {n = pick(numbers), pick(numbers), pick(numbers)} end,
+  -- chart options that reach the drawing (lg.plot): numbers of every
+  -- kind as data, limits and log axes
+  function()
+    local xs, ys = {}, {}
+    for i = 1, math.random(0, 6) do
+      xs[i] = math.random(3) == 1 and pick(numbers) or i
+      ys[i] = pick(numbers)
+    end
+    local o = {y = ys, logx = math.random(4) == 1, logy = math.random(4) == 1}
+    if math.random(2) == 1 then o.x = xs end
+    if math.random(4) == 1 then o.xmin = pick(numbers) end
+    if math.random(4) == 1 then o.ymax = pick(numbers) end
+    if math.random(4) == 1 then
+      o = {series = {{"a", xs, ys}, {name = "b", y = ys}},
+           markers = {{x = pick(numbers), label = "m"}},
+           points = {{pick(numbers), pick(numbers), label = "p"}}}
+    end
+    return o
+  end,
   function()
     local o = pick(objects)
     if o == nil or (skip_table_object and type(o) == "table") then

@@ -248,6 +248,29 @@ describe("fixed: lg.plot", function()
     end
   end)
 
+  -- found by random charts of extreme numbers (the fuzzer's chart
+  -- options, then 20,000 more in a loop): math.maxinteger on a log axis
+  -- doubled as an integer and wrapped around (an internal log_ticks
+  -- error), subnormal data halved to a zero span (NaN pixels), and points
+  -- far outside fixed limits mapped to inf
+  it("charts of extreme data have finite coordinates", function()
+    local M = 1.7976931348623157e308
+    for _, o in ipairs({
+      {y = {math.maxinteger}, logy = true},
+      {y = {math.maxinteger, 0}, logy = true},
+      {x = {1e16, M, 1e16}, y = {0 / 0, 0, 5e-324}, logx = true},
+      {x = {M, 7}, y = {2 ^ 31, 2 ^ 62}, xmax = -1, ymax = 1e-8},
+      {y = {1.5, 1e-8}, markers = {{x = -M}}, xmin = 1e16, ymax = -1},
+      {x = {math.mininteger, 1}, y = {1, 2}, xmin = math.mininteger,
+       xmax = math.mininteger}}) do
+      for _, kind in ipairs({"line", "scatter"}) do
+        local svg = lg.plot[kind](o)
+        assert.is_nil(svg:find("nan", 1, true), svg)
+        assert.is_nil(svg:find("inf", 1, true), svg)
+      end
+    end
+  end)
+
   it("refuses options that cannot make a chart", function()
     local function refuses(o, msg)
       local ok, err = pcall(lg.plot.line, o)

@@ -307,7 +307,10 @@ end
 -- the outer ticks: points must not sit on the frame), ticks (given as
 -- {{value, label}...}).
 local function make_axis(a)
-  local lo, hi = a.fixed_lo or a.lo, a.fixed_hi or a.hi
+  -- floats: integers such as math.maxinteger * 2 would wrap around
+  local lo, hi = (a.fixed_lo or a.lo) + 0.0, (a.fixed_hi or a.hi) + 0.0
+  local fixed_lo = a.fixed_lo and a.fixed_lo + 0.0
+  local fixed_hi = a.fixed_hi and a.fixed_hi + 0.0
   local p0, p1 = a.p0, a.p1
   local ax = { log = a.log }
   local values, labels
@@ -317,8 +320,8 @@ local function make_axis(a)
     -- doubles (10^-323.3 is the smallest)
     local l0, l1 = math.log(lo, 10), math.log(hi, 10)
     local pad = (l1 - l0) * (a.pad and 0.06 or 0.03)
-    if not a.fixed_lo then l0 = l0 - pad end
-    if not a.fixed_hi then l1 = l1 + pad end
+    if not fixed_lo then l0 = l0 - pad end
+    if not fixed_hi then l1 = l1 + pad end
     l0 = math.min(math.max(l0, -323.3), 308.25)
     l1 = math.min(math.max(l1, -323.3), 308.25)
     if l1 == l0 then l0, l1 = l0 - 0.5, l1 + 0.5 end
@@ -330,21 +333,26 @@ local function make_axis(a)
   else
     if a.pad and lo < hi then
       local pad = half_span(lo, hi) * 0.12
-      if not a.fixed_lo then lo = math.max(lo - pad, -MAXD) end
-      if not a.fixed_hi then hi = math.min(hi + pad, MAXD) end
+      if not fixed_lo then lo = math.max(lo - pad, -MAXD) end
+      if not fixed_hi then hi = math.min(hi + pad, MAXD) end
     end
     local first, last
     values, labels, first, last = M.nice_ticks(lo, hi, nil, a.integer)
     if a.pad then first, last = lo, hi end
-    ax.lo = a.fixed_lo or first
-    ax.hi = a.fixed_hi or last
+    ax.lo = fixed_lo or first
+    ax.hi = fixed_hi or last
     if ax.lo == ax.hi then
       local d = math.max(1, math.abs(ax.lo) * 0.1)
       ax.lo, ax.hi = math.max(ax.lo - d, -MAXD), math.min(ax.hi + d, MAXD)
     end
-    -- in halves: the span of -1e308 .. 1e308 overflows
-    local h0, hspan = ax.lo * 0.5, half_span(ax.lo, ax.hi)
-    ax.map = function(v) return p0 + (v * 0.5 - h0) / hspan * (p1 - p0) end
+    local l0, span = ax.lo, ax.hi - ax.lo
+    if span == inf or span == -inf then
+      -- in halves: the span of -1e308 .. 1e308 overflows
+      local h0, hspan = ax.lo * 0.5, half_span(ax.lo, ax.hi)
+      ax.map = function(v) return p0 + (v * 0.5 - h0) / hspan * (p1 - p0) end
+    else
+      ax.map = function(v) return p0 + (v - l0) / span * (p1 - p0) end
+    end
   end
   if a.ticks then
     values, labels = {}, {}
@@ -369,7 +377,12 @@ end
 ---------------------------------------------------------------------------
 -- drawing
 
-local function num(v) return fmt("%.2f", v) end
+-- a pixel coordinate; a point far outside fixed limits (clipped) stays a
+-- number SVG reads
+local function num(v)
+  if v ~= v then v = 0 end
+  return fmt("%.2f", math.min(math.max(v, -1e6), 1e6))
+end
 
 -- a chart into the box (x0, y0, w, h) of an SVG being built in `out`
 local function panel(out, o, list, kind, box)
