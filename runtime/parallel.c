@@ -92,12 +92,21 @@ static void run_chunks(unsigned gen, lg_range_fn fn, void *ctx, int64_t n,
     int64_t b = chunk_begin(n, nchunks, i), e = chunk_begin(n, nchunks, i + 1);
     if (b < e)
       fn(ctx, b, e);
+#ifdef LG_POOL_NO_SPIN
+    /* every chunk's end under the lock: the hand-over a race checker sees */
+    pthread_mutex_lock(&pool.mu);
+    if (__atomic_add_fetch(&pool.finished, 1, __ATOMIC_ACQ_REL) == nchunks &&
+        pool.sleepers)
+      pthread_cond_broadcast(&pool.done);
+    pthread_mutex_unlock(&pool.mu);
+#else
     if (__atomic_add_fetch(&pool.finished, 1, __ATOMIC_ACQ_REL) == nchunks) {
       pthread_mutex_lock(&pool.mu);
       if (pool.sleepers)
         pthread_cond_broadcast(&pool.done);
       pthread_mutex_unlock(&pool.mu);
     }
+#endif
   }
 }
 
@@ -231,7 +240,8 @@ void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
                   __atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks;
        s++)
     CPU_RELAX();
-  if (__atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks) {
+  if (CALLER_SPINS == 0 ||
+      __atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks) {
     pthread_mutex_lock(&pool.mu);
     pool.sleepers++;
     while (__atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks)
