@@ -12,6 +12,8 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1064,8 +1066,157 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
+/* ---- Lua's allocator ----
+ * A script's tensor loop makes and drops a few small Lua objects per
+ * step (boxes, closures, strings); through libc each is a malloc and a
+ * free.  Blocks up to LA_MAX bytes come instead from per-size-class free
+ * lists (16-byte classes) carved out of 64 KB chunks, which are given
+ * back all at once when the state closes; larger blocks go to libc.  Only
+ * the lgrad binary uses it: require "lgrad" from lua5.4 keeps Lua's. */
+#define LA_GRAIN 16
+#define LA_MAX 256
+#define LA_NCLASS (LA_MAX / LA_GRAIN)
+#define LA_CHUNK ((size_t)64 << 10)
+
+typedef struct la_chunk {
+  struct la_chunk *next;
+  union { long double d; void *p; long long l; } align[];
+} la_chunk;
+
+typedef struct {
+  void *free[LA_NCLASS];
+  char *bump, *end; /* the rest of the newest chunk */
+  la_chunk *chunks;
+} la_state;
+
+static int la_class(size_t n) { return (int)((n - 1) / LA_GRAIN); }
+
+static void *la_small(la_state *a, int c) {
+  void *p = a->free[c];
+  if (p) {
+    a->free[c] = *(void **)p;
+    return p;
+  }
+  size_t sz = (size_t)(c + 1) * LA_GRAIN;
+  if ((size_t)(a->end - a->bump) < sz) {
+    la_chunk *k = malloc(sizeof *k + LA_CHUNK);
+    if (!k)
+      return NULL;
+    k->next = a->chunks;
+    a->chunks = k;
+    a->bump = (char *)k->align;
+    a->end = a->bump + LA_CHUNK;
+  }
+  p = a->bump;
+  a->bump += sz;
+  return p;
+}
+
+static void la_release(la_state *a, void *p, int c) {
+  *(void **)p = a->free[c];
+  a->free[c] = p;
+}
+
+static void *la_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  la_state *a = ud;
+  if (!ptr)
+    osize = 0; /* osize then names the kind of object */
+  bool osmall = ptr && osize <= LA_MAX, nsmall = nsize && nsize <= LA_MAX;
+  if (nsize == 0) {
+    if (osmall)
+      la_release(a, ptr, la_class(osize));
+    else
+      free(ptr);
+    return NULL;
+  }
+  if (!ptr)
+    return nsmall ? la_small(a, la_class(nsize)) : malloc(nsize);
+  if (!osmall && !nsmall)
+    return realloc(ptr, nsize);
+  if (osmall && nsmall && la_class(osize) == la_class(nsize))
+    return ptr;
+  void *q = nsmall ? la_small(a, la_class(nsize)) : malloc(nsize);
+  if (!q)
+    return NULL; /* Lua keeps the old block */
+  memcpy(q, ptr, osize < nsize ? osize : nsize);
+  if (osmall)
+    la_release(a, ptr, la_class(osize));
+  else
+    free(ptr);
+  return q;
+}
+
+static void la_destroy(la_state *a) {
+  while (a->chunks) {
+    la_chunk *k = a->chunks;
+    a->chunks = k->next;
+    free(k);
+  }
+  free(a);
+}
+
+/* what luaL_newstate sets besides the allocator: a panic function and
+ * warnings that start off and are switched by "@on" / "@off" */
+static int la_panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  if (msg == NULL)
+    msg = "error object is not a string";
+  lua_writestringerror("PANIC: unprotected error in call to Lua API (%s)\n",
+                       msg);
+  return 0;
+}
+
+static void warnf_on(void *ud, const char *msg, int tocont);
+static void warnf_off(void *ud, const char *msg, int tocont);
+
+static int warn_control(lua_State *L, const char *msg, int tocont) {
+  if (tocont || *msg++ != '@')
+    return 0;
+  if (strcmp(msg, "off") == 0)
+    lua_setwarnf(L, warnf_off, L);
+  else if (strcmp(msg, "on") == 0)
+    lua_setwarnf(L, warnf_on, L);
+  return 1;
+}
+
+static void warnf_cont(void *ud, const char *msg, int tocont) {
+  lua_State *L = ud;
+  lua_writestringerror("%s", msg);
+  if (tocont) {
+    lua_setwarnf(L, warnf_cont, L);
+  } else {
+    lua_writestringerror("%s", "\n");
+    lua_setwarnf(L, warnf_on, L);
+  }
+}
+
+static void warnf_on(void *ud, const char *msg, int tocont) {
+  if (warn_control(ud, msg, tocont))
+    return;
+  lua_writestringerror("%s", "Lua warning: ");
+  warnf_cont(ud, msg, tocont);
+}
+
+static void warnf_off(void *ud, const char *msg, int tocont) {
+  warn_control(ud, msg, tocont);
+}
+
+static lua_State *new_state(la_state **arena) {
+  la_state *a = calloc(1, sizeof *a);
+  lua_State *L = a ? lua_newstate(la_alloc, a) : NULL;
+  if (!L) {
+    free(a);
+    return NULL;
+  }
+  lua_atpanic(L, la_panic);
+  lua_setwarnf(L, warnf_off, L);
+  *arena = a;
+  return L;
+}
+
 int main(int argc, char **argv) {
-  lua_State *L = luaL_newstate();
+  la_state *arena = NULL;
+  lua_State *L = new_state(&arena);
   if (L == NULL) {
     l_message(PROGNAME, "cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -1078,5 +1229,6 @@ int main(int argc, char **argv) {
   int result = lua_toboolean(L, -1);
   report(L, status);
   lua_close(L);
+  la_destroy(arena);
   return (result && status == LUA_OK) ? EXIT_SUCCESS : EXIT_FAILURE;
 }
