@@ -21,6 +21,13 @@
 #pragma GCC optimize("vect-cost-model=dynamic")
 #endif
 
+/* keeps GCC from turning short copy loops back into memcpy calls */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define NO_LIBCALLS
+#endif
+
 #define SHAPE_BUF 192
 
 /* ---- shared helpers ---- */
@@ -351,7 +358,7 @@ static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
  * col2im sets the planes c0..c1-1 of dx to the sum of such cols.
  */
 #define DEF_IM2COL(T, SFX)                                                     \
-  static void im2col_##SFX(const T *restrict x, const conv_geom *g,            \
+  NO_LIBCALLS static void im2col_##SFX(const T *restrict x, const conv_geom *g,            \
                            T *restrict cols, int64_t ld, int64_t c0,           \
                            int64_t c1) {                                       \
     int64_t OW = g->OW, sw = g->sw;                                            \
@@ -373,8 +380,9 @@ static inline void window_taps(int64_t s, int64_t d, int64_t k, int64_t n,
             const T *xr = x + (c * g->H + ih) * g->W;                          \
             for (int64_t ow = 0; ow < lo; ow++)                                \
               r[ow] = 0;                                                       \
-            if (sw == 1)                                                       \
-              memcpy(r + lo, xr + lo + joff, sizeof(T) * (hi - lo));           \
+            if (sw == 1) /* rows are short: no call per row */               \
+              for (int64_t ow = lo; ow < hi; ow++)                             \
+                r[ow] = xr[ow + joff];                                         \
             else                                                               \
               for (int64_t ow = lo; ow < hi; ow++)                             \
                 r[ow] = xr[ow * sw + joff];                                    \
