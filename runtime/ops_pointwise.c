@@ -482,6 +482,53 @@ static void unary_kernel(lg_unop op, lg_tensor *out, lg_tensor *a) {
   }
 }
 
+/* ---- one-element tensors ----
+ * A scalar loop (one loss, one weight) spends more in shape checks,
+ * broadcasting and the strided iterator than in its one multiply.  A
+ * tensor whose every dimension is 1 (a 0-d tensor among them) takes a
+ * path without them: the header and storage straight from the pools, and
+ * the same scalar formula the kernels use, so results are bit-identical. */
+
+static inline bool is_tiny(const lg_tensor *t) {
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] != 1)
+      return false;
+  return true;
+}
+
+/* a fresh contiguous one-element tensor of t's shape and dtype d */
+static lg_tensor *tiny_like(const lg_tensor *t, lg_dtype d) {
+  lg_tensor *o = lg_tensor_header();
+  if (!o)
+    return NULL;
+  if (!(o->storage = lg_storage_new(lg_dtype_size(d)))) {
+    lg_header_free(o);
+    return NULL;
+  }
+  o->dtype = d;
+  o->ndim = t->ndim;
+  for (int i = 0; i < t->ndim; i++) {
+    o->shape[i] = 1;
+    o->strides[i] = 1;
+  }
+  return o;
+}
+
+/* out = x OP y for one-element float operands of out's dtype */
+static inline void tiny_binary(lg_binop op, lg_tensor *out, double x,
+                               double y) {
+  if (out->dtype == LG_FLOAT32)
+    *(float *)out->storage->data = bin_f(op, (float)x, (float)y);
+  else
+    *(double *)out->storage->data = bin_d(op, x, y);
+}
+
+static inline double tiny_load(const lg_tensor *t) {
+  return t->dtype == LG_FLOAT32
+             ? ((const float *)t->storage->data)[t->offset]
+             : ((const double *)t->storage->data)[t->offset];
+}
+
 /* ---- dtype decisions ---- */
 
 static lg_dtype binary_compute_dtype(lg_binop op, lg_dtype a, lg_dtype b) {
@@ -723,6 +770,20 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
     return NULL;
   }
   const char *name = binop_names[op];
+  if (a->dtype == b->dtype && lg_dtype_is_float(a->dtype) &&
+      !is_compare(op) && a->ndim == b->ndim && is_tiny(a) && is_tiny(b)) {
+    lg_tensor *out = tiny_like(a, a->dtype);
+    if (!out)
+      return NULL;
+    tiny_binary(op, out, tiny_load(a), tiny_load(b));
+    lg_tensor *in[2] = {a, b};
+    lg_node *n = lg_record(out, name, binary_backward, 2, in);
+    if (n && save_binary(n, op, a, b, out)) {
+      lg_release(out);
+      return NULL;
+    }
+    return out;
+  }
   lg_dtype cd = binary_compute_dtype(op, a->dtype, b->dtype);
   lg_dtype od = is_compare(op) ? LG_BOOL : cd;
   int nd;
@@ -863,10 +924,18 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
   lg_tensor *ca = a;
   if (a->dtype != cd && !(ca = lg_to_dtype(a, cd)))
     return NULL;
-  lg_tensor *out =
-      lg_empty(is_compare(op) ? LG_BOOL : cd, ca->ndim, ca->shape);
+  bool tiny = ca == a && lg_dtype_is_float(cd) && !is_compare(op) &&
+              is_tiny(a);
+  lg_tensor *out = tiny ? tiny_like(a, cd)
+                        : lg_empty(is_compare(op) ? LG_BOOL : cd, ca->ndim,
+                                   ca->shape);
   if (out) {
-    scalar_kernel(op, out, ca, s, scalar_first);
+    if (tiny && scalar_first)
+      tiny_binary(op, out, s, tiny_load(a));
+    else if (tiny)
+      tiny_binary(op, out, tiny_load(a), s);
+    else
+      scalar_kernel(op, out, ca, s, scalar_first);
     lg_node *n = is_compare(op) ? NULL
                                 : lg_record(out, name, scalar_backward, 1, &ca);
     if (n) {
@@ -1165,7 +1234,8 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
   lg_tensor *ca = a;
   if (op != LG_OP_NOT && a->dtype != d && !(ca = lg_to_dtype(a, d)))
     return NULL;
-  lg_tensor *out = lg_empty(d, ca->ndim, ca->shape);
+  lg_tensor *out = is_tiny(ca) ? tiny_like(ca, d)
+                               : lg_empty(d, ca->ndim, ca->shape);
   if (out) {
     unary_kernel(op, out, ca);
     lg_node *n = op == LG_OP_NOT || !lg_dtype_is_float(d)
