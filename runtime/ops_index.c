@@ -18,9 +18,13 @@ static int check_index(const char *fname, lg_tensor *idx) {
   return 0;
 }
 
+/* v is 0-based: the message gives it 1-based, in two's complement as the
+ * binding's conversion from 1-based wraps (INT64_MAX + 1 is the INT64_MIN
+ * the caller gave), without signed overflow */
 static int index_oob(const char *fname, int64_t v, int64_t size, int dim) {
   lg_seterr("%s: index %lld out of range for size %lld of dimension %d",
-            fname, (long long)v + 1, (long long)size, dim + 1);
+            fname, (long long)(int64_t)((uint64_t)v + 1), (long long)size,
+            dim + 1);
   return -1;
 }
 

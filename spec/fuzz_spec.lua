@@ -521,6 +521,41 @@ describe("open: found by scripts/fuzz_api.lua", function()
          end
        end
      end))
+  -- bindings/l_ops.c (lgL_index_in): a Lua list of indices is made
+  -- 0-based with v - 1 in signed arithmetic, undefined for
+  -- math.mininteger (UBSan: "signed integer overflow: -9223372036854775808
+  -- - 1"); found by scripts/fuzz_api.lua under UBSan, seed 2, 200,000
+  -- calls.  The message is right only because the overflow wraps.
+  it("an index list holding math.mininteger without undefined behaviour",
+     known_bug("lgL_index_in: math.mininteger - 1 overflows", function()
+       local ok, out = child([[
+         local x = lg.randn(3, 4)
+         print(pcall(x.index_select, x, 1, {math.mininteger}))]], 20)
+       assert(ok, out)
+       assert.is_nil(out:find("runtime error", 1, true), out)
+       assert.matches("index_select: index -9223372036854775808 out of " ..
+                      "range for size 3 of dimension 1", out, 1, true)
+     end))
+end)
+
+describe("fixed: runtime/ops_index.c", function()
+  -- found by scripts/fuzz_api.lua under UBSan (seed 2, 200,000 calls):
+  -- the out-of-range message gave the 0-based index 1-based with v + 1,
+  -- a signed overflow for INT64_MAX (an index of math.mininteger, wrapped
+  -- by the conversion from 1-based)
+  it("names an index of math.mininteger without overflow", function()
+    local ok, out = child([[
+      local x = lg.randn(3, 4)
+      print(pcall(x.index_select, x, 1, lg.tensor{math.mininteger}))
+      print(pcall(x.index_select, x, 1, lg.tensor{math.maxinteger}))
+      print(pcall(x.gather, x, 1, lg.tensor{{math.mininteger}}))]], 20)
+    assert(ok, out)
+    assert.is_nil(out:find("ops_index.c", 1, true), out)
+    assert.matches("false\tindex_select: index -9223372036854775808 out " ..
+                   "of range for size 3 of dimension 1\n" ..
+                   "false\tindex_select: index 9223372036854775807 out " ..
+                   "of range for size 3 of dimension 1\n", out, 1, true)
+  end)
 end)
 
 describe("fixed: empty tensors (found by fuzz/fuzz_npy.c)", function()
