@@ -309,6 +309,49 @@ int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward) {
   return 0;
 }
 
+/* ---- one-element tensors ----
+ * The seed gradient of a scalar loss and the copy a leaf keeps of its
+ * first gradient are one element each: made straight from the header and
+ * storage pools, without lg_full's and lg_clone's general paths. */
+
+static bool tiny_float(const lg_tensor *t) {
+  if (!lg_dtype_is_float(t->dtype))
+    return false;
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] != 1)
+      return false;
+  return true;
+}
+
+/* a contiguous tensor of t's shape and dtype holding v (t: tiny_float) */
+static lg_tensor *tiny_full(const lg_tensor *t, double v) {
+  lg_tensor *o = lg_tensor_header();
+  if (!o)
+    return NULL;
+  size_t es = lg_dtype_size(t->dtype);
+  if (!(o->storage = lg_storage_new(es))) {
+    lg_header_free(o);
+    return NULL;
+  }
+  o->dtype = t->dtype;
+  o->ndim = t->ndim;
+  for (int i = 0; i < t->ndim; i++) {
+    o->shape[i] = 1;
+    o->strides[i] = 1;
+  }
+  if (t->dtype == LG_FLOAT32)
+    *(float *)o->storage->data = (float)v;
+  else
+    *(double *)o->storage->data = v;
+  return o;
+}
+
+static lg_tensor *tiny_clone(const lg_tensor *t) {
+  return tiny_full(t, t->dtype == LG_FLOAT32
+                          ? ((const float *)t->storage->data)[t->offset]
+                          : ((const double *)t->storage->data)[t->offset]);
+}
+
 /* ---- leaf accumulation ---- */
 
 static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
@@ -334,6 +377,10 @@ static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
         lg_release(leaf->grad);
         leaf->grad = d;
       }
+      return leaf->grad ? 0 : -1;
+    }
+    if (tiny_float(g)) {
+      leaf->grad = tiny_clone(g);
       return leaf->grad ? 0 : -1;
     }
     bool was = lg_set_grad_enabled(false);
@@ -595,7 +642,7 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
         st = n->backward(n, g, grads);
         in_backward--;
       }
-      if (!st) {
+      if (!st && anomaly) {
         for (int k = 0; k < n->ninputs && !st; k++)
           if (grads[k])
             st = lg_anomaly_check(n->name, grads[k], true);
@@ -661,6 +708,8 @@ static lg_tensor *default_grad(lg_tensor *root, const char *fname) {
               fname, lg_shape_str(root, b, sizeof b));
     return NULL;
   }
+  if (tiny_float(root))
+    return tiny_full(root, 1.0);
   return lg_full(root->dtype, root->ndim, root->shape, 1.0);
 }
 

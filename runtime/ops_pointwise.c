@@ -857,6 +857,20 @@ static int scalar_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   case LG_OP_POW:
     if (!first) { /* s * a^(s-1) */
       lg_tensor *p;
+      if (s == 2 && !lg_grad_enabled() && g->dtype == a->dtype &&
+          lg_dtype_is_float(g->dtype) && g->ndim == a->ndim && is_tiny(g) &&
+          is_tiny(a)) { /* g * (a * 2) in one step, without a graph */
+        lg_tensor *r = tiny_like(g, g->dtype);
+        if (r && g->dtype == LG_FLOAT32)
+          *(float *)r->storage->data =
+              bin_f(LG_OP_MUL, (float)tiny_load(g),
+                    bin_f(LG_OP_MUL, (float)tiny_load(a), 2.0f));
+        else if (r)
+          *(double *)r->storage->data =
+              bin_d(LG_OP_MUL, tiny_load(g), bin_d(LG_OP_MUL, tiny_load(a), 2));
+        grads[0] = r;
+        break;
+      }
       if (s == 2)
         p = lg_binary_scalar(LG_OP_MUL, a, 2, false);
       else {
@@ -973,6 +987,17 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
                 lg_dtype_name(a->dtype));
       return -1;
     }
+  }
+  if (a->dtype == b->dtype && lg_dtype_is_float(a->dtype) &&
+      b->ndim <= a->ndim && is_tiny(a) && is_tiny(b)) {
+    /* b is read before a is written, so sharing memory is harmless */
+    double x = tiny_load(a), y = tiny_load(b);
+    if (a->dtype == LG_FLOAT32)
+      ((float *)a->storage->data)[a->offset] = bin_f(op, (float)x, (float)y);
+    else
+      ((double *)a->storage->data)[a->offset] = bin_d(op, x, y);
+    lg_bump_version(a);
+    return 0;
   }
   int nd;
   int64_t shape[LG_MAX_DIMS];
