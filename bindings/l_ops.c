@@ -42,7 +42,8 @@ lg_tensor *lgL_index_in(lua_State *L, int idx, const char *fname) {
       lua_Integer v = lua_tointegerx(L, -1, &isint);
       if (!isint)
         luaL_error(L, "%s: indices must be integers", fname);
-      p[i - 1] = v - 1;
+      /* unsigned: math.mininteger wraps to an index refused later */
+      p[i - 1] = (int64_t)((uint64_t)v - 1);
       lua_pop(L, 1);
     }
     lua_replace(L, idx);
@@ -800,7 +801,8 @@ static int o_chunk(lua_State *L) {
     return luaL_error(L, "chunk: cannot split a 0-d tensor");
   int d = lua_isnoneornil(L, 3) ? 0 : lgL_checkdim(L, 3, t->ndim, "chunk");
   int64_t size = t->shape[d];
-  int64_t step = (size + n - 1) / n;
+  /* ceil(size / n) without forming size + n - 1 (n may be near 2^63) */
+  int64_t step = size / n + (size % n != 0);
   if (step == 0)
     step = 1;
   lua_settop(L, 1);

@@ -891,12 +891,15 @@ fail:
  * window must start inside the input or its left padding */
 static int64_t pool_out(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d,
                         bool ceil_mode) {
-  int64_t num = in + 2 * p - d * (k - 1) - 1 + (ceil_mode ? s - 1 : 0);
-  int64_t q = num >= 0 ? num / s : -((-num + s - 1) / s);
-  int64_t o = q + 1;
-  if (ceil_mode && (o - 1) * s >= in + p)
+  /* in 128 bits: kernels, strides and dilations near 2^63 must give a
+   * size the caller refuses, not wrap around */
+  __int128 num = (__int128)in + 2 * (__int128)p - (__int128)d * (k - 1) - 1 +
+                 (ceil_mode ? s - 1 : 0);
+  __int128 q = num >= 0 ? num / s : -((-num + s - 1) / s);
+  __int128 o = q + 1;
+  if (ceil_mode && (o - 1) * s >= (__int128)in + p)
     o--;
-  return o;
+  return o < 0 ? 0 : (int64_t)o;
 }
 
 typedef struct {
@@ -926,8 +929,8 @@ static int pool_geometry(const char *fn, lg_tensor *x, lg_pool2d_opts *o,
                 (long long)o->padding[k], (long long)o->dilation[k]);
       return -1;
     }
-    int64_t eff =
-        is_max ? ((o->kernel[k] - 1) * o->dilation[k] + 1) : o->kernel[k];
+    __int128 eff = is_max ? ((__int128)(o->kernel[k] - 1) * o->dilation[k] + 1)
+                          : o->kernel[k];
     if (o->padding[k] > eff / 2) {
       lg_seterr("%s: padding (%lld) must be at most half of the kernel size "
                 "(%lld)",
@@ -1606,10 +1609,17 @@ lg_tensor *lg_one_hot(lg_tensor *labels, int64_t C, int64_t index_base) {
     for (int64_t i = 0; i < n; i++)
       if (lp[i] > mx)
         mx = lp[i];
+    if (mx - index_base == INT64_MAX) {
+      lg_seterr("%s: label %lld gives more classes than int64 holds", fn,
+                (long long)mx);
+      lg_release(lc);
+      return NULL;
+    }
     C = mx - index_base + 1;
   }
+  /* lp[i] - index_base cannot overflow once lp[i] >= index_base (0 or 1) */
   for (int64_t i = 0; i < n; i++)
-    if (lp[i] < index_base || lp[i] >= index_base + C) {
+    if (lp[i] < index_base || lp[i] - index_base >= C) {
       lg_seterr("%s: label %lld out of range %lld..%lld", fn, (long long)lp[i],
                 (long long)index_base, (long long)(index_base + C - 1));
       lg_release(lc);
