@@ -178,7 +178,12 @@ static int unary_impl(lua_State *L, lg_unop op) {
 }
 
 static int unary_inplace(lua_State *L, lg_unop op) {
-  CHECK(L, lg_unop_name(op), lg_unary_(op, lgL_checktensor(L, 1)));
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lg_unary_(op, t)) {
+    char name[32]; /* errors name the method as called: "exp_" */
+    snprintf(name, sizeof name, "%s_", lg_unop_name(op));
+    return lgL_fail(L, name);
+  }
   LGL_ANOMALY(L, lg_unop_name(op), 1);
   return push_self(L);
 }

@@ -206,11 +206,16 @@ int lgL_checkshape(lua_State *L, int idx, int64_t *shape, const char *fname) {
         !lua_isnil(L, idx))
       luaL_error(L, "%s: sizes must be integers or one table, got %s", fname,
                  luaL_typename(L, idx));
-    for (int i = idx; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
+    int i = idx;
+    for (; i <= top && lua_type(L, i) == LUA_TNUMBER; i++) {
       if (n >= LG_MAX_DIMS)
         luaL_error(L, "%s: at most %d dimensions", fname, LG_MAX_DIMS);
       shape[n++] = checksize(L, i, fname);
     }
+    /* after the sizes only an options table (or nil) may follow */
+    if (i > idx && i <= top && !lua_istable(L, i) && !lua_isnil(L, i))
+      luaL_error(L, "%s: sizes must be integers, got %s", fname,
+                 luaL_typename(L, i));
   }
   int64_t total = 1;
   for (int i = 0; i < n; i++) {
