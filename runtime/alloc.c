@@ -33,7 +33,15 @@ static size_t live_bytes; /* atomic */
 
 /* a small per-thread cache in front of it: no lock on the hot path */
 #define LG_TL_SHIFT_MAX 20 /* blocks up to 1 MB */
-#define LG_TL_COUNT 16
+/* up to 256 KB of each small class (a young collection frees a few
+ * hundred boxes' headers and scalars at once), and 16 blocks of the
+ * large ones */
+#define LG_TL_BYTES ((size_t)1 << 18)
+#define LG_TL_MIN 16
+static int tl_limit(int c) {
+  size_t n = LG_TL_BYTES >> c;
+  return n > LG_TL_MIN ? (int)n : LG_TL_MIN;
+}
 static LG_THREAD lg_block *tl_bins[LG_TL_SHIFT_MAX + 1];
 static LG_THREAD int tl_count[LG_TL_SHIFT_MAX + 1];
 
@@ -54,13 +62,15 @@ static void read_max_bytes(void) {
     char *end;
     unsigned long long v = strtoull(env, &end, 10);
     if (*end == 0 && v > 0) {
-      max_bytes = (size_t)v;
+      __atomic_store_n(&max_bytes, (size_t)v, __ATOMIC_RELEASE);
       return;
     }
   }
   long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
-  max_bytes = pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize
-                                     : ((size_t)1 << 46);
+  __atomic_store_n(&max_bytes,
+                   pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize
+                                          : ((size_t)1 << 46),
+                   __ATOMIC_RELEASE);
 }
 
 /* A block from libc.  Blocks of 2 MB and more are aligned to 2 MB and
@@ -85,9 +95,13 @@ static void *fresh_block(size_t sz) {
 void *lg_alloc(size_t nbytes) {
   if (nbytes == 0)
     nbytes = 1;
-  pthread_once(&max_once, read_max_bytes);
+  size_t limit = __atomic_load_n(&max_bytes, __ATOMIC_ACQUIRE);
+  if (!limit) {
+    pthread_once(&max_once, read_max_bytes);
+    limit = __atomic_load_n(&max_bytes, __ATOMIC_ACQUIRE);
+  }
   int c = size_class(nbytes);
-  if (c >= LG_NBINS || nbytes > max_bytes) {
+  if (c >= LG_NBINS || nbytes > limit) {
     lg_seterr("out of memory (%zu bytes requested)", nbytes);
     return NULL;
   }
@@ -129,7 +143,7 @@ void lg_free(void *p, size_t nbytes) {
   int c = size_class(nbytes);
   size_t sz = (size_t)1 << c;
   __atomic_sub_fetch(&live_bytes, sz, __ATOMIC_RELAXED);
-  if (c <= LG_TL_SHIFT_MAX && tl_count[c] < LG_TL_COUNT) {
+  if (c <= LG_TL_SHIFT_MAX && tl_count[c] < tl_limit(c)) {
     lg_block *b = p;
     b->next = tl_bins[c];
     tl_bins[c] = b;
