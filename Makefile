@@ -82,6 +82,7 @@ test: deps all
 sanitize:
 	$(MAKE) B=build-san OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer" all
 	ASAN_OPTIONS=detect_leaks=0 LGRAD_SAN="-fsanitize=address,undefined" \
+	  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  LD_PRELOAD=$$($(CC) -print-file-name=libasan.so) \
 	  sh scripts/run_specs.sh build-san
 

@@ -116,7 +116,7 @@ double lg_random_normal(lg_generator *g) {
 /* value i of a bulk draw starting at block c0: element pairs share a
  * block, so the numbers depend only on the seed and position */
 static int fill_random(lg_tensor *t, lg_generator *g, int kind, double a,
-                       double b) {
+                       double b, int64_t ilo, int64_t ihi) {
   if (lg_check_inplace("random", t))
     return -1;
   if (!g)
@@ -149,11 +149,17 @@ static int fill_random(lg_tensor *t, lg_generator *g, int kind, double a,
       }
     }
     g->counter = c0 + (uint64_t)((n + 1) / 2);
-  } else { /* integers in [a, b] */
-    uint64_t span = (uint64_t)((int64_t)b - (int64_t)a) + 1;
-    for (int64_t i = 0; i < n; i++)
-      lg_store(c->dtype, p, i,
-               (double)((int64_t)a + (int64_t)(next64(g) % span)));
+  } else { /* integers in [ilo, ihi], in unsigned arithmetic: the span
+             * of the whole int64 range is 2^64, which wraps to 0 */
+    uint64_t span = (uint64_t)ihi - (uint64_t)ilo + 1;
+    for (int64_t i = 0; i < n; i++) {
+      uint64_t r = next64(g);
+      int64_t v = (int64_t)((uint64_t)ilo + (span ? r % span : r));
+      if (c->dtype == LG_INT64)
+        ((int64_t *)p)[i] = v;
+      else
+        lg_store(c->dtype, p, i, (double)v);
+    }
   }
   int rc = 0;
   if (c != t) {
@@ -171,7 +177,7 @@ int lg_uniform_(lg_tensor *t, double lo, double hi, lg_generator *g) {
     lg_seterr("uniform_: expects lo <= hi, got %g and %g", lo, hi);
     return -1;
   }
-  return fill_random(t, g, 0, lo, hi);
+  return fill_random(t, g, 0, lo, hi, 0, 0);
 }
 
 int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g) {
@@ -179,7 +185,7 @@ int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g) {
     lg_seterr("normal_: std must be non-negative, got %g", std);
     return -1;
   }
-  return fill_random(t, g, 1, mean, std);
+  return fill_random(t, g, 1, mean, std, 0, 0);
 }
 
 int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g) {
@@ -188,7 +194,7 @@ int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g) {
               (long long)hi);
     return -1;
   }
-  return fill_random(t, g, 2, (double)lo, (double)hi);
+  return fill_random(t, g, 2, 0, 0, lo, hi);
 }
 
 int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
@@ -196,7 +202,7 @@ int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
     lg_seterr("bernoulli_: probability %g not in [0, 1]", p);
     return -1;
   }
-  return fill_random(t, g, 3, p, 0);
+  return fill_random(t, g, 3, p, 0, 0, 0);
 }
 
 lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,

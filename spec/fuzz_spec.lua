@@ -522,6 +522,20 @@ describe("fixed: found by scripts/fuzz_api.lua", function()
        assert.matches("index_select: index -9223372036854775808 out of " ..
                       "range for size 3 of dimension 1", out, 1, true)
      end)
+  -- runtime/rng.c: randint took its ends through doubles (2^63 does not
+  -- convert back to int64) and computed hi - lo + 1 in signed arithmetic;
+  -- make sanitize (UBSan halting) found it on the full int64 range
+  it("randint over the ends of the int64 range", function()
+    local M, m = math.maxinteger, math.mininteger
+    for _, v in ipairs(lg.randint(M - 1, M, {64}):totable()) do
+      assert.equal("integer", math.type(v))
+      assert.is_true(v == M or v == M - 1, tostring(v))
+    end
+    for _, v in ipairs(lg.randint(m, m + 1, {64}):totable()) do
+      assert.is_true(v == m or v == m + 1, tostring(v))
+    end
+    assert.same({64}, lg.randint(m, M, {64}):shape())
+  end)
 end)
 
 describe("fixed: runtime/ops_index.c", function()
