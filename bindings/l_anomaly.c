@@ -12,6 +12,12 @@
 /* the non-finite kinds held by the tensor at i, or by the tensors listed
  * in the table at i; *seen is set when there is one */
 static int arg_kinds(lua_State *L, int i, bool *seen) {
+  if (lua_type(L, i) == LUA_TNUMBER) {
+    /* an Inf or NaN passed as a number (masked_fill(mask, -math.huge))
+     * is asked for, not made */
+    lua_Number v = lua_tonumber(L, i);
+    return v != v ? LG_HAS_NAN : (v - v != 0 ? LG_HAS_INF : 0);
+  }
   lg_tensor *t = lgL_testtensor(L, i);
   if (t) {
     *seen = true;

@@ -82,8 +82,13 @@ describe("lg.autograd.detect_anomaly", function()
     mask = lg.tensor({{-math.huge, -math.huge}, {0, 0}}, {dtype = lg.float64})
     local err = error_of(function() return (scores + mask):softmax(2) end)
     assert.matches("softmax forward produced NaN", err, 1, true)
-    -- constructors are not ops: an Inf asked for is not an anomaly
+    -- constructors are not ops, and an Inf passed as a number is asked
+    -- for: neither is an anomaly
     assert.equal(-math.huge, lg.full({1}, -math.huge):item())
+    local filled = scores:masked_fill(lg.tensor({{false, true}, {false, false}}),
+                                      -math.huge)
+    assert.equal(-math.huge, filled:totable()[1][2])
+    assert.equal(math.huge, (scores + math.huge):totable()[2][2])
   end)
 
   it("checks in-place arithmetic and var", function()
@@ -113,7 +118,7 @@ describe("lg.autograd.detect_anomaly", function()
     {"exp", function() return lg.tensor({100.0}, {requires_grad = true}):exp() end},
     {"pow", function() return big(2) ^ 2 end},
     {"mul", function() return big(2) * 1e30 end},
-    {"sub", function() return lg.tensor({1.0}):log() - math.huge end},
+    {"sub", function() return lg.full({2}, -3e38) - 3e38 end},
     {"matmul", function() return lg.matmul(big(2, 2), big(2, 2)) end},
     {"mv", function() return big(2, 2):mv(big(2)) end},
     {"dot", function() return big(2):dot(big(2)) end},
