@@ -642,8 +642,17 @@ typedef struct {
   int width;
 } printer;
 
-static void print_value(printer *p, double v) {
+/* the element at storage offset o; int64 exactly, not through a double */
+static void print_value(printer *p, int64_t o) {
   char buf[64];
+  const void *data = p->t->storage->data;
+  if (p->t->dtype == LG_INT64) {
+    snprintf(buf, sizeof buf, "%*lld", p->width,
+             (long long)((const int64_t *)data)[o]);
+    luaL_addstring(p->b, buf);
+    return;
+  }
+  double v = lg_load(p->t->dtype, data, o);
   if (p->t->dtype == LG_BOOL)
     snprintf(buf, sizeof buf, "%*s", p->width, v ? "true" : "false");
   else if (isnan(v) || isinf(v))
@@ -670,7 +679,7 @@ static void print_matrix(printer *p, int64_t off, int d0, int d1) {
       luaL_addchar(p->b, ' ');
       int64_t o = off + (d0 >= 0 ? i * t->strides[d0] : 0) +
                   j * t->strides[d1];
-      print_value(p, lg_load(t->dtype, t->storage->data, o));
+      print_value(p, o);
     }
     luaL_addchar(p->b, '\n');
   }
@@ -746,7 +755,7 @@ static int t_tostring(lua_State *L) {
   if (n == 0) {
     /* nothing to show */
   } else if (t->ndim == 0) {
-    print_value(&p, lg_load(t->dtype, t->storage->data, t->offset));
+    print_value(&p, t->offset);
     luaL_addchar(&b, '\n');
   } else if (t->ndim == 1) {
     /* a column, as Torch7 printed vectors */
@@ -756,8 +765,7 @@ static int t_tostring(lua_State *L) {
         i = t->shape[0] - 15;
       }
       luaL_addchar(&b, ' ');
-      print_value(&p, lg_load(t->dtype, t->storage->data,
-                              t->offset + i * t->strides[0]));
+      print_value(&p, t->offset + i * t->strides[0]);
       luaL_addchar(&b, '\n');
     }
   } else if (t->ndim == 2) {
