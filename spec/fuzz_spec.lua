@@ -535,6 +535,10 @@ describe("fixed: found by scripts/fuzz_api.lua", function()
       assert.is_true(v == m or v == m + 1, tostring(v))
     end
     assert.same({64}, lg.randint(m, M, {64}):shape())
+    -- printed exactly too (not through a double, where 2^63 - 1 is 2^63)
+    local shown = tostring(lg.tensor({M, m}))
+    assert.truthy(shown:find(" 9223372036854775807\n", 1, true), shown)
+    assert.truthy(shown:find("-9223372036854775808\n", 1, true), shown)
   end)
 end)
 
