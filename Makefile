@@ -99,7 +99,7 @@ bench: deps all
 	@sh scripts/bench/run.sh $(B)
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san $(FUZZ_B)
 
 include examples/Makefile
 include fuzz/Makefile
