@@ -315,41 +315,19 @@ int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward) {
  * storage pools, without lg_full's and lg_clone's general paths. */
 
 static bool tiny_float(const lg_tensor *t) {
-  if (!lg_dtype_is_float(t->dtype))
-    return false;
-  for (int i = 0; i < t->ndim; i++)
-    if (t->shape[i] != 1)
-      return false;
-  return true;
+  return lg_dtype_is_float(t->dtype) && lg_is_tiny(t);
 }
 
 /* a contiguous tensor of t's shape and dtype holding v (t: tiny_float) */
 static lg_tensor *tiny_full(const lg_tensor *t, double v) {
-  lg_tensor *o = lg_tensor_header();
+  lg_tensor *o = lg_tiny_like(t, t->dtype);
   if (!o)
     return NULL;
-  size_t es = lg_dtype_size(t->dtype);
-  if (!(o->storage = lg_storage_new(es))) {
-    lg_header_free(o);
-    return NULL;
-  }
-  o->dtype = t->dtype;
-  o->ndim = t->ndim;
-  for (int i = 0; i < t->ndim; i++) {
-    o->shape[i] = 1;
-    o->strides[i] = 1;
-  }
   if (t->dtype == LG_FLOAT32)
     *(float *)o->storage->data = (float)v;
   else
     *(double *)o->storage->data = v;
   return o;
-}
-
-static lg_tensor *tiny_clone(const lg_tensor *t) {
-  return tiny_full(t, t->dtype == LG_FLOAT32
-                          ? ((const float *)t->storage->data)[t->offset]
-                          : ((const double *)t->storage->data)[t->offset]);
 }
 
 /* ---- leaf accumulation ---- */
@@ -380,7 +358,7 @@ static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
       return leaf->grad ? 0 : -1;
     }
     if (tiny_float(g)) {
-      leaf->grad = tiny_clone(g);
+      leaf->grad = tiny_full(g, lg_tiny_load(g));
       return leaf->grad ? 0 : -1;
     }
     bool was = lg_set_grad_enabled(false);

@@ -66,6 +66,24 @@ lg_tensor *lg_grad_reduce_to(lg_tensor *g, const int64_t *ival);
 int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward);
 
 void lg_header_free(lg_tensor *t);
+
+/* one-element tensors (every dimension 1, 0-d among them): the scalar
+ * fast paths of ops_pointwise.c and the autograd engine */
+static inline bool lg_is_tiny(const lg_tensor *t) {
+  for (int i = 0; i < t->ndim; i++)
+    if (t->shape[i] != 1)
+      return false;
+  return true;
+}
+/* its value (float32 or float64) */
+static inline double lg_tiny_load(const lg_tensor *t) {
+  return t->dtype == LG_FLOAT32
+             ? ((const float *)t->storage->data)[t->offset]
+             : ((const double *)t->storage->data)[t->offset];
+}
+/* a fresh contiguous one-element tensor of t's shape and dtype d, its
+ * element not set */
+lg_tensor *lg_tiny_like(const lg_tensor *t, lg_dtype d);
 /* marks this thread as using lgrad, so its caches are freed at exit */
 void lg_thread_register(void);
 void lg_autograd_thread_cleanup(void);

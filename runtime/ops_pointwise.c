@@ -489,15 +489,7 @@ static void unary_kernel(lg_unop op, lg_tensor *out, lg_tensor *a) {
  * path without them: the header and storage straight from the pools, and
  * the same scalar formula the kernels use, so results are bit-identical. */
 
-static inline bool is_tiny(const lg_tensor *t) {
-  for (int i = 0; i < t->ndim; i++)
-    if (t->shape[i] != 1)
-      return false;
-  return true;
-}
-
-/* a fresh contiguous one-element tensor of t's shape and dtype d */
-static lg_tensor *tiny_like(const lg_tensor *t, lg_dtype d) {
+lg_tensor *lg_tiny_like(const lg_tensor *t, lg_dtype d) {
   lg_tensor *o = lg_tensor_header();
   if (!o)
     return NULL;
@@ -523,11 +515,6 @@ static inline void tiny_binary(lg_binop op, lg_tensor *out, double x,
     *(double *)out->storage->data = bin_d(op, x, y);
 }
 
-static inline double tiny_load(const lg_tensor *t) {
-  return t->dtype == LG_FLOAT32
-             ? ((const float *)t->storage->data)[t->offset]
-             : ((const double *)t->storage->data)[t->offset];
-}
 
 /* ---- dtype decisions ---- */
 
@@ -771,11 +758,11 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
   }
   const char *name = binop_names[op];
   if (a->dtype == b->dtype && lg_dtype_is_float(a->dtype) &&
-      !is_compare(op) && a->ndim == b->ndim && is_tiny(a) && is_tiny(b)) {
-    lg_tensor *out = tiny_like(a, a->dtype);
+      !is_compare(op) && a->ndim == b->ndim && lg_is_tiny(a) && lg_is_tiny(b)) {
+    lg_tensor *out = lg_tiny_like(a, a->dtype);
     if (!out)
       return NULL;
-    tiny_binary(op, out, tiny_load(a), tiny_load(b));
+    tiny_binary(op, out, lg_tiny_load(a), lg_tiny_load(b));
     lg_tensor *in[2] = {a, b};
     lg_node *n = lg_record(out, name, binary_backward, 2, in);
     if (n && save_binary(n, op, a, b, out)) {
@@ -858,16 +845,16 @@ static int scalar_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     if (!first) { /* s * a^(s-1) */
       lg_tensor *p;
       if (s == 2 && !lg_grad_enabled() && g->dtype == a->dtype &&
-          lg_dtype_is_float(g->dtype) && g->ndim == a->ndim && is_tiny(g) &&
-          is_tiny(a)) { /* g * (a * 2) in one step, without a graph */
-        lg_tensor *r = tiny_like(g, g->dtype);
+          lg_dtype_is_float(g->dtype) && g->ndim == a->ndim && lg_is_tiny(g) &&
+          lg_is_tiny(a)) { /* g * (a * 2) in one step, without a graph */
+        lg_tensor *r = lg_tiny_like(g, g->dtype);
         if (r && g->dtype == LG_FLOAT32)
           *(float *)r->storage->data =
-              bin_f(LG_OP_MUL, (float)tiny_load(g),
-                    bin_f(LG_OP_MUL, (float)tiny_load(a), 2.0f));
+              bin_f(LG_OP_MUL, (float)lg_tiny_load(g),
+                    bin_f(LG_OP_MUL, (float)lg_tiny_load(a), 2.0f));
         else if (r)
           *(double *)r->storage->data =
-              bin_d(LG_OP_MUL, tiny_load(g), bin_d(LG_OP_MUL, tiny_load(a), 2));
+              bin_d(LG_OP_MUL, lg_tiny_load(g), bin_d(LG_OP_MUL, lg_tiny_load(a), 2));
         grads[0] = r;
         break;
       }
@@ -939,15 +926,15 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
   if (a->dtype != cd && !(ca = lg_to_dtype(a, cd)))
     return NULL;
   bool tiny = ca == a && lg_dtype_is_float(cd) && !is_compare(op) &&
-              is_tiny(a);
-  lg_tensor *out = tiny ? tiny_like(a, cd)
+              lg_is_tiny(a);
+  lg_tensor *out = tiny ? lg_tiny_like(a, cd)
                         : lg_empty(is_compare(op) ? LG_BOOL : cd, ca->ndim,
                                    ca->shape);
   if (out) {
     if (tiny && scalar_first)
-      tiny_binary(op, out, s, tiny_load(a));
+      tiny_binary(op, out, s, lg_tiny_load(a));
     else if (tiny)
-      tiny_binary(op, out, tiny_load(a), s);
+      tiny_binary(op, out, lg_tiny_load(a), s);
     else
       scalar_kernel(op, out, ca, s, scalar_first);
     lg_node *n = is_compare(op) ? NULL
@@ -989,9 +976,9 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
     }
   }
   if (a->dtype == b->dtype && lg_dtype_is_float(a->dtype) &&
-      b->ndim <= a->ndim && is_tiny(a) && is_tiny(b)) {
+      b->ndim <= a->ndim && lg_is_tiny(a) && lg_is_tiny(b)) {
     /* b is read before a is written, so sharing memory is harmless */
-    double x = tiny_load(a), y = tiny_load(b);
+    double x = lg_tiny_load(a), y = lg_tiny_load(b);
     if (a->dtype == LG_FLOAT32)
       ((float *)a->storage->data)[a->offset] = bin_f(op, (float)x, (float)y);
     else
@@ -1259,7 +1246,7 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
   lg_tensor *ca = a;
   if (op != LG_OP_NOT && a->dtype != d && !(ca = lg_to_dtype(a, d)))
     return NULL;
-  lg_tensor *out = is_tiny(ca) ? tiny_like(ca, d)
+  lg_tensor *out = lg_is_tiny(ca) ? lg_tiny_like(ca, d)
                                : lg_empty(d, ca->ndim, ca->shape);
   if (out) {
     unary_kernel(op, out, ca);
