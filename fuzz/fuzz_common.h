@@ -73,6 +73,14 @@ static void fuzz_check_tensor(const lg_tensor *t) {
   fuzz_sink = acc;
 }
 
+/* a reader's result: the tensor's metadata, or its error, checked */
+static inline void fuzz_check_result(const lg_tensor *t, const char *what) {
+  if (t)
+    fuzz_check_tensor(t);
+  else
+    fuzz_check_error(what);
+}
+
 static void fuzz_check_same(const lg_tensor *a, const lg_tensor *b) {
   if (a->dtype != b->dtype || a->ndim != b->ndim)
     FUZZ_FAIL("memory and file readers disagree on dtype or rank");

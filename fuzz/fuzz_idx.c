@@ -10,17 +10,11 @@ static void one(const uint8_t *data, size_t size, int as_dtype, double scale,
                 double shift, int64_t limit) {
   lg_tensor *a =
       lg_idx_load_mem(data, size, "input", as_dtype, scale, shift, limit);
-  if (!a)
-    fuzz_check_error("input");
-  else
-    fuzz_check_tensor(a);
+  fuzz_check_result(a, "input");
   const char *path = fuzz_scratch_file(data, size, ".idx");
   if (path) {
     lg_tensor *b = lg_idx_load(path, as_dtype, scale, shift, limit);
-    if (!b)
-      fuzz_check_error(path);
-    else
-      fuzz_check_tensor(b);
+    fuzz_check_result(b, path);
     /* With a limit the memory reader stops inflating at the last item it
      * keeps, while zlib's gzread decompresses a buffer ahead and may meet
      * corrupt data past it.  And gzread does not report some truncated

@@ -6,17 +6,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lg_tensor *a = lg_npy_load_mem(data, size, "input");
-  if (!a)
-    fuzz_check_error("input");
-  else
-    fuzz_check_tensor(a);
+  fuzz_check_result(a, "input");
   const char *path = fuzz_scratch_file(data, size, ".npy");
   if (path) {
     lg_tensor *b = lg_npy_load(path);
-    if (!b)
-      fuzz_check_error(path);
-    else
-      fuzz_check_tensor(b);
+    fuzz_check_result(b, path);
     if (!a != !b)
       FUZZ_DISAGREE(a);
     if (a && b)

@@ -134,18 +134,13 @@ end)
 describe("a long training loop", function()
   -- AddressSanitizer quarantines freed memory, so the resident size grows
   -- under it whatever the program does
-  local asan = (os.getenv("LD_PRELOAD") or ""):find("asan")
-  local run = asan and pending or it
+  local h = require "helpers"
+  local run = h.asan and pending or it
   run("keeps a flat resident size over 100,000 steps", function()
     -- the child prints VmRSS (kB) at step 10,000 and at the end
     local child = [[
       local lg = require "lgrad"
-      local function rss()
-        for line in io.lines("/proc/self/status") do
-          local kb = line:match("^VmRSS:%s+(%d+)")
-          if kb then return tonumber(kb) end
-        end
-      end
+      ]] .. h.rss_source .. [[
       lg.manual_seed(1)
       local x = lg.randn(8, 4)
       local y = lg.randn(8, 3)

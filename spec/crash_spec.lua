@@ -7,7 +7,8 @@ local lg = require "lgrad"
 
 local BIN = os.getenv("LGRAD_BIN") or "build/lgrad"
 
-local function quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local h = require "helpers"
+local quote, tmpdir = h.quote, h.tmpdir
 
 local function write(path, text)
   local f = assert(io.open(path, "w"))
@@ -21,13 +22,6 @@ local function slurp(path)
   local s = f:read("a")
   f:close()
   return s
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. quote(d)))
-  return d
 end
 
 describe("lg.save under SIGKILL", function()

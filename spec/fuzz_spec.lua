@@ -9,17 +9,8 @@ local lg = require "lgrad"
 local BIN = os.getenv("LGRAD_BIN") or "build/lgrad"
 local TOP = io.popen("pwd"):read("l")
 -- AddressSanitizer maps terabytes of shadow memory: no ulimit -v under it
-local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") or
-             BIN:find("san/lgrad$")
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p " .. quote(d)))
-  return d
-end
+local h = require "helpers"
+local ASAN, quote, tmpdir = h.asan, h.quote, h.tmpdir
 
 -- runs a Lua chunk in a child lgrad (with `lg` loaded) within seconds and,
 -- outside AddressSanitizer, 3 GB of address space; returns true when it

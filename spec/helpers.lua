@@ -10,7 +10,37 @@
 --   h.data({2, 3}, seed) -- nested table of values in [-1, 1), reproducible
 --   h.layouts(data, dtype) -- the same values as contiguous, transposed,
 --                          -- narrowed and strided tensors
+--   h.quote(s)           -- s as one shell word
+--   h.tmpdir()           -- a fresh empty directory
+--   h.asan               -- true under make sanitize
+--   h.rss_source         -- Lua source of rss() (VmRSS in kB) for children
 local M = {}
+
+function M.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+function M.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(os.execute("mkdir -p " .. M.quote(d)))
+  return d
+end
+
+-- AddressSanitizer preloaded, or the sanitizer build's binary: freed
+-- memory sits in quarantine (resident sizes grow whatever the program
+-- does) and terabytes of shadow are mapped (no ulimit -v)
+M.asan = ((os.getenv("LD_PRELOAD") or ""):find("asan") or
+          (os.getenv("LGRAD_BIN") or ""):find("san/lgrad$")) ~= nil
+
+M.rss_source = [[
+  local function rss()
+    for line in io.lines("/proc/self/status") do
+      local kb = line:match("^VmRSS:%s+(%d+)")
+      if kb then return tonumber(kb) end
+    end
+  end
+]]
 
 local say = require "say"
 local luassert = require "luassert"

@@ -6,12 +6,8 @@
 local lg = require "lgrad"
 
 local BIN = os.getenv("LGRAD_BIN") or "build/lgrad"
--- AddressSanitizer quarantines freed memory (the resident size grows
--- whatever the program does) and maps terabytes of shadow (no ulimit -v)
-local ASAN = (os.getenv("LD_PRELOAD") or ""):find("asan") or
-             BIN:find("san/lgrad$")
-
-local function quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local h = require "helpers"
+local ASAN, quote = h.asan, h.quote
 
 -- the error fn raises; fails when it raises none
 local function error_of(fn, ...)
@@ -203,8 +199,8 @@ describe("a tensor too large to allocate", function()
       {"outer", function() return lg.zeros(1 << 20):outer(lg.zeros(1 << 20)) end},
       {"zeros_like", function() return lg.zeros_like(e) end},
       {"cat", function()
-        local h = lg.zeros(1):expand(1 << 39)
-        return lg.cat({h, h}) end},
+        local half = lg.zeros(1):expand(1 << 39)
+        return lg.cat({half, half}) end},
       {"one_hot", function() return lg.F.one_hot(lg.tensor{1}, HUGE) end},
       {"empty", function() return lg.nn.Linear(1 << 20, 1 << 20) end},
     }
@@ -248,12 +244,7 @@ describe("a 200,000-step training loop", function()
   local function loop(model_code)
     return [[
       local lg = require "lgrad"
-      local function rss()
-        for line in io.lines("/proc/self/status") do
-          local kb = line:match("^VmRSS:%s+(%d+)")
-          if kb then return tonumber(kb) end
-        end
-      end
+      ]] .. h.rss_source .. [[
       lg.manual_seed(1)
       local x = lg.randn(16, 8)
       local y = lg.randint(1, 4, {16})
