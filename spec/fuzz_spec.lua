@@ -118,6 +118,18 @@ describe("fixed: IDX reader", function()
 end)
 
 describe("fixed: lg.plot", function()
+  -- every chart of each option set, as a line and as a scatter, has
+  -- finite coordinates
+  local function finite_charts(option_sets)
+    for _, o in ipairs(option_sets) do
+      for _, kind in ipairs({"line", "scatter"}) do
+        local svg = lg.plot[kind](o)
+        assert.is_nil(svg:find("nan", 1, true), svg)
+        assert.is_nil(svg:find("inf", 1, true), svg)
+      end
+    end
+  end
+
   -- found by scripts/fuzz_api.lua: the tick helpers looped for ever when
   -- the range was not finite or upside down (NaN steps), and a chart of
   -- data spanning more than the largest double did too (hi - lo = inf)
@@ -204,20 +216,14 @@ describe("fixed: lg.plot", function()
     finishes("pcall(lg.plot.line, {x = {1, 2}, " ..
              "y = {-1e308, 1e308}, path = os.tmpname()})", 5)
     local M = 1.7976931348623157e308
-    for _, o in ipairs({{x = {1, 2}, y = {-1e308, 1e308}},
-                        {x = {-M, M}, y = {-M, M}},
-                        {x = {math.mininteger, math.maxinteger},
-                         y = {1, 2}},
-                        {x = {5e-324, M}, y = {5e-324, M}, logx = true,
-                         logy = true},
-                        {x = {M, M}, y = {1, 2}, logx = true},
-                        {y = {1, 2}, xmin = 1e300, xmax = 1e300}}) do
-      for _, kind in ipairs({"line", "scatter"}) do
-        local svg = lg.plot[kind](o)
-        assert.is_nil(svg:find("nan", 1, true), svg)
-        assert.is_nil(svg:find("inf", 1, true), svg)
-      end
-    end
+    finite_charts({{x = {1, 2}, y = {-1e308, 1e308}},
+                   {x = {-M, M}, y = {-M, M}},
+                   {x = {math.mininteger, math.maxinteger},
+                    y = {1, 2}},
+                   {x = {5e-324, M}, y = {5e-324, M}, logx = true,
+                    logy = true},
+                   {x = {M, M}, y = {1, 2}, logx = true},
+                   {y = {1, 2}, xmin = 1e300, xmax = 1e300}})
     local svg = lg.plot.line{x = {1, 2}, y = {-1e308, 1e308}}
     -- the two points at the bottom and the top of the frame
     local y1, y2 = svg:match('class="line" d="M%S+ (%S+) L%S+ (%S+)"')
@@ -235,20 +241,14 @@ describe("fixed: lg.plot", function()
   -- far outside fixed limits mapped to inf
   it("charts of extreme data have finite coordinates", function()
     local M = 1.7976931348623157e308
-    for _, o in ipairs({
+    finite_charts({
       {y = {math.maxinteger}, logy = true},
       {y = {math.maxinteger, 0}, logy = true},
       {x = {1e16, M, 1e16}, y = {0 / 0, 0, 5e-324}, logx = true},
       {x = {M, 7}, y = {2 ^ 31, 2 ^ 62}, xmax = -1, ymax = 1e-8},
       {y = {1.5, 1e-8}, markers = {{x = -M}}, xmin = 1e16, ymax = -1},
       {x = {math.mininteger, 1}, y = {1, 2}, xmin = math.mininteger,
-       xmax = math.mininteger}}) do
-      for _, kind in ipairs({"line", "scatter"}) do
-        local svg = lg.plot[kind](o)
-        assert.is_nil(svg:find("nan", 1, true), svg)
-        assert.is_nil(svg:find("inf", 1, true), svg)
-      end
-    end
+       xmax = math.mininteger}})
   end)
 
   it("refuses options that cannot make a chart", function()
