@@ -22,11 +22,11 @@ DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
   /usr/share/games/fortunes/science
 
-RT_SRC = $(wildcard runtime/*.c)
+RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 BD_SRC = $(filter-out bindings/main.c,$(wildcard bindings/*.c))
 RT_OBJ = $(RT_SRC:%.c=$(B)/%.o)
 BD_OBJ = $(BD_SRC:%.c=$(B)/%.o)
-HDRS = $(wildcard runtime/*.h) $(wildcard bindings/*.h)
+HDRS = $(wildcard runtime/*.h runtime/*/*.h bindings/*.h)
 
 .PHONY: all deps demo test env install clean bench sanitize valgrind fuzz \
   lint format
@@ -93,7 +93,7 @@ lint:
 	luacheck bindings/lgrad spec scripts
 
 format:
-	clang-format -i runtime/*.c runtime/*.h bindings/*.c bindings/*.h
+	clang-format -i runtime/*.c runtime/*.h runtime/*/*.c runtime/*/*.h bindings/*.c bindings/*.h
 
 bench: deps all
 	@sh scripts/bench/run.sh $(B)

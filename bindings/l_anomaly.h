@@ -5,7 +5,7 @@
 #ifndef LGRAD_L_ANOMALY_H
 #define LGRAD_L_ANOMALY_H
 
-#include "../runtime/anomaly.h"
+#include "../runtime/core/anomaly.h"
 #include "binding.h"
 
 /* Under lg.autograd.detect_anomaly: raises "fname: anomaly: fname forward

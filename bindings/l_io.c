@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../runtime/io.h"
+#include "../runtime/io/io.h"
 #include "binding.h"
 
 #define STFILE_MT "lgrad.io.stfile"

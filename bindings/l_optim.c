@@ -23,7 +23,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../runtime/optim.h"
+#include "../runtime/optim/optim.h"
 #include "binding.h"
 #include "l_optim.h"
 

@@ -16,7 +16,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../runtime/reg.h"
+#include "../runtime/optim/reg.h"
 #include "binding.h"
 
 #define LGL_REG "lgrad.Regularizer"

@@ -17,7 +17,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "../runtime/sched.h"
+#include "../runtime/sched/sched.h"
 #include "binding.h"
 #include "l_optim.h"
 

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../runtime/io.h"
+#include "../runtime/io/io.h"
 
 #define FUZZ_FAIL(...)                                                         \
   do {                                                                         \

@@ -447,7 +447,7 @@ describe("fixed: found by scripts/fuzz_api.lua", function()
              "function() return 2 ^ 40 end}))", 5)
   end)
 
-  -- runtime/ops_pointwise.c, ops_reduce.c: int64 arithmetic that
+  -- runtime/ops_pointwise.c, ops/reduce.c: int64 arithmetic that
   -- overflows is undefined behaviour in C (UBSan reports it under make
   -- sanitize); PyTorch wraps around, and so does lgrad (torch 1.13's
   -- values); int64 / is true division (float), so it never traps
@@ -515,7 +515,7 @@ describe("fixed: found by scripts/fuzz_api.lua", function()
        assert.matches("index_select: index -9223372036854775808 out of " ..
                       "range for size 3 of dimension 1", out, 1, true)
      end)
-  -- runtime/rng.c: randint took its ends through doubles (2^63 does not
+  -- runtime/core/rng.c: randint took its ends through doubles (2^63 does not
   -- convert back to int64) and computed hi - lo + 1 in signed arithmetic;
   -- make sanitize (UBSan halting) found it on the full int64 range
   it("randint over the ends of the int64 range", function()
@@ -547,7 +547,7 @@ describe("fixed: runtime/ops_index.c", function()
       print(pcall(x.index_select, x, 1, lg.tensor{math.maxinteger}))
       print(pcall(x.gather, x, 1, lg.tensor{{math.mininteger}}))]], 20)
     assert(ok, out)
-    assert.is_nil(out:find("ops_index.c", 1, true), out)
+    assert.is_nil(out:find("ops/index.c", 1, true), out)
     assert.matches("false\tindex_select: index -9223372036854775808 out " ..
                    "of range for size 3 of dimension 1\n" ..
                    "false\tindex_select: index 9223372036854775807 out " ..
@@ -556,7 +556,7 @@ describe("fixed: runtime/ops_index.c", function()
 end)
 
 describe("fixed: empty tensors (found by fuzz/fuzz_npy.c)", function()
-  -- runtime/tensor.c: lg_is_contiguous was false for a fresh tensor with
+  -- runtime/core/tensor.c: lg_is_contiguous was false for a fresh tensor with
   -- a zero dimension other than the first (strides of a [2,0] tensor);
   -- PyTorch calls every tensor without elements contiguous
   it("an empty tensor is contiguous", function()

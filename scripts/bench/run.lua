@@ -11,7 +11,7 @@ local python = os.getenv("PYTHON") or "/usr/bin/python3"
 local lgrad = build .. "/lgrad"
 
 -- lgrad names OpenBLAS's kernels from the CPU's features when it loads it
--- (see runtime/blas.c); doing it here first puts OPENBLAS_CORETYPE in the
+-- (see runtime/core/blas.c); doing it here first puts OPENBLAS_CORETYPE in the
 -- environment, so the PyTorch runs and the sgemm reference use the same
 -- kernels as lgrad.
 local lg = require "lgrad"

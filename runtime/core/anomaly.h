@@ -9,7 +9,7 @@
 #ifndef LGRAD_ANOMALY_H
 #define LGRAD_ANOMALY_H
 
-#include "lgrad.h"
+#include "../lgrad.h"
 
 /* how many threads have anomaly detection on (changed atomically by
  * lg_set_anomaly_detection) */

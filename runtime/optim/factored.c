@@ -1,5 +1,5 @@
 /*
- * optim_factored.c -- optimizers whose update looks at a parameter as a
+ * optim/factored.c -- optimizers whose update looks at a parameter as a
  * whole: Adafactor (Shazeer and Stern 2018, with PyTorch 2.5's choices of
  * lr, eps1 and weight decay) and Muon (Keller Jordan 2024, as in PyTorch
  * 2.9: momentum, Newton-Schulz orthogonalization, decoupled decay).

@@ -29,7 +29,7 @@
 #ifndef LGRAD_SCHED_H
 #define LGRAD_SCHED_H
 
-#include "lgrad.h"
+#include "../lgrad.h"
 
 typedef enum {
   LG_SCHED_CONSTANT,

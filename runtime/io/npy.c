@@ -1,5 +1,5 @@
 /*
- * io_npy.c -- NumPy's .npy format: "\x93NUMPY", a version (1.0, 2.0 or
+ * io/npy.c -- NumPy's .npy format: "\x93NUMPY", a version (1.0, 2.0 or
  * 3.0), a little-endian header length (2 bytes in 1.0, else 4), and a
  * header holding a Python dict literal
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }

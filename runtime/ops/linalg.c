@@ -1,11 +1,11 @@
 /*
- * ops_linalg.c -- the plain C twin of the GEMM wrapper (blas.c), used by
+ * ops/linalg.c -- the plain C twin of the GEMM wrapper (blas.c), used by
  * the specs as the reference, and matmul in its 1-d, 2-d, batched and
  * broadcast forms with backward.
  */
 #include <string.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 
 void lg_gemm_naive(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n,
                    int64_t k, double alpha, const void *a, int64_t lda,

@@ -1,5 +1,5 @@
 /*
- * optim_misc.c -- adaptive-rate and sign-based optimizers with PyTorch
+ * optim/misc.c -- adaptive-rate and sign-based optimizers with PyTorch
  * 1.13's update rules: RMSprop, Adagrad, Adadelta, Rprop and ASGD.
  */
 #include "optim.h"

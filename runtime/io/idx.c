@@ -1,5 +1,5 @@
 /*
- * io_idx.c -- the IDX format of MNIST and Fashion-MNIST: two zero bytes,
+ * io/idx.c -- the IDX format of MNIST and Fashion-MNIST: two zero bytes,
  * a type byte (0x08 u8, 0x09 i8, 0x0B i16, 0x0C i32, 0x0D f32, 0x0E f64),
  * the number of dimensions, each dimension as a big-endian u32, then the
  * big-endian data.  Files are read through zlib, so gzip-compressed and

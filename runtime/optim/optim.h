@@ -33,7 +33,7 @@
 
 #include <math.h>
 
-#include "lgrad.h"
+#include "../lgrad.h"
 
 /* hyperparameter slots (shared by every algorithm) */
 enum {
@@ -309,7 +309,7 @@ extern const lg_optim_kind lg_optim_rmsprop, lg_optim_adagrad,
 extern const lg_optim_kind lg_optim_adafactor, lg_optim_muon;
 extern const lg_optim_kind lg_optim_lbfgs;
 
-/* LBFGS's state entries (optim_lbfgs.c) */
+/* LBFGS's state entries (optim/lbfgs.c) */
 int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max);
 int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
                        lg_tensor **t);

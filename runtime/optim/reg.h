@@ -19,7 +19,7 @@
 #ifndef LGRAD_REG_H
 #define LGRAD_REG_H
 
-#include "lgrad.h"
+#include "../lgrad.h"
 
 /* l1 * sum |p| + l2 / 2 * sum p^2 over every parameter, built from
  * differentiable ops; a term whose coefficient is 0 is left out.  A 0-d

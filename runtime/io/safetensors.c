@@ -1,5 +1,5 @@
 /*
- * io_safetensors.c -- the safetensors format: an 8-byte little-endian
+ * io/safetensors.c -- the safetensors format: an 8-byte little-endian
  * header length N, N bytes of JSON
  *   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]},
  *    "__metadata__": {"key": "value"}}

@@ -33,7 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lgrad.h"
+#include "../lgrad.h"
 
 /* ---- growable byte buffer (writers) ---- */
 typedef struct {

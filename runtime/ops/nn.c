@@ -1,5 +1,5 @@
 /*
- * ops_nn.c -- functional neural-network ops: linear, conv2d (im2col and
+ * ops/nn.c -- functional neural-network ops: linear, conv2d (im2col and
  * one GEMM per batch element and group), max and average pooling,
  * embedding, dropout, layer and batch normalization, one_hot.
  *
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "nn.h"
+#include "../core/internal.h"
+#include "../nn.h"
 
 /* The kernels here are plain loops left to the vectorizer; GCC's -O2 cost
  * model keeps loops of unknown length scalar, so ask for the dynamic one. */

@@ -1,5 +1,5 @@
 /*
- * optim_adam.c -- the Adam family, with PyTorch 1.13's update rules:
+ * optim/adam.c -- the Adam family, with PyTorch 1.13's update rules:
  * Adam and AdamW (amsgrad), Adamax, NAdam and RAdam.  Each parameter is
  * updated in one pass; moments are kept in the parameter's dtype.
  */

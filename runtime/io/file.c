@@ -1,5 +1,5 @@
 /*
- * io_file.c -- what the file formats share: a bounded reader over a file
+ * io/file.c -- what the file formats share: a bounded reader over a file
  * or a memory buffer, checked size arithmetic, byte order, and the
  * atomic writer (temporary file in the same directory, fsync, rename,
  * fsync of the directory).

@@ -1,5 +1,5 @@
 /*
- * io_csv.c -- numeric CSV: rows of numbers separated by a delimiter,
+ * io/csv.c -- numeric CSV: rows of numbers separated by a delimiter,
  * optionally preceded by a header row of column names.  Fields may be
  * quoted ("1.5"; names may hold the delimiter and "" for a quote); an
  * empty field is NaN for float dtypes; blank lines are skipped; "\r\n"

@@ -1,5 +1,5 @@
 /*
- * ops_loss.c -- loss functions with PyTorch's reductions: mse, l1,
+ * ops/loss.c -- loss functions with PyTorch's reductions: mse, l1,
  * smooth_l1, huber, cross_entropy (fused log-softmax), nll,
  * binary_cross_entropy, bce_with_logits, kl_div.
  *
@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-#include "nn.h"
+#include "../core/internal.h"
+#include "../nn.h"
 
 #define SHAPE_BUF 192
 

@@ -1,5 +1,5 @@
 /*
- * ops_index.c -- index_select, gather, scatter, index_add, masked_fill,
+ * ops/index.c -- index_select, gather, scatter, index_add, masked_fill,
  * cat, stack, topk and sort, with backward.  Indices here are 0-based
  * int64; the Lua binding converts from 1-based.
  */
@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 
 static int check_index(const char *fname, lg_tensor *idx) {
   if (idx->dtype != LG_INT64) {

@@ -1,5 +1,5 @@
 /*
- * ops_reduce.c -- reductions over every element or along one dimension
+ * ops/reduce.c -- reductions over every element or along one dimension
  * (sum, mean, prod, max, min, any, all, var, norm, logsumexp), softmax,
  * log_softmax, cumsum, sum_to (undoing a broadcast), with backward.
  *
@@ -8,7 +8,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 
 static const char *red_names[] = {"sum", "mean", "prod", "max",
                                   "min", "any",  "all"};

@@ -4,7 +4,7 @@
 #ifndef LGRAD_INTERNAL_H
 #define LGRAD_INTERNAL_H
 
-#include "lgrad.h"
+#include "../lgrad.h"
 
 #define LG_THREAD __thread
 
@@ -68,7 +68,7 @@ int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward);
 void lg_header_free(lg_tensor *t);
 
 /* one-element tensors (every dimension 1, 0-d among them): the scalar
- * fast paths of ops_pointwise.c and the autograd engine */
+ * fast paths of ops/pointwise.c and the autograd engine */
 static inline bool lg_is_tiny(const lg_tensor *t) {
   for (int i = 0; i < t->ndim; i++)
     if (t->shape[i] != 1)

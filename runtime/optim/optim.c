@@ -1,15 +1,15 @@
 /*
  * optim.c -- the optimizer object: algorithms by name, parameter groups
  * and their hyperparameters, per-parameter state, step and zero_grad.
- * The update rules live in optim_sgd.c, optim_adam.c, optim_misc.c,
- * optim_factored.c and optim_lbfgs.c.
+ * The update rules live in optim/sgd.c, optim/adam.c, optim/misc.c,
+ * optim/factored.c and optim/lbfgs.c.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 #include "optim.h"
 
 static const lg_optim_kind *const kinds[] = {&lg_optim_gd,

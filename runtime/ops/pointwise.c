@@ -1,5 +1,5 @@
 /*
- * ops_pointwise.c -- element-wise unary and binary ops with NumPy
+ * ops/pointwise.c -- element-wise unary and binary ops with NumPy
  * broadcasting, their in-place twins, and their backward functions.
  *
  * Dispatch: the result dtype is decided once, inputs of another dtype are
@@ -9,7 +9,7 @@
 #include <math.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 
 static const char *binop_names[] = {
     "add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2",

@@ -1,5 +1,5 @@
 /*
- * optim_lbfgs.c -- limited-memory BFGS with an optional strong-Wolfe line
+ * optim/lbfgs.c -- limited-memory BFGS with an optional strong-Wolfe line
  * search, following the algorithm of PyTorch 1.13's torch.optim.LBFGS
  * (itself after minFunc and Torch7's optim.lbfgs / lswolfe).
  *
@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "../core/internal.h"
 #include "optim.h"
 
 #define WOLFE_C1 1e-4

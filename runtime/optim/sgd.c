@@ -1,5 +1,5 @@
 /*
- * optim_sgd.c -- plain gradient descent, SGD with momentum and Nesterov
+ * optim/sgd.c -- plain gradient descent, SGD with momentum and Nesterov
  * (PyTorch 1.13's rule), and Lion (Chen et al. 2023, "Symbolic Discovery
  * of Optimization Algorithms", Algorithm 2 with decoupled weight decay).
  */
