@@ -182,22 +182,37 @@ int lg_fill_(lg_tensor *t, double v);
 int lg_zero_(lg_tensor *t);
 
 /* ---- pointwise ---- */
+/* the element-wise ops, each named once in ops/ops.def; their flags */
+enum {
+  LG_OPF_DIFF = 1 << 0,      /* has a backward */
+  LG_OPF_COMPARE = 1 << 1,   /* bool result, never differentiable */
+  LG_OPF_INPLACE = 1 << 2,   /* has the in-place twin name_ */
+  LG_OPF_INT = 1 << 3,       /* int64 stays int64 */
+  LG_OPF_SAVES_OUT = 1 << 4, /* the backward reads the output */
+  LG_OPF_F = 1 << 5,         /* an activation, also in lg.F */
+  LG_OPF_MANUAL = 1 << 6     /* bound by hand (takes options) */
+};
 typedef enum {
-  LG_OP_ADD, LG_OP_SUB, LG_OP_MUL, LG_OP_DIV, LG_OP_POW,
-  LG_OP_MAXIMUM, LG_OP_MINIMUM, LG_OP_ATAN2,
-  LG_OP_EQ, LG_OP_NE, LG_OP_LT, LG_OP_LE, LG_OP_GT, LG_OP_GE,
-  LG_OP_AND, LG_OP_OR,
+#define LG_BINOP(ID, name, family, flags) LG_OP_##ID,
+#include "ops/ops.def"
   LG_NBINOPS
 } lg_binop;
 
 typedef enum {
-  LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_LOG1P, LG_OP_SQRT, LG_OP_RSQRT,
-  LG_OP_ABS, LG_OP_SIGN, LG_OP_SIN, LG_OP_COS, LG_OP_TANH, LG_OP_SIGMOID,
-  LG_OP_RELU, LG_OP_GELU, LG_OP_GELU_TANH, LG_OP_SOFTPLUS, LG_OP_SQUARE,
-  LG_OP_RECIPROCAL, LG_OP_FLOOR, LG_OP_CEIL, LG_OP_ROUND, LG_OP_NOT,
-  LG_OP_EXPM1, LG_OP_ERF, LG_OP_SILU,
+#define LG_UNOP(ID, name, family, flags, Module) LG_OP_##ID,
+#include "ops/ops.def"
   LG_NUNOPS
 } lg_unop;
+
+/* one entry of the op table; index it with the op */
+typedef struct lg_op_info {
+  const char *name;   /* Lua and grad_fn name */
+  const char *family; /* "arith", "compare", "activation", ... */
+  unsigned flags;     /* LG_OPF_* */
+  const char *module; /* the nn class of an activation, or "" */
+} lg_op_info;
+const lg_op_info *lg_binop_info(lg_binop op); /* NULL when out of range */
+const lg_op_info *lg_unop_info(lg_unop op);
 
 const char *lg_binop_name(lg_binop op);
 const char *lg_unop_name(lg_unop op);

@@ -11,20 +11,33 @@
 
 #include "../core/internal.h"
 
-static const char *binop_names[] = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2",
-    "eq",  "ne",  "lt",  "le",  "gt",  "ge",      "logical_and",
-    "logical_or"};
-static const char *unop_names[] = {
-    "neg",  "exp",   "log",   "log1p",    "sqrt",  "rsqrt",   "abs",
-    "sign", "sin",   "cos",   "tanh",     "sigmoid", "relu",  "gelu",
-    "gelu", "softplus", "square", "reciprocal", "floor", "ceil", "round",
-    "logical_not", "expm1", "erf", "silu"};
+/* the op tables, from ops/ops.def; a missing entry does not compile */
+#define LG_BINOP(ID, name, family, flags) {#name, #family, flags, ""},
+static const lg_op_info binop_info[] = {
+#include "ops.def"
+};
+#define LG_UNOP(ID, name, family, flags, Module)                              \
+  {#name, #family, flags, #Module},
+static const lg_op_info unop_info[] = {
+#include "ops.def"
+};
+_Static_assert(sizeof binop_info / sizeof binop_info[0] == LG_NBINOPS,
+               "binop_info: one entry per lg_binop");
+_Static_assert(sizeof unop_info / sizeof unop_info[0] == LG_NUNOPS,
+               "unop_info: one entry per lg_unop");
 
-const char *lg_binop_name(lg_binop op) { return binop_names[op]; }
-const char *lg_unop_name(lg_unop op) { return unop_names[op]; }
+const lg_op_info *lg_binop_info(lg_binop op) {
+  return (unsigned)op < LG_NBINOPS ? &binop_info[op] : NULL;
+}
+const lg_op_info *lg_unop_info(lg_unop op) {
+  return (unsigned)op < LG_NUNOPS ? &unop_info[op] : NULL;
+}
+const char *lg_binop_name(lg_binop op) { return binop_info[op].name; }
+const char *lg_unop_name(lg_unop op) { return unop_info[op].name; }
 
-static bool is_compare(lg_binop op) { return op >= LG_OP_EQ; }
+static bool is_compare(lg_binop op) {
+  return binop_info[op].flags & LG_OPF_COMPARE;
+}
 
 /* ---- scalar formulas ---- */
 
@@ -149,6 +162,7 @@ static inline double un_d(lg_unop op, double x) {
   case LG_OP_EXPM1: return expm1(x);
   case LG_OP_ERF: return erf(x);
   case LG_OP_SILU: return x / (1 + exp(-x));
+  case LG_OP_LOG2: return log2(x);
   default: return 0;
   }
 }
@@ -182,6 +196,7 @@ static inline float un_f(lg_unop op, float x) {
   case LG_OP_EXPM1: return expm1f(x);
   case LG_OP_ERF: return erff(x);
   case LG_OP_SILU: return x / (1 + expf(-x));
+  case LG_OP_LOG2: return log2f(x);
   default: return 0;
   }
 }
@@ -544,9 +559,7 @@ static lg_dtype scalar_compute_dtype(lg_binop op, lg_dtype a, double s) {
 }
 
 static bool unary_keeps_int(lg_unop op) {
-  return op == LG_OP_NEG || op == LG_OP_ABS || op == LG_OP_SIGN ||
-         op == LG_OP_SQUARE || op == LG_OP_RELU || op == LG_OP_FLOOR ||
-         op == LG_OP_CEIL || op == LG_OP_ROUND;
+  return unop_info[op].flags & LG_OPF_INT;
 }
 
 /* ---- backward ---- */
@@ -756,7 +769,7 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
     lg_seterr("binary: bad op");
     return NULL;
   }
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   if (a->dtype == b->dtype && lg_dtype_is_float(a->dtype) &&
       !is_compare(op) && a->ndim == b->ndim && lg_is_tiny(a) && lg_is_tiny(b)) {
     lg_tensor *out = lg_tiny_like(a, a->dtype);
@@ -920,7 +933,7 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
     lg_seterr("binary: bad op");
     return NULL;
   }
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   lg_dtype cd = scalar_compute_dtype(op, a->dtype, s);
   lg_tensor *ca = a;
   if (a->dtype != cd && !(ca = lg_to_dtype(a, cd)))
@@ -961,7 +974,7 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
 }
 
 int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) || binary_compute_dtype(op, a->dtype, b->dtype) !=
@@ -1022,7 +1035,7 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
 }
 
 int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) ||
@@ -1084,6 +1097,10 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     break;
   case LG_OP_LOG: /* g / x */
     r = lg_binary(LG_OP_DIV, g, x);
+    break;
+  case LG_OP_LOG2: /* g / (x ln 2) */
+    t = lg_binary_scalar(LG_OP_MUL, x, M_LN2, false);
+    r = t ? lg_binary(LG_OP_DIV, g, t) : NULL;
     break;
   case LG_OP_LOG1P: /* g / (1 + x) */
     t = lg_binary_scalar(LG_OP_ADD, x, 1, false);
@@ -1225,9 +1242,7 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 /* which of x and out the unary backward reads */
 static bool unary_saves_out(lg_unop op) {
-  return op == LG_OP_EXP || op == LG_OP_SQRT || op == LG_OP_RSQRT ||
-         op == LG_OP_TANH || op == LG_OP_SIGMOID || op == LG_OP_RECIPROCAL ||
-         op == LG_OP_EXPM1;
+  return unop_info[op].flags & LG_OPF_SAVES_OUT;
 }
 
 lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
@@ -1235,7 +1250,7 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
     lg_seterr("unary: bad op");
     return NULL;
   }
-  const char *name = unop_names[op];
+  const char *name = unop_info[op].name;
   lg_dtype d = a->dtype;
   if (op == LG_OP_NOT)
     d = LG_BOOL;
@@ -1270,7 +1285,7 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
 }
 
 int lg_unary_(lg_unop op, lg_tensor *a) {
-  const char *name = unop_names[op];
+  const char *name = unop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
   if (!lg_dtype_is_float(a->dtype) && !unary_keeps_int(op)) {
