@@ -471,49 +471,38 @@ static int o_cumsum(lua_State *L) {
 
 /* ---- views and conversions ---- */
 
-static int o_view(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  int64_t shape[LG_MAX_DIMS];
+/* view/reshape(t, d1, d2, ...) or (t, {d1, d2, ...}): the shape into
+ * shape, its length returned */
+static int check_shape_args(lua_State *L, const char *fname,
+                            int64_t shape[LG_MAX_DIMS]) {
   int n = 0;
-  if (lua_istable(L, 2)) {
-    lua_Integer len = luaL_len(L, 2);
-    if (len > LG_MAX_DIMS)
-      return luaL_error(L, "view: at most %d dimensions", LG_MAX_DIMS);
-    for (int i = 1; i <= len; i++) {
+  bool table = lua_istable(L, 2);
+  int len = table ? (int)luaL_len(L, 2) : lua_gettop(L) - 1;
+  if (len > LG_MAX_DIMS)
+    return luaL_error(L, "%s: at most %d dimensions", fname, LG_MAX_DIMS);
+  for (int i = 1; i <= len; i++) {
+    if (table) {
       lua_geti(L, 2, i);
       shape[n++] = luaL_checkinteger(L, -1);
       lua_pop(L, 1);
-    }
-  } else {
-    for (int i = 2; i <= lua_gettop(L); i++) {
-      if (n >= LG_MAX_DIMS)
-        return luaL_error(L, "view: at most %d dimensions", LG_MAX_DIMS);
-      shape[n++] = luaL_checkinteger(L, i);
+    } else {
+      shape[n++] = luaL_checkinteger(L, i + 1);
     }
   }
+  return n;
+}
+
+static int o_view(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t shape[LG_MAX_DIMS];
+  int n = check_shape_args(L, "view", shape);
   return lgL_pushresult(L, "view", lg_view(t, n, shape));
 }
 
 static int o_reshape(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int64_t shape[LG_MAX_DIMS];
-  int n = 0;
-  if (lua_istable(L, 2)) {
-    lua_Integer len = luaL_len(L, 2);
-    if (len > LG_MAX_DIMS)
-      return luaL_error(L, "reshape: at most %d dimensions", LG_MAX_DIMS);
-    for (int i = 1; i <= len; i++) {
-      lua_geti(L, 2, i);
-      shape[n++] = luaL_checkinteger(L, -1);
-      lua_pop(L, 1);
-    }
-  } else {
-    for (int i = 2; i <= lua_gettop(L); i++) {
-      if (n >= LG_MAX_DIMS)
-        return luaL_error(L, "reshape: at most %d dimensions", LG_MAX_DIMS);
-      shape[n++] = luaL_checkinteger(L, i);
-    }
-  }
+  int n = check_shape_args(L, "reshape", shape);
   return lgL_pushresult(L, "reshape", lg_reshape(t, n, shape));
 }
 

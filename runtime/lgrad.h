@@ -310,16 +310,27 @@ bool lg_anomaly_detection(void);
 
 /* Writing a differentiable op: compute the output without recording, then
  * call lg_record(); when it returns a node, save what backward needs with
- * lg_node_save() and parameters in node->ival / node->dval.  backward
+ * lg_node_save() (any number of tensors) and the op's parameters in a
+ * struct of its own kept in the node:
+ *     struct narrow_state { int dim; int64_t start, len; };
+ *     LG_NODE_STATE(node, struct narrow_state)->dim = dim;
+ * (zeroed when the node is recorded; its size is checked at compile time
+ * against LG_NODE_STATE_SIZE; larger state goes in ctx).  backward
  * receives the output gradient and fills grads[i] (new references, or NULL
  * for no gradient) for every input i where node->needs_grad[i]. */
 #define LG_NODE_INLINE 4
+#define LG_NODE_STATE_SIZE 160
 typedef int (*lg_backward_fn)(lg_node *node, lg_tensor *grad_out,
                               lg_tensor **grads);
 typedef struct lg_edge {
   lg_node *fn;      /* producer of the input, retained; or NULL */
   lg_tensor *leaf;  /* the input when it is a leaf requiring grad */
 } lg_edge;
+/* a shape kept by a node (a binary op's input shapes, to undo broadcasts) */
+typedef struct lg_shape {
+  int ndim;
+  int64_t dim[LG_MAX_DIMS];
+} lg_shape;
 struct lg_node {
   int64_t refcount;
   const char *name;
@@ -329,12 +340,18 @@ struct lg_node {
   bool *needs_grad;
   lg_edge edges_inline[LG_NODE_INLINE];
   bool needs_grad_inline[LG_NODE_INLINE];
-  int nsaved;
-  lg_tensor *saved[LG_NODE_INLINE];
-  uint64_t saved_version[LG_NODE_INLINE];
+  int nsaved, saved_cap;
+  lg_tensor **saved;         /* saved_inline, or a larger array */
+  uint64_t *saved_version;
+  lg_tensor *saved_inline[LG_NODE_INLINE];
+  uint64_t saved_version_inline[LG_NODE_INLINE];
   bool released; /* saved tensors freed after backward */
-  int64_t ival[LG_MAX_DIMS * 2 + 2];
-  double dval[4];
+  union {        /* the op's state struct, see LG_NODE_STATE */
+    int64_t i;
+    double d;
+    void *p;
+    unsigned char bytes[LG_NODE_STATE_SIZE];
+  } state;
   int ninput_shape;
   int64_t input_shape[LG_MAX_DIMS]; /* often needed to undo broadcasts */
   lg_dtype input_dtype;
@@ -346,6 +363,10 @@ struct lg_node {
   lg_tensor *grad_accum;
   lg_node *topo_next;
 };
+/* the node's state as a T *; does not compile when T is too large */
+#define LG_NODE_STATE(node, T)                                                \
+  ((T *)(void *)((node)->state.bytes +                                        \
+                 0 * sizeof(char[sizeof(T) <= LG_NODE_STATE_SIZE ? 1 : -1])))
 lg_node *lg_record(lg_tensor *out, const char *name, lg_backward_fn bw,
                    int n, lg_tensor **inputs);
 int lg_node_save(lg_node *node, lg_tensor *t);

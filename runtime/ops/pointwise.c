@@ -630,7 +630,7 @@ static lg_tensor *relu_grad(lg_tensor *g, lg_tensor *x) {
 }
 
 static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_binop op = (lg_binop)n->ival[18 - 1];
+  lg_binop op = (lg_binop)LG_BCAST(n)->op;
   lg_tensor *a = NULL, *b = NULL, *out = NULL;
   if (n->nsaved >= 2) {
     if (!(a = lg_node_saved(n, 0)) || !(b = lg_node_saved(n, 1)))
@@ -736,7 +736,7 @@ static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     return -1;
   }
   if (ga && n->needs_grad[0]) {
-    grads[0] = lg_grad_reduce_to(ga, n->ival);
+    grads[0] = lg_grad_reduce_to(ga, &LG_BCAST(n)->a);
     if (!grads[0]) {
       lg_release(ga);
       lg_release(gb);
@@ -744,7 +744,7 @@ static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     }
   }
   if (gb && n->needs_grad[1])
-    grads[1] = lg_grad_reduce_to(gb, n->ival + 9);
+    grads[1] = lg_grad_reduce_to(gb, &LG_BCAST(n)->b);
   lg_release(ga);
   lg_release(gb);
   return n->needs_grad[1] && !grads[1] ? -1 : 0;
@@ -753,7 +753,7 @@ static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 /* what binary backward needs saved: a and b for most ops, out for pow */
 static int save_binary(lg_node *n, lg_binop op, lg_tensor *a, lg_tensor *b,
                        lg_tensor *out) {
-  n->ival[17] = op;
+  LG_BCAST(n)->op = op;
   lg_node_set_shapes2(n, a, b);
   if (op == LG_OP_ADD || op == LG_OP_SUB)
     return 0;
@@ -824,10 +824,18 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
   return out;
 }
 
+/* a binary op with a number on one side */
+struct scalar_state {
+  lg_binop op;
+  bool first; /* the number is the left operand */
+  double s;
+};
+
 static int scalar_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_binop op = (lg_binop)n->ival[0];
-  bool first = n->ival[1];
-  double s = n->dval[0];
+  const struct scalar_state *st = LG_NODE_STATE(n, struct scalar_state);
+  lg_binop op = st->op;
+  bool first = st->first;
+  double s = st->s;
   lg_tensor *a = NULL, *out = NULL;
   if (n->nsaved >= 1 && !(a = lg_node_saved(n, 0)))
     return -1;
@@ -953,9 +961,8 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
     lg_node *n = is_compare(op) ? NULL
                                 : lg_record(out, name, scalar_backward, 1, &ca);
     if (n) {
-      n->ival[0] = op;
-      n->ival[1] = scalar_first;
-      n->dval[0] = s;
+      *LG_NODE_STATE(n, struct scalar_state) =
+          (struct scalar_state){op, scalar_first, s};
       int rc = 0;
       if (op != LG_OP_ADD && op != LG_OP_SUB && op != LG_OP_MUL &&
           !(op == LG_OP_DIV && !scalar_first))
@@ -1080,8 +1087,12 @@ int lg_axpy_(lg_tensor *a, double alpha, lg_tensor *b) {
 
 /* ---- unary ---- */
 
+struct unary_state {
+  lg_unop op;
+};
+
 static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_unop op = (lg_unop)n->ival[0];
+  lg_unop op = LG_NODE_STATE(n, struct unary_state)->op;
   lg_tensor *x = NULL, *out = NULL;
   if (n->nsaved >= 1 && !(x = lg_node_saved(n, 0)))
     return -1;
@@ -1269,7 +1280,7 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
                      ? NULL
                      : lg_record(out, name, unary_backward, 1, &ca);
     if (n) {
-      n->ival[0] = op;
+      LG_NODE_STATE(n, struct unary_state)->op = op;
       int rc = lg_node_save(n, ca);
       if (!rc && unary_saves_out(op))
         rc = lg_node_save(n, out);
@@ -1304,11 +1315,16 @@ int lg_unary_(lg_unop op, lg_tensor *a) {
 
 /* ---- clamp, leaky_relu, where ---- */
 
+struct clamp_state {
+  double lo, hi; /* NaN: no bound */
+};
+
 static int clamp_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(n, 0);
   if (!x)
     return -1;
-  double lo = n->dval[0], hi = n->dval[1];
+  const struct clamp_state *st = LG_NODE_STATE(n, struct clamp_state);
+  double lo = st->lo, hi = st->hi;
   lg_tensor *m1 = isnan(lo) ? NULL : lg_binary_scalar(LG_OP_GE, x, lo, false);
   lg_tensor *m2 = isnan(hi) ? NULL : lg_binary_scalar(LG_OP_LE, x, hi, false);
   lg_tensor *m = m1 && m2 ? lg_binary(LG_OP_AND, m1, m2)
@@ -1349,8 +1365,7 @@ lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi) {
   lg_release(c);
   lg_node *node = lg_record(out, "clamp", clamp_backward, 1, &a);
   if (node) {
-    node->dval[0] = lo;
-    node->dval[1] = hi;
+    *LG_NODE_STATE(node, struct clamp_state) = (struct clamp_state){lo, hi};
     if (lg_node_save(node, a)) {
       lg_release(out);
       return NULL;
@@ -1359,11 +1374,15 @@ lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi) {
   return out;
 }
 
+struct leaky_state {
+  double slope; /* negative_slope */
+};
+
 static int leaky_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(n, 0);
   if (!x)
     return -1;
-  double slope = n->dval[0];
+  double slope = LG_NODE_STATE(n, struct leaky_state)->slope;
   lg_tensor *m = lg_binary_scalar(LG_OP_GT, x, 0, false);
   lg_tensor *mf = m ? lg_to_dtype(m, g->dtype) : NULL;
   /* factor = slope + (1 - slope) * (x > 0) */
@@ -1404,7 +1423,7 @@ lg_tensor *lg_leaky_relu(lg_tensor *a, double slope) {
   lg_release(c);
   lg_node *node = lg_record(out, "leaky_relu", leaky_backward, 1, &a);
   if (node) {
-    node->dval[0] = slope;
+    LG_NODE_STATE(node, struct leaky_state)->slope = slope;
     if (lg_node_save(node, a)) {
       lg_release(out);
       return NULL;
@@ -1423,14 +1442,14 @@ static int where_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   int rc = 0;
   if (n->needs_grad[1]) {
     lg_tensor *t = lg_binary(LG_OP_MUL, g, cf);
-    grads[1] = t ? lg_grad_reduce_to(t, n->ival) : NULL;
+    grads[1] = t ? lg_grad_reduce_to(t, &LG_BCAST(n)->a) : NULL;
     lg_release(t);
     rc |= !grads[1];
   }
   if (n->needs_grad[2]) {
     lg_tensor *inv = lg_binary_scalar(LG_OP_SUB, cf, 1, true);
     lg_tensor *t = inv ? lg_binary(LG_OP_MUL, g, inv) : NULL;
-    grads[2] = t ? lg_grad_reduce_to(t, n->ival + 9) : NULL;
+    grads[2] = t ? lg_grad_reduce_to(t, &LG_BCAST(n)->b) : NULL;
     lg_release(inv);
     lg_release(t);
     rc |= !grads[2];
