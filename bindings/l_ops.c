@@ -157,30 +157,35 @@ static int unary_inplace(lua_State *L, lg_unop op) {
   return push_self(L);
 }
 
-/* ---- the generic dispatcher: one closure per ops.def entry ---- */
+/* ---- the generic dispatcher: every ops.def entry bound the same way ---- */
 
-/* upvalue 1 is the op */
-static int o_binary(lua_State *L) {
-  return binary_impl(L, (lg_binop)lua_tointeger(L, lua_upvalueindex(1)));
-}
-static int o_binary_(lua_State *L) {
-  lg_binop op = (lg_binop)lua_tointeger(L, lua_upvalueindex(1));
-  char name[40]; /* errors name the method as called: "add_" */
-  snprintf(name, sizeof name, "%s_", lg_binop_name(op));
-  return binary_inplace(L, op, name);
-}
-static int o_unary(lua_State *L) {
-  return unary_impl(L, (lg_unop)lua_tointeger(L, lua_upvalueindex(1)));
-}
-static int o_unary_(lua_State *L) {
-  return unary_inplace(L, (lg_unop)lua_tointeger(L, lua_upvalueindex(1)));
-}
+/* one plain C function per entry and variant, so that a call costs no
+ * more than a hand-written binding would */
+#define LG_BINOP(ID, name, family, flags)                                     \
+  static int o_bin_##ID(lua_State *L) { return binary_impl(L, LG_OP_##ID); } \
+  static int o_bin_##ID##_(lua_State *L) { /* errors name "add_" */        \
+    return binary_inplace(L, LG_OP_##ID, #name "_");                          \
+  }
+#define LG_UNOP(ID, name, family, flags, Module)                              \
+  static int o_un_##ID(lua_State *L) { return unary_impl(L, LG_OP_##ID); }   \
+  static int o_un_##ID##_(lua_State *L) {                                     \
+    return unary_inplace(L, LG_OP_##ID);                                      \
+  }
+#include "../runtime/ops/ops.def"
+/* [op][0] the function, [op][1] the in-place twin */
+#define LG_BINOP(ID, name, family, flags) {o_bin_##ID, o_bin_##ID##_},
+static const lua_CFunction binop_fn[][2] = {
+#include "../runtime/ops/ops.def"
+};
+#define LG_UNOP(ID, name, family, flags, Module) {o_un_##ID, o_un_##ID##_},
+static const lua_CFunction unop_fn[][2] = {
+#include "../runtime/ops/ops.def"
+};
 
-/* sets t[name] = f(op) in each of the tables at the given indices (0 ends) */
-static void set_closure(lua_State *L, lua_CFunction f, int op,
-                        const char *name, const int *tables) {
-  lua_pushinteger(L, op);
-  lua_pushcclosure(L, f, 1);
+/* sets t[name] = f in each of the tables at the given indices (0 ends) */
+static void set_function(lua_State *L, lua_CFunction f, const char *name,
+                         const int *tables) {
+  lua_pushcfunction(L, f);
   for (; *tables; tables++) {
     lua_pushvalue(L, -1);
     lua_setfield(L, *tables, name);
@@ -189,7 +194,7 @@ static void set_closure(lua_State *L, lua_CFunction f, int op,
 }
 
 /* registers every ops.def entry: the method, the lg. function (the same
- * closure), the in-place twin and, for activations, lg.F's function; fills
+ * function), the in-place twin and, for activations, lg.F's function; fills
  * lg.ops, the op table as Lua sees it ({name, arity, family, flags...}) */
 static void register_pointwise(lua_State *L, int methods, int module) {
   lua_getfield(L, module, "F");
@@ -211,11 +216,11 @@ static void register_pointwise(lua_State *L, int methods, int module) {
           arity == 1 ? lg_unop_info((lg_unop)op) : lg_binop_info((lg_binop)op);
       if (o->flags & LG_OPF_MANUAL)
         continue;
-      set_closure(L, arity == 1 ? o_unary : o_binary, op, o->name,
-                  o->flags & LG_OPF_F ? with_f : both);
+      const lua_CFunction *fn = arity == 1 ? unop_fn[op] : binop_fn[op];
+      set_function(L, fn[0], o->name, o->flags & LG_OPF_F ? with_f : both);
       snprintf(name, sizeof name, "%s_", o->name);
       if (o->flags & LG_OPF_INPLACE)
-        set_closure(L, arity == 1 ? o_unary_ : o_binary_, op, name, both);
+        set_function(L, fn[1], name, both);
       lua_createtable(L, 0, 8);
       lua_pushstring(L, o->name);
       lua_setfield(L, -2, "name");
@@ -1027,7 +1032,7 @@ void lgL_register_ops(lua_State *L, int methods, int module) {
   lua_setfield(L, -2, "stack");
   lua_pop(L, 1);
   register_pointwise(L, methods, module);
-  /* the arithmetic metamethods are the same closures as the methods */
+  /* the arithmetic metamethods are the same functions as the methods */
   static const char *const arith[][2] = {{"__add", "add"}, {"__sub", "sub"},
                                          {"__mul", "mul"}, {"__div", "div"},
                                          {"__pow", "pow"}};

@@ -35,9 +35,14 @@ const lg_op_info *lg_unop_info(lg_unop op) {
 const char *lg_binop_name(lg_binop op) { return binop_info[op].name; }
 const char *lg_unop_name(lg_unop op) { return unop_info[op].name; }
 
-static bool is_compare(lg_binop op) {
-  return binop_info[op].flags & LG_OPF_COMPARE;
-}
+/* the comparisons as a bit set, a constant, so the hot paths test one bit */
+#define LG_BINOP(ID, name, family, flags)                                     \
+  | ((flags) & LG_OPF_COMPARE ? UINT64_C(1) << LG_OP_##ID : 0)
+static const uint64_t compare_ops = 0
+#include "ops.def"
+    ;
+_Static_assert(LG_NBINOPS <= 64, "compare_ops: one bit per lg_binop");
+static bool is_compare(lg_binop op) { return (compare_ops >> op) & 1; }
 
 /* ---- scalar formulas ---- */
 
