@@ -77,6 +77,18 @@ describe("op registry", function()
     assert.matches("add_", err)
   end)
 
+  it("runs a bool-valued op in place in the tensor's own dtype", function()
+    local f = lg.tensor{1.5, 0.0, -2.0}
+    assert.are.equal(f, f:logical_not_())
+    assert.same({0, 1, 0}, f:totable())
+    assert.are.equal("float32", f:dtype())
+    local i = lg.tensor({3, 0}, {dtype = lg.int64}):logical_not_()
+    assert.same({0, 1}, i:totable())
+    local b = lg.tensor{true, false}:logical_not_()
+    assert.same({false, true}, b:totable())
+    assert.same({false, true}, lg.tensor{0 / 0, 0}:logical_not():totable())
+  end)
+
   it("makes an nn module for each activation", function()
     local x = lg.tensor{-1.0, 0.5, 2.0}
     assert.same(x:relu():totable(), lg.nn.ReLU()(x):totable())

@@ -44,6 +44,11 @@ static const uint64_t compare_ops = 0
 _Static_assert(LG_NBINOPS <= 64, "compare_ops: one bit per lg_binop");
 static bool is_compare(lg_binop op) { return (compare_ops >> op) & 1; }
 
+/* a unary op with a bool result (logical_not): un_d gives 0 or 1 */
+static bool is_predicate(lg_unop op) {
+  return unop_info[op].flags & LG_OPF_COMPARE;
+}
+
 /* ---- scalar formulas ---- */
 
 #define SQRT1_2 0.70710678118654752440
@@ -474,16 +479,16 @@ static bool unary_f32_fast(lg_unop op, lg_tensor *out, lg_tensor *a) {
 }
 
 static void unary_kernel(lg_unop op, lg_tensor *out, lg_tensor *a) {
-  if (op != LG_OP_NOT && unary_f32_fast(op, out, a))
+  if (!is_predicate(op) && unary_f32_fast(op, out, a))
     return;
   const int64_t *strides[3] = {out->strides, a->strides, a->strides};
   lg_iter it;
   lg_iter_init(&it, out->ndim, out->shape, 3, strides);
-  if (op == LG_OP_NOT) {
+  if (is_predicate(op)) { /* any input dtype, a bool out */
     lg_dtype d = a->dtype;
     ITER3(it, uint8_t, uint8_t, uint8_t, out, out, out,
-          o[io] = lg_load(d, a->storage->data,
-                          a->offset + it.offs[1] + i * sx) == 0);
+          o[io] = un_d(op, lg_load(d, a->storage->data,
+                                   a->offset + it.offs[1] + i * sx)) != 0);
     return;
   }
   switch (a->dtype) {
@@ -1268,20 +1273,20 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
   }
   const char *name = unop_info[op].name;
   lg_dtype d = a->dtype;
-  if (op == LG_OP_NOT)
+  if (is_predicate(op))
     d = LG_BOOL;
   else if (d == LG_BOOL)
     d = unary_keeps_int(op) ? LG_INT64 : lg_default_dtype();
   else if (d == LG_INT64 && !unary_keeps_int(op))
     d = lg_default_dtype();
   lg_tensor *ca = a;
-  if (op != LG_OP_NOT && a->dtype != d && !(ca = lg_to_dtype(a, d)))
+  if (!is_predicate(op) && a->dtype != d && !(ca = lg_to_dtype(a, d)))
     return NULL;
   lg_tensor *out = lg_is_tiny(ca) ? lg_tiny_like(ca, d)
                                : lg_empty(d, ca->ndim, ca->shape);
   if (out) {
     unary_kernel(op, out, ca);
-    lg_node *n = op == LG_OP_NOT || !lg_dtype_is_float(d)
+    lg_node *n = is_predicate(op) || !lg_dtype_is_float(d)
                      ? NULL
                      : lg_record(out, name, unary_backward, 1, &ca);
     if (n) {
@@ -1304,6 +1309,14 @@ int lg_unary_(lg_unop op, lg_tensor *a) {
   const char *name = unop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
+  if (is_predicate(op)) { /* the bool result stored back in a's dtype */
+    bool was = lg_set_grad_enabled(false);
+    lg_tensor *r = lg_unary(op, a);
+    int rc = r ? lg_copy_(a, r) : -1;
+    lg_set_grad_enabled(was);
+    lg_release(r);
+    return rc;
+  }
   if (!lg_dtype_is_float(a->dtype) && !unary_keeps_int(op)) {
     lg_seterr("%s_: needs a float tensor, got %s", name,
               lg_dtype_name(a->dtype));
