@@ -192,30 +192,7 @@ static int opt_intlist(opts_reader *r, const char *k, const int64_t **out,
   return n;
 }
 
-static const char *const allowed[LG_SCHED_NKINDS] = {
-    [LG_SCHED_CONSTANT] = " factor total_iters ",
-    [LG_SCHED_STEP] = " step_size gamma ",
-    [LG_SCHED_MULTISTEP] = " milestones gamma ",
-    [LG_SCHED_EXPONENTIAL] = " gamma ",
-    [LG_SCHED_COSINE] = " T_max eta_min ",
-    [LG_SCHED_COSINE_RESTARTS] = " T_0 T_mult eta_min ",
-    [LG_SCHED_LINEAR] = " start_factor end_factor total_iters ",
-    [LG_SCHED_POLYNOMIAL] = " total_iters power ",
-    [LG_SCHED_ONECYCLE] =
-        " max_lr total_steps epochs steps_per_epoch pct_start "
-        "anneal_strategy cycle_momentum base_momentum max_momentum "
-        "div_factor final_div_factor three_phase ",
-    [LG_SCHED_CYCLIC] = " base_lr max_lr step_size_up step_size_down mode "
-                        "gamma cycle_momentum base_momentum max_momentum ",
-    [LG_SCHED_PLATEAU] = " mode factor patience threshold threshold_mode "
-                         "cooldown min_lr eps ",
-    [LG_SCHED_LAMBDA] = " fn ",
-    [LG_SCHED_MULTIPLICATIVE] = " fn ",
-    [LG_SCHED_SEQUENTIAL] = " schedulers milestones ",
-    [LG_SCHED_CHAINED] = " schedulers ",
-};
-
-/* rejects option names the scheduler does not know (typos) */
+/* rejects option names the scheduler does not declare (typos) */
 static void check_keys(opts_reader *r, lg_sched_kind kind) {
   lua_State *L = r->L;
   if (!r->idx)
@@ -226,11 +203,10 @@ static void check_keys(opts_reader *r, lg_sched_kind kind) {
     if (lua_type(L, -1) != LUA_TSTRING)
       luaL_error(L, "%s: option names must be strings", r->fname);
     const char *k = lua_tostring(L, -1);
-    size_t n = strlen(k);
-    const char *hit = n && !strchr(k, ' ') ? strstr(allowed[kind], k) : NULL;
-    while (hit && !(hit[-1] == ' ' && hit[n] == ' '))
-      hit = strstr(hit + 1, k);
-    if (!hit)
+    const lg_sched_opt *d = lg_sched_kind_opts(kind);
+    while (d->name && strcmp(d->name, k) != 0)
+      d++;
+    if (!d->name)
       luaL_error(L, "%s: unknown option '%s'", r->fname, k);
   }
 }
@@ -356,6 +332,77 @@ static int push_children(lua_State *L, opts_reader *r, lg_sched ***out) {
   return n;
 }
 
+/* whether the kind has an option of type t (functions: a function may
+ * stand for the options; children: the optimizer may be left out) */
+static bool declares(lg_sched_kind kind, lg_sched_opt_type t) {
+  for (const lg_sched_opt *d = lg_sched_kind_opts(kind); d->name; d++)
+    if (d->type == t)
+      return true;
+  return false;
+}
+
+/* reads every option the kind declares into o; returns the stack index
+ * of the children or functions list (user value 2), or 0 */
+static int read_opts(opts_reader *r, lg_sched_kind kind, lg_sched_opts *o,
+                     lg_optim **opt) {
+  lua_State *L = r->L;
+  int extra = 0;
+  for (const lg_sched_opt *d = lg_sched_kind_opts(kind); d->name; d++) {
+    char *at = (char *)o + d->at;
+    if ((d->flags & LG_SOPT_REQUIRED) && d->type != LG_SOPT_FN &&
+        d->type != LG_SOPT_CHILDREN) {
+      bool absent = field(r, d->name) == LUA_TNIL;
+      lua_pop(L, 1);
+      if (absent)
+        luaL_error(L, "%s: %s is required", r->fname, d->name);
+    }
+    switch (d->type) {
+    case LG_SOPT_NUM:
+      *(double *)at = opt_num(r, d->name, *(double *)at);
+      break;
+    case LG_SOPT_INT: {
+      bool given = field(r, d->name) != LUA_TNIL;
+      lua_pop(L, 1);
+      int64_t v = opt_int(r, d->name, *(int64_t *)at);
+      if (given && v == 0 && (d->flags & LG_SOPT_ZERO_SET))
+        v = -1; /* given as 0: rejected by the runtime */
+      *(int64_t *)at = v;
+      break;
+    }
+    case LG_SOPT_BOOL:
+      *(bool *)at = opt_bool(r, d->name, *(bool *)at);
+      break;
+    case LG_SOPT_CHOICE:
+      *(int *)at = opt_choice(r, d->name, d->choices, *(int *)at);
+      break;
+    case LG_SOPT_PERGROUP:
+      *(lg_sched_pergroup *)at =
+          opt_pergroup(r, d->name, ((lg_sched_pergroup *)at)->all);
+      break;
+    case LG_SOPT_INTLIST:
+      *(int *)((char *)o + d->count_at) =
+          opt_intlist(r, d->name, (const int64_t **)at,
+                      d->flags & LG_SOPT_REQUIRED);
+      break;
+    case LG_SOPT_FN:
+      push_fns(L, 2, r);
+      *(lg_sched_fn *)at = lambda_call;
+      extra = lua_gettop(L);
+      break;
+    case LG_SOPT_CHILDREN: {
+      lg_sched **children;
+      *(int *)((char *)o + d->count_at) = push_children(L, r, &children);
+      *(lg_sched *const **)at = children;
+      extra = lua_gettop(L);
+      if (!*opt)
+        *opt = lg_sched_optim(children[0]);
+      break;
+    }
+    }
+  }
+  return extra;
+}
+
 /* lg.sched.NAME(opt, opts): upvalue 1 is the kind */
 static int sched_new(lua_State *L) {
   lg_sched_kind kind = (lg_sched_kind)lua_tointeger(L, lua_upvalueindex(1));
@@ -363,15 +410,14 @@ static int sched_new(lua_State *L) {
   snprintf(fname, sizeof fname, "sched.%s", lg_sched_kind_name(kind));
   lg_optim *opt = NULL;
   int opts_idx = 2;
-  if (kind == LG_SCHED_CHAINED && lua_type(L, 1) == LUA_TTABLE &&
+  if (declares(kind, LG_SOPT_CHILDREN) && lua_type(L, 1) == LUA_TTABLE &&
       lua_isnoneornil(L, 2))
     opts_idx = 1; /* Chained{schedulers = ...}: the children's optimizer */
   else
     opt = lgL_checkoptim(L, 1);
   int ot = lua_type(L, opts_idx);
   if (!(ot == LUA_TTABLE || ot == LUA_TNONE || ot == LUA_TNIL ||
-        (ot == LUA_TFUNCTION &&
-         (kind == LG_SCHED_LAMBDA || kind == LG_SCHED_MULTIPLICATIVE))))
+        (ot == LUA_TFUNCTION && declares(kind, LG_SOPT_FN))))
     luaL_typeerror(L, opts_idx, "table of options");
   opts_reader r = {L, ot == LUA_TTABLE ? opts_idx : 0, fname,
                    opt ? lg_optim_ngroups(opt) : 0};
@@ -380,116 +426,7 @@ static int sched_new(lua_State *L) {
 
   lg_sched_opts o;
   lg_sched_defaults(kind, &o);
-  int extra = 0; /* user value 2: children or functions */
-  switch (kind) {
-  case LG_SCHED_CONSTANT:
-    o.factor = opt_num(&r, "factor", o.factor);
-    o.total_iters = opt_int(&r, "total_iters", o.total_iters);
-    break;
-  case LG_SCHED_STEP:
-    o.step_size = opt_int(&r, "step_size", 0);
-    if (field(&r, "step_size") == LUA_TNIL)
-      luaL_error(L, "%s: step_size is required", fname);
-    lua_pop(L, 1);
-    o.gamma = opt_num(&r, "gamma", o.gamma);
-    break;
-  case LG_SCHED_MULTISTEP:
-    o.nmilestones = opt_intlist(&r, "milestones", &o.milestones, true);
-    o.gamma = opt_num(&r, "gamma", o.gamma);
-    break;
-  case LG_SCHED_EXPONENTIAL:
-    o.gamma = opt_num(&r, "gamma", o.gamma);
-    break;
-  case LG_SCHED_COSINE:
-    o.T_max = opt_num(&r, "T_max", o.T_max);
-    o.eta_min = opt_num(&r, "eta_min", o.eta_min);
-    break;
-  case LG_SCHED_COSINE_RESTARTS:
-    o.T_0 = opt_int(&r, "T_0", 0);
-    if (field(&r, "T_0") == LUA_TNIL)
-      luaL_error(L, "%s: T_0 is required", fname);
-    lua_pop(L, 1);
-    o.T_mult = opt_int(&r, "T_mult", o.T_mult);
-    o.eta_min = opt_num(&r, "eta_min", o.eta_min);
-    break;
-  case LG_SCHED_LINEAR:
-    o.start_factor = opt_num(&r, "start_factor", o.start_factor);
-    o.end_factor = opt_num(&r, "end_factor", o.end_factor);
-    o.total_iters = opt_int(&r, "total_iters", o.total_iters);
-    break;
-  case LG_SCHED_POLYNOMIAL:
-    o.total_iters = opt_int(&r, "total_iters", o.total_iters);
-    o.power = opt_num(&r, "power", o.power);
-    break;
-  case LG_SCHED_ONECYCLE: {
-    static const char *const anneal[] = {"cos", "linear", NULL};
-    o.max_lr = opt_pergroup(&r, "max_lr", o.max_lr.all);
-    if (field(&r, "total_steps") != LUA_TNIL) {
-      o.total_steps = opt_int(&r, "total_steps", 0);
-      if (o.total_steps == 0)
-        o.total_steps = -1; /* given as 0: rejected by the runtime */
-    }
-    lua_pop(L, 1);
-    o.epochs = opt_int(&r, "epochs", 0);
-    o.steps_per_epoch = opt_int(&r, "steps_per_epoch", 0);
-    o.pct_start = opt_num(&r, "pct_start", o.pct_start);
-    o.anneal_linear = opt_choice(&r, "anneal_strategy", anneal, 0) == 1;
-    o.div_factor = opt_num(&r, "div_factor", o.div_factor);
-    o.final_div_factor = opt_num(&r, "final_div_factor", o.final_div_factor);
-    o.three_phase = opt_bool(&r, "three_phase", false);
-    o.cycle_momentum = opt_bool(&r, "cycle_momentum", true);
-    o.base_momentum = opt_pergroup(&r, "base_momentum", o.base_momentum.all);
-    o.max_momentum = opt_pergroup(&r, "max_momentum", o.max_momentum.all);
-    break;
-  }
-  case LG_SCHED_CYCLIC: {
-    static const char *const modes[] = {"triangular", "triangular2",
-                                        "exp_range", NULL};
-    o.base_lr = opt_pergroup(&r, "base_lr", o.base_lr.all);
-    o.max_lr = opt_pergroup(&r, "max_lr", o.max_lr.all);
-    o.step_size_up = opt_num(&r, "step_size_up", o.step_size_up);
-    o.step_size_down = opt_num(&r, "step_size_down", o.step_size_down);
-    o.cyclic_mode = opt_choice(&r, "mode", modes, 0);
-    o.gamma = opt_num(&r, "gamma", o.gamma);
-    o.cycle_momentum = opt_bool(&r, "cycle_momentum", true);
-    o.base_momentum = opt_pergroup(&r, "base_momentum", o.base_momentum.all);
-    o.max_momentum = opt_pergroup(&r, "max_momentum", o.max_momentum.all);
-    break;
-  }
-  case LG_SCHED_PLATEAU: {
-    static const char *const modes[] = {"min", "max", NULL};
-    static const char *const tmodes[] = {"rel", "abs", NULL};
-    o.mode_max = opt_choice(&r, "mode", modes, 0) == 1;
-    o.factor = opt_num(&r, "factor", o.factor);
-    o.patience = opt_int(&r, "patience", o.patience);
-    o.threshold = opt_num(&r, "threshold", o.threshold);
-    o.threshold_abs = opt_choice(&r, "threshold_mode", tmodes, 0) == 1;
-    o.cooldown = opt_int(&r, "cooldown", o.cooldown);
-    o.min_lr = opt_pergroup(&r, "min_lr", o.min_lr.all);
-    o.eps = opt_num(&r, "eps", o.eps);
-    break;
-  }
-  case LG_SCHED_LAMBDA:
-  case LG_SCHED_MULTIPLICATIVE:
-    push_fns(L, 2, &r);
-    o.fn = lambda_call;
-    extra = lua_gettop(L);
-    break;
-  case LG_SCHED_SEQUENTIAL:
-  case LG_SCHED_CHAINED: {
-    lg_sched **children;
-    o.nchildren = push_children(L, &r, &children);
-    o.children = children;
-    extra = lua_gettop(L);
-    if (kind == LG_SCHED_SEQUENTIAL)
-      o.nmilestones = opt_intlist(&r, "milestones", &o.milestones, true);
-    if (!opt)
-      opt = lg_sched_optim(children[0]);
-    break;
-  }
-  default:
-    break;
-  }
+  int extra = read_opts(&r, kind, &o, &opt); /* children or functions */
 
   sched_box *b = lua_newuserdatauv(L, sizeof *b, 2);
   b->s = NULL;
@@ -538,7 +475,7 @@ static int sched_step(lua_State *L) {
   lg_sched *s = check_sched(L, 1);
   int rc;
   check_optim_open(L, 1);
-  if (lg_sched_kind_of(s) == LG_SCHED_PLATEAU) {
+  if (lg_sched_takes_metric(s)) {
     double metric;
     lg_tensor *t = lgL_totensor(L, 2);
     if (t) {
@@ -548,9 +485,8 @@ static int sched_step(lua_State *L) {
     } else if (lua_type(L, 2) == LUA_TNUMBER) {
       metric = lua_tonumber(L, 2);
     } else {
-      return luaL_error(L,
-                        "sched.Plateau: step needs the metric (a number), "
-                        "got %s",
+      return luaL_error(L, "sched.%s: step needs the metric (a number), got %s",
+                        lg_sched_kind_name(lg_sched_kind_of(s)),
                         luaL_typename(L, 2));
     }
     rc = lg_sched_step_metric(s, metric, L);

@@ -31,22 +31,30 @@
 
 #include "../lgrad.h"
 
+/* Every kind, named once: X(ID, var, "Name").  ID gives LG_SCHED_<ID>,
+ * var the kind's table lg_schedk_<var> (a sched/<family>.c file), Name the
+ * Lua constructor lg.sched.Name.  The order is the enum order. */
+#define LG_SCHED_KINDS(X)                                                      \
+  X(CONSTANT, constant, "Constant")                                           \
+  X(STEP, step, "Step")                                                       \
+  X(MULTISTEP, multistep, "MultiStep")                                        \
+  X(EXPONENTIAL, exponential, "Exponential")                                  \
+  X(COSINE, cosine, "Cosine")                                                 \
+  X(COSINE_RESTARTS, restarts, "CosineWarmRestarts")                          \
+  X(LINEAR, linear, "Linear")                                                 \
+  X(POLYNOMIAL, polynomial, "Polynomial")                                     \
+  X(ONECYCLE, onecycle, "OneCycle")                                           \
+  X(CYCLIC, cyclic, "Cyclic")                                                 \
+  X(PLATEAU, plateau, "Plateau")                                              \
+  X(LAMBDA, lambda, "Lambda")                                                 \
+  X(MULTIPLICATIVE, multiplicative, "Multiplicative")                         \
+  X(SEQUENTIAL, sequential, "Sequential")                                     \
+  X(CHAINED, chained, "Chained")
+
 typedef enum {
-  LG_SCHED_CONSTANT,
-  LG_SCHED_STEP,
-  LG_SCHED_MULTISTEP,
-  LG_SCHED_EXPONENTIAL,
-  LG_SCHED_COSINE,
-  LG_SCHED_COSINE_RESTARTS,
-  LG_SCHED_LINEAR,
-  LG_SCHED_POLYNOMIAL,
-  LG_SCHED_ONECYCLE,
-  LG_SCHED_CYCLIC,
-  LG_SCHED_PLATEAU,
-  LG_SCHED_LAMBDA,
-  LG_SCHED_MULTIPLICATIVE,
-  LG_SCHED_SEQUENTIAL,
-  LG_SCHED_CHAINED,
+#define LG_SCHED_ENUM(ID, var, name) LG_SCHED_##ID,
+  LG_SCHED_KINDS(LG_SCHED_ENUM)
+#undef LG_SCHED_ENUM
   LG_SCHED_NKINDS
 } lg_sched_kind;
 
@@ -65,8 +73,10 @@ typedef struct {
   double all;
 } lg_sched_pergroup;
 
-/* Options of every kind; lg_sched_defaults() fills PyTorch's defaults and
- * marks required ones as not given (NaN or 0). */
+/* The options a caller fills; each kind declares the ones it reads (name,
+ * type, place in this struct, default, range: lg_sched_kind_opts), and
+ * lg_sched_defaults() fills that kind's declared defaults, marking required
+ * ones as not given (NaN or 0). */
 typedef struct {
   /* Constant, Linear, Polynomial, Step, MultiStep, Exponential */
   double factor;                   /* Constant, Plateau */
@@ -86,7 +96,7 @@ typedef struct {
   lg_sched_pergroup max_lr; /* also Cyclic (required) */
   int64_t total_steps, epochs, steps_per_epoch;
   double pct_start;
-  bool anneal_linear; /* else cosine */
+  int anneal_linear; /* a choice: 0 cos, 1 linear */
   double div_factor, final_div_factor;
   bool three_phase;
   bool cycle_momentum; /* also Cyclic */
@@ -96,7 +106,7 @@ typedef struct {
   double step_size_up, step_size_down; /* down NaN: equal to up */
   int cyclic_mode;
   /* Plateau */
-  bool mode_max, threshold_abs;
+  int mode_max, threshold_abs; /* choices: min/max, rel/abs */
   int64_t patience, cooldown;
   double threshold, eps;
   lg_sched_pergroup min_lr;
@@ -108,7 +118,43 @@ typedef struct {
   lg_sched *const *children;
 } lg_sched_opts;
 
+/* One declared option of a kind.  The binding reads options by walking
+ * this list (unknown names are rejected); lg_sched_new checks the declared
+ * ranges, then the kind's own rules across options. */
+typedef enum {
+  LG_SOPT_NUM,      /* double */
+  LG_SOPT_INT,      /* int64_t */
+  LG_SOPT_BOOL,     /* bool */
+  LG_SOPT_CHOICE,   /* int: the index of a string among choices */
+  LG_SOPT_PERGROUP, /* lg_sched_pergroup: a number or one per group */
+  LG_SOPT_INTLIST,  /* const int64_t * with its int count at count_at */
+  LG_SOPT_FN,       /* lg_sched_fn: the caller supplies it */
+  LG_SOPT_CHILDREN  /* lg_sched *const * with its count at count_at */
+} lg_sched_opt_type;
+
+#define LG_SOPT_REQUIRED 1u  /* no default: must be given */
+#define LG_SOPT_RANGE 2u     /* [lo, hi] is checked */
+#define LG_SOPT_LO_OPEN 4u   /* lo excluded */
+#define LG_SOPT_HI_OPEN 8u   /* hi excluded */
+#define LG_SOPT_NIL_OK 16u   /* NaN (not given) passes the range check */
+#define LG_SOPT_ZERO_SET 32u /* INT: 0 means not given, so a given 0 is
+                                stored as -1 for the range check to see */
+
+typedef struct {
+  const char *name;
+  lg_sched_opt_type type;
+  size_t at;       /* offsetof(lg_sched_opts, field) */
+  size_t count_at; /* INTLIST, CHILDREN: offsetof the int count */
+  unsigned flags;
+  double def; /* NUM, INT, BOOL, CHOICE, PERGROUP */
+  double lo, hi;
+  const char *must; /* the range in words ("a positive integer"), or NULL */
+  const char *const *choices; /* CHOICE: NULL-terminated */
+} lg_sched_opt;
+
 const char *lg_sched_kind_name(lg_sched_kind kind); /* "Step", ... */
+/* the kind's declared options, terminated by a NULL name */
+const lg_sched_opt *lg_sched_kind_opts(lg_sched_kind kind);
 int lg_sched_kind_from_name(const char *name, lg_sched_kind *kind);
 void lg_sched_defaults(lg_sched_kind kind, lg_sched_opts *o);
 
@@ -127,6 +173,8 @@ int lg_sched_step_metric(lg_sched *s, double metric, void *call_ctx);
 int lg_sched_step_epoch(lg_sched *s, double epoch, void *call_ctx);
 
 lg_sched_kind lg_sched_kind_of(const lg_sched *s);
+/* whether steps read a metric (lg_sched_step_metric): Plateau */
+bool lg_sched_takes_metric(const lg_sched *s);
 lg_optim *lg_sched_optim(const lg_sched *s);
 int lg_sched_ngroups(const lg_sched *s);
 int64_t lg_sched_last_epoch(const lg_sched *s);
