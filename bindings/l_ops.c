@@ -942,10 +942,7 @@ static int o_retain_grad(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (!t->requires_grad)
     return luaL_error(L, "retain_grad: the tensor does not require grad");
-  if (t->grad_fn) {
-    t->retains_grad = true;
-    t->grad_fn->retained_out = t;
-  }
+  lg_retain_grad(t);
   return push_self(L);
 }
 

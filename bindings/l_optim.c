@@ -274,7 +274,7 @@ static int optim_new(lua_State *L) {
       lua_pop(L, 1);
     }
   }
-  memcpy(o->defaults, base, sizeof base);
+  lg_optim_set_base_hp(o, base);
   if (luaL_len(L, 1) == 0)
     return luaL_error(L, "%s: got an empty parameter list", name);
   lua_geti(L, 1, 1); /* 4 */
@@ -314,7 +314,7 @@ static int optim_add_param_group(lua_State *L) {
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   double base[LG_HP_COUNT];
-  memcpy(base, o->defaults, sizeof base); /* the constructor's options */
+  memcpy(base, lg_optim_base_hp(o), sizeof base); /* the constructor's options */
   if (lua_getfield(L, 2, "params") != LUA_TTABLE) { /* 3 */
     if (!lgL_totensor(L, 3))
       return luaL_error(L, "add_param_group: the group has no 'params' "
@@ -373,7 +373,7 @@ static int optim_step(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 2);
   lua_pushnil(L); /* 3: error slot */
-  closure_ctx c = {L, 2, 3, false, o->kind->needs_closure, lg_optim_name(o)};
+  closure_ctx c = {L, 2, 3, false, lg_optim_needs_closure(o), lg_optim_name(o)};
   double loss = NAN;
   int rc = lg_optim_step(o, has ? call_closure : NULL, &c, &loss);
   if (rc < 0) {
@@ -461,7 +461,7 @@ static int group_index(lua_State *L) {
   }
   const lg_hp_spec *s = lg_optim_find_spec(o, k);
   if (s) {
-    push_option(L, s, o->groups[g].hp);
+    push_option(L, s, lg_optim_group_hp(o, g));
     return 1;
   }
   double v;
@@ -482,9 +482,9 @@ static int group_newindex(lua_State *L) {
   const lg_hp_spec *s = lg_optim_find_spec(o, k);
   if (s) {
     double hp[LG_HP_COUNT];
-    memcpy(hp, o->groups[g].hp, sizeof hp);
+    memcpy(hp, lg_optim_group_hp(o, g), sizeof hp);
     read_option(L, 3, o, s, hp);
-    memcpy(o->groups[g].hp, hp, sizeof hp);
+    lg_optim_set_group_hp(o, g, hp);
     return 0;
   }
   if (lua_isnil(L, 3)) {
@@ -507,7 +507,7 @@ static int group_newindex(lua_State *L) {
 static void push_group_table(lua_State *L, lg_optim *o, int g, int base) {
   lua_newtable(L);
   for (const lg_hp_spec *s = lg_optim_specs(o); s->name; s++) {
-    push_option(L, s, o->groups[g].hp);
+    push_option(L, s, lg_optim_group_hp(o, g));
     lua_setfield(L, -2, s->name);
   }
   for (int i = 0; i < lg_optim_nextras(o, g); i++) {
@@ -555,7 +555,7 @@ static void fmt_elem(char *buf, size_t n, const lg_hp_spec *s, double v) {
 /* "lr = 0.1, betas = {0.9, 0.999}, ..., params = 2" into b */
 static void add_group_str(luaL_Buffer *b, lg_optim *o, int g) {
   char piece[96];
-  const double *hp = o->groups[g].hp;
+  const double *hp = lg_optim_group_hp(o, g);
   for (const lg_hp_spec *s = lg_optim_specs(o); s->name; s++) {
     luaL_addstring(b, s->name);
     luaL_addstring(b, s->n > 1 ? " = {" : " = ");
@@ -635,7 +635,7 @@ static int optim_load_state_dict(lua_State *L) {
   const char *fn = "load_state_dict";
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
-  if (o->busy)
+  if (lg_optim_busy(o))
     return luaL_error(L, "%s: called from inside step()", fn);
   if (lua_getfield(L, 2, "param_groups") != LUA_TTABLE) /* 3 */
     return luaL_error(L, "%s: the state dict has no 'param_groups' list", fn);
@@ -679,7 +679,7 @@ static int optim_load_state_dict(lua_State *L) {
     }
     lua_pop(L, 1);
     double *hp = hps + (size_t)g * LG_HP_COUNT;
-    memcpy(hp, o->groups[g].hp, LG_HP_COUNT * sizeof *hp);
+    memcpy(hp, lg_optim_group_hp(o, g), LG_HP_COUNT * sizeof *hp);
     for (const lg_hp_spec *s = lg_optim_specs(o); s->name; s++) {
       if (lua_getfield(L, gi, s->name) != LUA_TNIL || (s->flags & LG_HPF_NILOK))
         read_option(L, -1, o, s, hp);
@@ -715,8 +715,7 @@ static int optim_load_state_dict(lua_State *L) {
   }
   /* apply */
   for (int g = 0; g < ng; g++) {
-    memcpy(o->groups[g].hp, hps + (size_t)g * LG_HP_COUNT,
-           LG_HP_COUNT * sizeof *hps);
+    lg_optim_set_group_hp(o, g, hps + (size_t)g * LG_HP_COUNT);
     lg_optim_clear_extras(o, g);
     lua_geti(L, 3, g + 1);
     lua_pushnil(L);
@@ -766,7 +765,7 @@ static int optim_load_state_dict(lua_State *L) {
 
 static int optim_gc(lua_State *L) {
   optim_box *b = luaL_checkudata(L, 1, LGL_OPTIM);
-  if (b->o && b->o->busy)
+  if (b->o && lg_optim_busy(b->o))
     return luaL_error(L, "optimizer: cannot close it inside its step()");
   lg_optim_free(b->o);
   b->o = NULL;

@@ -612,8 +612,7 @@ static int t_get_flat(lua_State *L) {
 static int t_set_flat(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int64_t off = flat_offset(L, t, 2);
-  lg_store(t->dtype, t->storage->data, off, luaL_checknumber(L, 3));
-  t->storage->version++;
+  lg_set_at(t, off, luaL_checknumber(L, 3));
   return 0;
 }
 

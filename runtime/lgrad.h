@@ -154,6 +154,9 @@ bool lg_is_contiguous(const lg_tensor *t);
 void *lg_data_ptr(const lg_tensor *t); /* storage data + offset */
 double lg_get(const lg_tensor *t, const int64_t *idx); /* element read */
 int lg_set(lg_tensor *t, const int64_t *idx, double v);
+/* stores v at storage element off (checked by the caller), an in-place
+ * write: the storage version moves */
+void lg_set_at(lg_tensor *t, int64_t off, double v);
 double lg_item(const lg_tensor *t); /* one-element tensor */
 bool lg_same_shape(const lg_tensor *a, const lg_tensor *b);
 /* element i of raw data of dtype d, as a double, and the reverse */
@@ -295,6 +298,8 @@ const char *lg_blas_info(void);
 bool lg_grad_enabled(void);
 bool lg_set_grad_enabled(bool on); /* returns the previous state */
 void lg_set_requires_grad(lg_tensor *t, bool on);
+/* keeps .grad of a non-leaf t after backward (PyTorch's retain_grad) */
+void lg_retain_grad(lg_tensor *t);
 /* true when grad mode is on and one of the n tensors requires grad */
 bool lg_any_requires_grad(int n, lg_tensor **ts);
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,

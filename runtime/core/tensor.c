@@ -386,6 +386,18 @@ int lg_set(lg_tensor *t, const int64_t *idx, double v) {
   return 0;
 }
 
+void lg_set_at(lg_tensor *t, int64_t off, double v) {
+  lg_store(t->dtype, t->storage->data, off, v);
+  lg_bump_version(t);
+}
+
+void lg_retain_grad(lg_tensor *t) {
+  if (!t->grad_fn)
+    return;
+  t->retains_grad = true;
+  t->grad_fn->retained_out = t;
+}
+
 double lg_item(const lg_tensor *t) {
   if (lg_numel(t) != 1) {
     char b[200];

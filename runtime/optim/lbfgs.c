@@ -69,8 +69,8 @@ static double absmax(const double *a, int64_t n) {
   return m;
 }
 
-void lg_lbfgs_free(lg_optim *o) {
-  lbfgs_state *s = o->lbfgs;
+static void lg_lbfgs_free(lg_optim *o) {
+  lbfgs_state *s = o->kind_state;
   if (!s)
     return;
   for (int i = 0; i < s->ndirs; i++)
@@ -87,18 +87,18 @@ void lg_lbfgs_free(lg_optim *o) {
     free(vs[i]);
   free(s->x0);
   free(s);
-  o->lbfgs = NULL;
+  o->kind_state = NULL;
 }
 
 static lbfgs_state *get_state(lg_optim *o) {
-  if (o->lbfgs)
-    return o->lbfgs;
+  if (o->kind_state)
+    return o->kind_state;
   lbfgs_state *s = calloc(1, sizeof *s);
   if (!s) {
     lg_seterr("LBFGS: out of memory");
     return NULL;
   }
-  o->lbfgs = s;
+  o->kind_state = s;
   s->H_diag = 1;
   for (int i = 0; i < o->nparams; i++) {
     s->n += lg_numel(o->params[i].t);
@@ -569,8 +569,8 @@ static int lbfgs_step(lg_optim *o, lg_closure_fn closure, void *ctx,
 
 /* ---- state entries ---- */
 
-int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max) {
-  const lbfgs_state *s = o->lbfgs;
+static int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max) {
+  const lbfgs_state *s = o->kind_state;
   int n = 0;
   if (!s)
     return 0;
@@ -610,9 +610,9 @@ static lg_tensor *rows_tensor(double *const *rows, int k, int64_t n) {
   return t;
 }
 
-int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
+static int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
                        lg_tensor **t) {
-  const lbfgs_state *s = o->lbfgs;
+  const lbfgs_state *s = o->kind_state;
   if (!s)
     goto missing;
   if (!strcmp(key, "func_evals")) {
@@ -712,7 +712,7 @@ static int load_rows(lbfgs_state *s, const char *key, lg_tensor *src,
   return rc;
 }
 
-int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t) {
+static int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t) {
   lbfgs_state *s = get_state(o);
   if (!s)
     return -1;
@@ -790,4 +790,9 @@ const lg_optim_kind lg_optim_lbfgs = {.name = "LBFGS",
                                       .specs = lbfgs_specs,
                                       .check_group = lbfgs_check,
                                       .step = lbfgs_step,
-                                      .needs_closure = true};
+                                      .needs_closure = true,
+                                      .one_group = true,
+                                      .global_keys = lg_lbfgs_state_keys,
+                                      .global_get = lg_lbfgs_state_get,
+                                      .global_set = lg_lbfgs_state_set,
+                                      .global_free = lg_lbfgs_free};

@@ -76,7 +76,8 @@ void lg_optim_free(lg_optim *o) {
   free(o->groups);
   if (o->work)
     lg_free(o->work, o->work_bytes);
-  lg_lbfgs_free(o);
+  if (o->kind->global_free)
+    o->kind->global_free(o);
   free(o);
 }
 
@@ -228,9 +229,10 @@ int lg_optim_add_group(lg_optim *o, int n, lg_tensor **params,
     lg_seterr("%s: got an empty parameter list", on);
     return -1;
   }
-  if (o->kind == &lg_optim_lbfgs && o->ngroups > 0) {
-    lg_seterr("LBFGS: doesn't support per-parameter options "
-              "(parameter groups)");
+  if (o->kind->one_group && o->ngroups > 0) {
+    lg_seterr("%s: doesn't support per-parameter options "
+              "(parameter groups)",
+              on);
     return -1;
   }
   double hp[LG_HP_COUNT];
@@ -285,6 +287,26 @@ oom:
 
 int lg_optim_nparams(const lg_optim *o) { return o->nparams; }
 int lg_optim_ngroups(const lg_optim *o) { return o->ngroups; }
+
+const double *lg_optim_group_hp(const lg_optim *o, int group) {
+  return o->groups[group].hp;
+}
+
+void lg_optim_set_group_hp(lg_optim *o, int group, const double *hp) {
+  memcpy(o->groups[group].hp, hp, sizeof o->groups[group].hp);
+}
+
+const double *lg_optim_base_hp(const lg_optim *o) { return o->defaults; }
+
+void lg_optim_set_base_hp(lg_optim *o, const double *hp) {
+  memcpy(o->defaults, hp, sizeof o->defaults);
+}
+
+bool lg_optim_needs_closure(const lg_optim *o) {
+  return o->kind->needs_closure;
+}
+
+bool lg_optim_busy(const lg_optim *o) { return o->busy; }
 int lg_optim_group_first(const lg_optim *o, int g) {
   return o->groups[g].first;
 }
@@ -596,12 +618,18 @@ static int check_index(const lg_optim *o, int index, const char *fn) {
   return 0;
 }
 
+/* the error for a global-state kind asked about another parameter */
+static int global_on_first(const lg_optim *o, const char *where) {
+  lg_seterr("%s: %s keeps its state on parameter 1", where, o->kind->name);
+  return -1;
+}
+
 int lg_optim_state_keys(const lg_optim *o, int index, const char **keys,
                         int max) {
   if (index < 0 || index >= o->nparams)
     return 0;
-  if (o->kind == &lg_optim_lbfgs)
-    return index == 0 ? lg_lbfgs_state_keys(o, keys, max) : 0;
+  if (o->kind->global_keys)
+    return index == 0 ? o->kind->global_keys(o, keys, max) : 0;
   const lg_opt_param *p = &o->params[index];
   int n = 0;
   if (!p->has_state || !o->kind->state)
@@ -618,11 +646,10 @@ int lg_optim_state_get(const lg_optim *o, int index, const char *key,
                        double *num, lg_tensor **t) {
   if (check_index(o, index, "state_dict") < 0)
     return -1;
-  if (o->kind == &lg_optim_lbfgs) {
+  if (o->kind->global_get) {
     if (index == 0)
-      return lg_lbfgs_state_get(o, key, num, t);
-    lg_seterr("state_dict: LBFGS keeps its state on parameter 1");
-    return -1;
+      return o->kind->global_get(o, key, num, t);
+    return global_on_first(o, "state_dict");
   }
   const lg_opt_param *p = &o->params[index];
   const lg_state_spec *s = find_state(o, key);
@@ -656,11 +683,10 @@ int lg_optim_state_set_number(lg_optim *o, int index, const char *key,
                               double v) {
   if (check_index(o, index, "load_state_dict") < 0)
     return -1;
-  if (o->kind == &lg_optim_lbfgs) {
+  if (o->kind->global_set) {
     if (index == 0)
-      return lg_lbfgs_state_set(o, key, v, NULL);
-    lg_seterr("load_state_dict: LBFGS keeps its state on parameter 1");
-    return -1;
+      return o->kind->global_set(o, key, v, NULL);
+    return global_on_first(o, "load_state_dict");
   }
   lg_opt_param *p = &o->params[index];
   const lg_state_spec *s = find_state(o, key);
@@ -681,11 +707,10 @@ int lg_optim_state_set_tensor(lg_optim *o, int index, const char *key,
                               lg_tensor *src) {
   if (check_index(o, index, "load_state_dict") < 0)
     return -1;
-  if (o->kind == &lg_optim_lbfgs) {
+  if (o->kind->global_set) {
     if (index == 0)
-      return lg_lbfgs_state_set(o, key, 0, src);
-    lg_seterr("load_state_dict: LBFGS keeps its state on parameter 1");
-    return -1;
+      return o->kind->global_set(o, key, 0, src);
+    return global_on_first(o, "load_state_dict");
   }
   lg_opt_param *p = &o->params[index];
   const lg_state_spec *s = find_state(o, key);
@@ -732,7 +757,8 @@ int lg_optim_state_set_tensor(lg_optim *o, int index, const char *key,
 void lg_optim_state_clear(lg_optim *o) {
   for (int i = 0; i < o->nparams; i++)
     free_param_state(&o->params[i]);
-  lg_lbfgs_free(o);
+  if (o->kind->global_free)
+    o->kind->global_free(o);
 }
 
 /* the public shorthand: a group with the defaults and a learning rate */

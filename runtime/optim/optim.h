@@ -169,6 +169,16 @@ typedef struct lg_optim_kind {
   int (*step)(lg_optim *o, int (*closure)(void *ctx, double *loss), void *ctx,
               double *loss);
   bool needs_closure;
+  bool one_group; /* no per-parameter options (LBFGS) */
+  /* State of the whole optimizer in o->kind_state instead of per-parameter
+   * state (LBFGS); state_dict shows it on parameter 1.  keys returns the
+   * entry count; get returns 0 (a number in *num) or 1 (a new tensor in
+   * *t); set takes the number, or the tensor when t is not NULL. */
+  int (*global_keys)(const lg_optim *o, const char **keys, int max);
+  int (*global_get)(const lg_optim *o, const char *key, double *num,
+                    lg_tensor **t);
+  int (*global_set)(lg_optim *o, const char *key, double num, lg_tensor *t);
+  void (*global_free)(lg_optim *o);
 } lg_optim_kind;
 
 struct lg_optim {
@@ -179,7 +189,7 @@ struct lg_optim {
   lg_opt_param *params;
   void *work; /* scratch (Muon's Newton-Schulz matrices) */
   size_t work_bytes;
-  void *lbfgs;                  /* LBFGS's global state */
+  void *kind_state;             /* the kind's global state (LBFGS) */
   double defaults[LG_HP_COUNT]; /* the constructor's options, for groups
                                    added later */
   bool busy;                    /* inside step(): structure must not change */
@@ -202,6 +212,16 @@ int lg_optim_nparams(const lg_optim *o);
 int lg_optim_group_first(const lg_optim *o, int group);
 int lg_optim_group_count(const lg_optim *o, int group);
 lg_tensor *lg_optim_param(const lg_optim *o, int index); /* borrowed */
+/* a group's hyperparameters (LG_HP_COUNT values), read and replaced
+ * whole; the caller checked each value (lg_optim_check_value) */
+const double *lg_optim_group_hp(const lg_optim *o, int group);
+void lg_optim_set_group_hp(lg_optim *o, int group, const double *hp);
+/* the constructor's options, used for groups added later */
+const double *lg_optim_base_hp(const lg_optim *o);
+void lg_optim_set_base_hp(lg_optim *o, const double *hp);
+/* whether step() needs a closure (LBFGS); whether a step is running */
+bool lg_optim_needs_closure(const lg_optim *o);
+bool lg_optim_busy(const lg_optim *o);
 /* checks v for the spec's element k; -1 with an error naming the option */
 int lg_optim_check_value(const lg_optim *o, const lg_hp_spec *s, int k,
                          double v);
@@ -308,12 +328,5 @@ extern const lg_optim_kind lg_optim_rmsprop, lg_optim_adagrad,
     lg_optim_adadelta, lg_optim_rprop, lg_optim_asgd;
 extern const lg_optim_kind lg_optim_adafactor, lg_optim_muon;
 extern const lg_optim_kind lg_optim_lbfgs;
-
-/* LBFGS's state entries (optim/lbfgs.c) */
-int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max);
-int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
-                       lg_tensor **t);
-int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t);
-void lg_lbfgs_free(lg_optim *o);
 
 #endif
