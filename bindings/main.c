@@ -605,97 +605,7 @@ static int loadline(lua_State *L) {
 
 /* ---- the REPL: printing values ---- */
 
-/* A printer for results: tostring for most values (tensors pretty-print
- * through __tostring); plain tables as constructors, short ones on one
- * line, nested ones indented, with limits on depth and length. */
-static const char *const printer_src =
-    "local type, tostring, pairs, getmetatable, pcall = "
-    "  type, tostring, pairs, getmetatable, pcall\n"
-    "local concat, sort, fmt = table.concat, table.sort, string.format\n"
-    "local MAXITEMS, MAXDEPTH, WIDTH = 50, 4, 78\n"
-    "local function plain(t)\n"
-    "  local mt = getmetatable(t)\n"
-    "  return not (mt and (mt.__tostring or mt.__name))\n"
-    "end\n"
-    "local function short(v)\n"
-    "  local ok, s = pcall(tostring, v)\n"
-    "  if not ok then return '<' .. type(v) .. '>' end\n"
-    "  if s:find('\\n') then\n"
-    "    local last = s:match('([^\\n]*%S[^\\n]*)\\n*$')\n"
-    "    s = last or s:gsub('\\n', ' ')\n"
-    "  end\n"
-    "  return s\n"
-    "end\n"
-    "local repr\n"
-    "local function key(k)\n"
-    "  if type(k) == 'string' and k:match('^[%a_][%w_]*$') then return k end\n"
-    "  return '[' .. repr(k, '', 1, {}) .. ']'\n"
-    "end\n"
-    "function repr(v, indent, depth, seen)\n"
-    "  local tv = type(v)\n"
-    "  if tv == 'string' then return fmt('%q', v) end\n"
-    "  if tv ~= 'table' or not plain(v) then return short(v) end\n"
-    "  if seen[v] then return '<cycle>' end\n"
-    "  if depth > MAXDEPTH then return '{...}' end\n"
-    "  seen[v] = true\n"
-    "  local parts, n, inner = {}, #v, indent .. '  '\n"
-    "  for i = 1, math.min(n, MAXITEMS) do\n"
-    "    parts[#parts + 1] = repr(v[i], inner, depth + 1, seen)\n"
-    "  end\n"
-    "  local keys = {}\n"
-    "  for k in pairs(v) do\n"
-    "    if not (math.type(k) == 'integer' and k >= 1 and k <= n) then\n"
-    "      keys[#keys + 1] = k\n"
-    "    end\n"
-    "  end\n"
-    "  sort(keys, function(a, b)\n"
-    "    local ta, tb = type(a), type(b)\n"
-    "    if ta ~= tb then return ta < tb end\n"
-    "    if ta == 'number' or ta == 'string' then return a < b end\n"
-    "    return tostring(a) < tostring(b)\n"
-    "  end)\n"
-    "  local total = math.min(n, MAXITEMS) + #keys\n"
-    "  for i = 1, #keys do\n"
-    "    if #parts >= MAXITEMS then break end\n"
-    "    local k = keys[i]\n"
-    "    parts[#parts + 1] = key(k) .. ' = ' .. "
-    "      repr(v[k], inner, depth + 1, seen)\n"
-    "  end\n"
-    "  local more = n + #keys - #parts\n"
-    "  if more > 0 then parts[#parts + 1] = fmt('... (%d more)', more) end\n"
-    "  seen[v] = nil\n"
-    "  if total == 0 then return '{}' end\n"
-    "  local one = '{' .. concat(parts, ', ') .. '}'\n"
-    "  if #one + #indent <= WIDTH and not one:find('\\n') then return one end\n"
-    "  -- several items a line, a line each for multi-line ones\n"
-    "  local lines, cur = {}, nil\n"
-    "  for i, part in ipairs(parts) do\n"
-    "    local piece = part .. (i < #parts and ',' or '')\n"
-    "    local multi = piece:find('\\n')\n"
-    "    if cur and (multi or #cur + 1 + #piece > WIDTH) then\n"
-    "      lines[#lines + 1] = cur\n"
-    "      cur = nil\n"
-    "    end\n"
-    "    cur = cur and cur .. ' ' .. piece or inner .. piece\n"
-    "    if multi then lines[#lines + 1] = cur; cur = nil end\n"
-    "  end\n"
-    "  lines[#lines + 1] = cur\n"
-    "  return '{\\n' .. concat(lines, '\\n') .. '\\n' .. indent .. '}'\n"
-    "end\n"
-    "return function(...)\n"
-    "  local out = {}\n"
-    "  for i = 1, select('#', ...) do\n"
-    "    local v = select(i, ...)\n"
-    "    if type(v) == 'table' and plain(v) then\n"
-    "      out[i] = repr(v, '', 1, {})\n"
-    "    else\n"
-    "      out[i] = tostring(v)\n"
-    "    end\n"
-    "  end\n"
-    "  io.stdout:write(concat(out, '\\t'), '\\n')\n"
-    "  io.stdout:flush()\n"
-    "end\n";
-
+/* the printer is bindings/lgrad/printer.lua (require "lgrad.printer") */
 static int printer_ref = LUA_NOREF;
 
 static void l_print(lua_State *L) {
@@ -937,12 +847,12 @@ static char **complete(const char *text, int start, int end) {
 /* ---- the REPL ---- */
 
 static void repl_init(lua_State *L) {
-  if (luaL_loadbuffer(L, printer_src, strlen(printer_src), "=printer") ==
-          LUA_OK &&
-      lua_pcall(L, 0, 1, 0) == LUA_OK)
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "lgrad.printer");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_isfunction(L, -1))
     printer_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   else
-    lua_pop(L, 1);
+    lua_pop(L, 1); /* no printer: results go through print */
   use_readline = isatty(STDIN_FILENO);
   if (!use_readline)
     return;
