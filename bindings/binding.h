@@ -51,6 +51,9 @@ const char *lgL_fname(lua_State *L);
 lg_tensor *lgL_checktensorlike(lua_State *L, int idx, lg_dtype like);
 lg_tensor **lgL_newbox(lua_State *L);
 int lgL_fail(lua_State *L, const char *fname);
+/* a lua_pcall message handler: the message (or the error object's
+ * __tostring) with a traceback */
+int lgL_traceback(lua_State *L);
 /* pushes t (taking its reference) or raises fname's error when t is NULL */
 int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t);
 void lgL_pushtensor(lua_State *L, lg_tensor *t); /* takes the reference */

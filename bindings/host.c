@@ -183,18 +183,6 @@ int lgrad_tensor_info(lua_State *L, int idx, lgrad_info *info) {
 
 /* ---- running code ---- */
 
-static int traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
-    msg =
-        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 /* pops the error message into *err (malloc'd) */
 static void take_error(lua_State *L, char **err) {
   if (err) {
@@ -210,7 +198,7 @@ int lgrad_call(lua_State *L, int nargs, int nresults, char **err) {
   if (err)
     *err = NULL;
   int base = lua_gettop(L) - nargs; /* the function */
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lgL_traceback);
   lua_insert(L, base);
   int status = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);

@@ -84,18 +84,6 @@ static int report(lua_State *L, int status) {
   return status;
 }
 
-static int msghandler(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL) {
-    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
-      return 1;
-    msg =
-        lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
-  }
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
 /* Ctrl-C while Lua code runs: a hook raises "interrupted!" at the next
  * Lua instruction (a long C kernel finishes first) */
 static void lstop(lua_State *L, lua_Debug *ar) {
@@ -112,7 +100,7 @@ static void laction(int sig) {
 
 static int docall(lua_State *L, int narg, int nres) {
   int base = lua_gettop(L) - narg;
-  lua_pushcfunction(L, msghandler);
+  lua_pushcfunction(L, lgL_traceback);
   lua_insert(L, base);
   globalL = L;
   signal(SIGINT, laction);

@@ -48,24 +48,8 @@ local function finite(x)
   return x == x and x ~= inf and x ~= -inf
 end
 
-local function check_opts(fname, opts, known)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then
-    error(fmt("%s: options must be a table, got %s", fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not known[k] then
-      error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3)
-    end
-  end
-  return opts
-end
-
-local function set_of(list)
-  local s = {}
-  for _, k in ipairs(list) do s[k] = true end
-  return s
-end
+local opts_of = require "lgrad.options"
+local check_opts, set_of = opts_of.check, opts_of.set_of
 
 local function positive(fname, name, v, integer)
   if type(v) ~= "number" or not finite(v) or v <= 0

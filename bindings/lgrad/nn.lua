@@ -41,6 +41,7 @@
 local lg = require "lgrad"
 
 local F = lg.F
+local opts_of = require "lgrad.options"
 local is_tensor = lg.is_tensor
 local mtype = math.type
 local sqrt = math.sqrt
@@ -99,24 +100,7 @@ local function check_int(fname, what, v, min)
 end
 
 -- the options table (or {}), with unknown keys rejected
-local function options(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or is_tensor(opts) then
-    error(fmt("%s: options must be a table (got %s)", fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3)
-    end
-  end
-  return opts
-end
-
-local function set_of(list)
-  local s = {}
-  for _, k in ipairs(list) do s[k] = true end
-  return s
-end
+local options, set_of = opts_of.check, opts_of.set_of
 
 -- integer or {h, w} pair
 local function pair(fname, what, v)

@@ -5,15 +5,63 @@
  */
 #include "optim.h"
 
+/* One step over one parameter: what every member of the family reads, and
+ * each algorithm's own coefficients under its name. */
 typedef struct {
   lg_dtype dt;
-  void *p, *m, *v, *vmax;
+  void *p, *m, *v, *vmax; /* parameter, first and second moments, amsgrad */
   const void *g;
-  double b1, b2, eps, wd, decay, step_size, bc2_sqrt;
-  double c1, c2;       /* NAdam's coefficients */
-  double rect, rho_ok; /* RAdam */
-  bool maximize, decoupled;
+  double b1, b2, eps, wd;
+  bool maximize;
+  union {
+    struct {
+      double step_size, bc2_sqrt, decay; /* lr / (1 - b1^t), ... */
+      bool decoupled;                    /* AdamW */
+    } adam;
+    struct {
+      double step_size; /* lr / (1 - b1^t) */
+    } adamax;
+    struct {
+      double bc2, c1, c2; /* 1 - b2^t; the d and m coefficients */
+    } nadam;
+    struct {
+      double lr, bc1, bc2_sqrt, rect; /* rect used when rectify */
+      bool rectify;
+    } radam;
+  } k;
 } adam_ctx;
+
+/* fills the shared part of c and the two moment buffers; returns the new
+ * step count, or -1 */
+static double adam_begin(adam_ctx *c, const lg_opt_group *grp, lg_opt_param *p,
+                         const lg_tensor *grad) {
+  const double *hp = grp->hp;
+  int64_t n = lg_numel(p->t);
+  *c = (adam_ctx){.dt = p->t->dtype,
+                  .p = lg_data_ptr(p->t),
+                  .g = lg_data_ptr(grad),
+                  .b1 = hp[LG_HP_BETA1],
+                  .b2 = hp[LG_HP_BETA2],
+                  .eps = hp[LG_HP_EPS],
+                  .wd = hp[LG_HP_WEIGHT_DECAY],
+                  .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  if (!(c->m = lg_opt_buf(p, 0, n, 0, NULL)) ||
+      !(c->v = lg_opt_buf(p, 1, n, 0, NULL)))
+    return -1;
+  return p->step + 1;
+}
+
+/* the coupled-decay gradient d and the new moments mi, vi of element i
+ * (Adam without decoupling, NAdam, RAdam); in a LG_OPT_TYPED block */
+#define ADAM_MOMENTS(c, d, x, mi, vi)                                          \
+  double d = (c)->maximize ? -(double)g[i] : (double)g[i];                     \
+  double x = p[i];                                                             \
+  if ((c)->wd != 0)                                                            \
+    d = d + (c)->wd * x;                                                       \
+  real mi = (real)(m[i] * (c)->b1 + (1 - (c)->b1) * d);                        \
+  real vi = (real)(v[i] * (c)->b2 + (1 - (c)->b2) * d * d);                    \
+  m[i] = mi;                                                                   \
+  v[i] = vi
 
 /* ---- Adam / AdamW ----
  * d = grad (+ weight_decay * theta, Adam) ; theta *= 1 - lr * wd (AdamW)
@@ -29,10 +77,11 @@ static void adam_range_f32(const adam_ctx *c, int64_t i0, int64_t i1) {
   const float *restrict g = c->g;
   const float b1 = (float)c->b1, omb1 = (float)(1 - c->b1);
   const float b2 = (float)c->b2, omb2 = (float)(1 - c->b2);
-  const float bc2s = (float)c->bc2_sqrt, eps = (float)c->eps;
-  const float neg_step = (float)-c->step_size, sign = c->maximize ? -1 : 1;
-  const float wd = c->decoupled ? 0 : (float)c->wd;
-  const float decay = c->decoupled ? (float)c->decay : 1;
+  const float bc2s = (float)c->k.adam.bc2_sqrt, eps = (float)c->eps;
+  const float neg_step = (float)-c->k.adam.step_size;
+  const float sign = c->maximize ? -1 : 1;
+  const float wd = c->k.adam.decoupled ? 0 : (float)c->wd;
+  const float decay = c->k.adam.decoupled ? (float)c->k.adam.decay : 1;
 #define ADAM_F32_LOOP(COUPLED)                                                \
   for (int64_t i = i0; i < i1; i++) {                                         \
     float x = p[i] * decay;                                                   \
@@ -64,8 +113,8 @@ static void adam_range(void *vc, int64_t i0, int64_t i1) {
     for (int64_t i = i0; i < i1; i++) {
       double d = c->maximize ? -(double)g[i] : (double)g[i];
       double x = p[i];
-      if (c->decoupled)
-        x = x * c->decay;
+      if (c->k.adam.decoupled)
+        x = x * c->k.adam.decay;
       else if (c->wd != 0)
         d = d + c->wd * x;
       real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
@@ -79,8 +128,8 @@ static void adam_range(void *vc, int64_t i0, int64_t i1) {
         else
           vmax[i] = vi;
       }
-      double den = sqrt(s) / c->bc2_sqrt + c->eps;
-      p[i] = (real)(x + -c->step_size * (mi / den));
+      double den = sqrt(s) / c->k.adam.bc2_sqrt + c->eps;
+      p[i] = (real)(x + -c->k.adam.step_size * (mi / den));
     }
   });
 }
@@ -88,28 +137,21 @@ static void adam_range(void *vc, int64_t i0, int64_t i1) {
 static int adam_common(lg_opt_group *grp, lg_opt_param *p,
                        const lg_tensor *grad, bool decoupled) {
   const double *hp = grp->hp;
-  int64_t n = lg_numel(p->t);
   double lr = hp[LG_HP_LR];
-  adam_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .b1 = hp[LG_HP_BETA1],
-                .b2 = hp[LG_HP_BETA2],
-                .eps = hp[LG_HP_EPS],
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .decay = 1 - lr * hp[LG_HP_WEIGHT_DECAY],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0,
-                .decoupled = decoupled};
-  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
-      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+  adam_ctx c;
+  double t = adam_begin(&c, grp, p, grad);
+  if (t < 0)
     return -1;
-  if (hp[LG_HP_AMSGRAD] != 0 && !(c.vmax = lg_opt_buf(p, 2, n, 0, NULL)))
+  if (hp[LG_HP_AMSGRAD] != 0 &&
+      !(c.vmax = lg_opt_buf(p, 2, lg_numel(p->t), 0, NULL)))
     return -1;
   p->has_state = true;
-  double t = ++p->step;
-  c.step_size = lr / (1 - pow(c.b1, t));
-  c.bc2_sqrt = sqrt(1 - pow(c.b2, t));
-  lg_opt_parallel(n, adam_range, &c);
+  p->step = t;
+  c.k.adam.decoupled = decoupled;
+  c.k.adam.decay = 1 - lr * hp[LG_HP_WEIGHT_DECAY];
+  c.k.adam.step_size = lr / (1 - pow(c.b1, t));
+  c.k.adam.bc2_sqrt = sqrt(1 - pow(c.b2, t));
+  lg_opt_parallel(lg_numel(p->t), adam_range, &c);
   return 0;
 }
 
@@ -177,30 +219,21 @@ static void adamax_range(void *vc, int64_t i0, int64_t i1) {
       real ui = (a != a || a > b) ? a : b;
       m[i] = mi;
       u[i] = ui;
-      p[i] = (real)(x + -c->step_size * (mi / (double)ui));
+      p[i] = (real)(x + -c->k.adamax.step_size * (mi / (double)ui));
     }
   });
 }
 
 static int adamax_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                          const lg_tensor *grad) {
-  const double *hp = grp->hp;
-  int64_t n = lg_numel(p->t);
-  adam_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .b1 = hp[LG_HP_BETA1],
-                .b2 = hp[LG_HP_BETA2],
-                .eps = hp[LG_HP_EPS],
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
-  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
-      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+  adam_ctx c;
+  double t = adam_begin(&c, grp, p, grad);
+  if (t < 0)
     return -1;
   p->has_state = true;
-  double t = ++p->step;
-  c.step_size = hp[LG_HP_LR] / (1 - pow(c.b1, t));
-  lg_opt_parallel(n, adamax_range, &c);
+  p->step = t;
+  c.k.adamax.step_size = grp->hp[LG_HP_LR] / (1 - pow(c.b1, t));
+  lg_opt_parallel(lg_numel(p->t), adamax_range, &c);
   return 0;
 }
 
@@ -233,17 +266,10 @@ static void nadam_range(void *vc, int64_t i0, int64_t i1) {
     real *p = c->p, *m = c->m, *v = c->v;
     const real *g = c->g;
     for (int64_t i = i0; i < i1; i++) {
-      double d = c->maximize ? -(double)g[i] : (double)g[i];
-      double x = p[i];
-      if (c->wd != 0)
-        d = d + c->wd * x;
-      real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
-      real vi = (real)(v[i] * c->b2 + (1 - c->b2) * d * d);
-      m[i] = mi;
-      v[i] = vi;
-      double den = sqrt(vi / c->bc2_sqrt) + c->eps;
-      x = x + c->c1 * (d / den);
-      p[i] = (real)(x + c->c2 * (mi / den));
+      ADAM_MOMENTS(c, d, x, mi, vi);
+      double den = sqrt(vi / c->k.nadam.bc2) + c->eps;
+      x = x + c->k.nadam.c1 * (d / den);
+      p[i] = (real)(x + c->k.nadam.c2 * (mi / den));
     }
   });
 }
@@ -251,31 +277,24 @@ static void nadam_range(void *vc, int64_t i0, int64_t i1) {
 static int nadam_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                         const lg_tensor *grad) {
   const double *hp = grp->hp;
-  int64_t n = lg_numel(p->t);
-  adam_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .b1 = hp[LG_HP_BETA1],
-                .b2 = hp[LG_HP_BETA2],
-                .eps = hp[LG_HP_EPS],
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
-  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
-      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+  adam_ctx c;
+  double t = adam_begin(&c, grp, p, grad);
+  if (t < 0)
     return -1;
   if (!p->has_state) {
     p->scal[0] = 1; /* mu_product */
     p->has_state = true;
   }
-  double t = ++p->step, lr = hp[LG_HP_LR], psi = hp[LG_HP_MOMENTUM_DECAY];
+  p->step = t;
+  double lr = hp[LG_HP_LR], psi = hp[LG_HP_MOMENTUM_DECAY];
   double mu = c.b1 * (1. - 0.5 * pow(0.96, t * psi));
   double mu_next = c.b1 * (1. - 0.5 * pow(0.96, (t + 1) * psi));
   p->scal[0] *= mu;
   double prod_next = p->scal[0] * mu * mu_next;
-  c.bc2_sqrt = 1 - pow(c.b2, t); /* here the bias correction itself */
-  c.c1 = -lr * (1. - mu) / (1. - p->scal[0]);
-  c.c2 = -lr * mu_next / (1. - prod_next);
-  lg_opt_parallel(n, nadam_range, &c);
+  c.k.nadam.bc2 = 1 - pow(c.b2, t);
+  c.k.nadam.c1 = -lr * (1. - mu) / (1. - p->scal[0]);
+  c.k.nadam.c2 = -lr * mu_next / (1. - prod_next);
+  lg_opt_parallel(lg_numel(p->t), nadam_range, &c);
   return 0;
 }
 
@@ -313,20 +332,14 @@ static void radam_range(void *vc, int64_t i0, int64_t i1) {
     real *p = c->p, *m = c->m, *v = c->v;
     const real *g = c->g;
     for (int64_t i = i0; i < i1; i++) {
-      double d = c->maximize ? -(double)g[i] : (double)g[i];
-      double x = p[i];
-      if (c->wd != 0)
-        d = d + c->wd * x;
-      real mi = (real)(m[i] * c->b1 + (1 - c->b1) * d);
-      real vi = (real)(v[i] * c->b2 + (1 - c->b2) * d * d);
-      m[i] = mi;
-      v[i] = vi;
-      double mhat = mi / c->step_size; /* step_size holds 1 - beta1^t */
+      ADAM_MOMENTS(c, d, x, mi, vi);
+      double mhat = mi / c->k.radam.bc1;
       double u;
-      if (c->rho_ok != 0)
-        u = mhat * c->c1 * (c->bc2_sqrt / (sqrt(vi) + c->eps)) * c->rect;
+      if (c->k.radam.rectify)
+        u = mhat * c->k.radam.lr *
+            (c->k.radam.bc2_sqrt / (sqrt(vi) + c->eps)) * c->k.radam.rect;
       else
-        u = mhat * c->c1;
+        u = mhat * c->k.radam.lr;
       p[i] = (real)(x + -1.0 * u);
     }
   });
@@ -334,33 +347,24 @@ static void radam_range(void *vc, int64_t i0, int64_t i1) {
 
 static int radam_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                         const lg_tensor *grad) {
-  const double *hp = grp->hp;
-  int64_t n = lg_numel(p->t);
-  adam_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .b1 = hp[LG_HP_BETA1],
-                .b2 = hp[LG_HP_BETA2],
-                .eps = hp[LG_HP_EPS],
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .c1 = hp[LG_HP_LR],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
-  if (!(c.m = lg_opt_buf(p, 0, n, 0, NULL)) ||
-      !(c.v = lg_opt_buf(p, 1, n, 0, NULL)))
+  adam_ctx c;
+  double t = adam_begin(&c, grp, p, grad);
+  if (t < 0)
     return -1;
   p->has_state = true;
-  double t = ++p->step;
-  double bc1 = 1 - pow(c.b1, t), bc2 = 1 - pow(c.b2, t);
+  p->step = t;
+  double bc2 = 1 - pow(c.b2, t);
   double rho_inf = 2 / (1 - c.b2) - 1;
   double rho_t = rho_inf - 2 * t * pow(c.b2, t) / bc2;
-  c.step_size = bc1;
-  c.bc2_sqrt = sqrt(bc2);
+  c.k.radam.lr = grp->hp[LG_HP_LR];
+  c.k.radam.bc1 = 1 - pow(c.b1, t);
+  c.k.radam.bc2_sqrt = sqrt(bc2);
   if (rho_t > 5.) {
-    c.rho_ok = 1;
-    c.rect = sqrt((rho_t - 4) * (rho_t - 2) * rho_inf /
-                  ((rho_inf - 4) * (rho_inf - 2) * rho_t));
+    c.k.radam.rectify = true;
+    c.k.radam.rect = sqrt((rho_t - 4) * (rho_t - 2) * rho_inf /
+                          ((rho_inf - 4) * (rho_inf - 2) * rho_t));
   }
-  lg_opt_parallel(n, radam_range, &c);
+  lg_opt_parallel(lg_numel(p->t), radam_range, &c);
   return 0;
 }
 
