@@ -54,6 +54,12 @@ int lgL_fail(lua_State *L, const char *fname);
 /* a lua_pcall message handler: the message (or the error object's
  * __tostring) with a traceback */
 int lgL_traceback(lua_State *L);
+/* a function written in Lua: a C closure whose upvalue 1 names the module
+ * (require'd on each call, cached by require) that is called with the
+ * arguments */
+int lgL_call_module(lua_State *L);
+/* the tail of an __index: metatable(arg 1).methods[arg 2] */
+int lgL_method(lua_State *L);
 /* pushes t (taking its reference) or raises fname's error when t is NULL */
 int lgL_pushresult(lua_State *L, const char *fname, lg_tensor *t);
 void lgL_pushtensor(lua_State *L, lg_tensor *t); /* takes the reference */

@@ -357,28 +357,8 @@ static int l_function(lua_State *L) {
   return 1;
 }
 
-static int l_gradcheck(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "lgrad.gradcheck");
-  lua_call(L, 1, 1);
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
-/* lg.einsum is written in Lua over permute, sum and matmul */
-static int l_einsum(lua_State *L) {
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "lgrad.einsum");
-  lua_call(L, 1, 1);
-  lua_insert(L, 1);
-  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
-  return lua_gettop(L);
-}
-
 static const luaL_Reg module_funcs[] = {
     {"grad", l_grad},
-    {"einsum", l_einsum},
     {"no_grad", l_no_grad},
     {"enable_grad", l_enable_grad},
     {"set_grad_enabled", l_set_grad_enabled},
@@ -387,13 +367,19 @@ static const luaL_Reg module_funcs[] = {
 
 static const luaL_Reg autograd_funcs[] = {{"grad", l_grad},
                                           {"Function", l_function},
-                                          {"gradcheck", l_gradcheck},
                                           {"detect_anomaly", l_detect_anomaly},
                                           {NULL, NULL}};
 
 void lgL_open_autograd(lua_State *L) {
   luaL_setfuncs(L, module_funcs, 0);
+  /* lg.einsum is written in Lua over permute, sum and matmul */
+  lua_pushliteral(L, "lgrad.einsum");
+  lua_pushcclosure(L, lgL_call_module, 1);
+  lua_setfield(L, -2, "einsum");
   luaL_newlib(L, autograd_funcs);
+  lua_pushliteral(L, "lgrad.gradcheck");
+  lua_pushcclosure(L, lgL_call_module, 1);
+  lua_setfield(L, -2, "gradcheck");
   lua_setfield(L, -2, "autograd");
   luaL_newmetatable(L, LGL_FUNCTION);
   lua_pushcfunction(L, function_call);

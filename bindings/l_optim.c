@@ -829,31 +829,28 @@ static const luaL_Reg optim_methods[] = {
     {"close", optim_gc},
     {NULL, NULL}};
 
+static const luaL_Reg optim_meta[] = {{"__newindex", optim_newindex},
+                                      {"__gc", optim_gc},
+                                      {"__close", optim_gc},
+                                      {"__tostring", optim_tostring},
+                                      {NULL, NULL}};
+
+static const luaL_Reg group_meta[] = {{"__index", group_index},
+                                      {"__newindex", group_newindex},
+                                      {"__pairs", group_pairs},
+                                      {"__tostring", group_tostring},
+                                      {NULL, NULL}};
+
 void lgL_open_optim(lua_State *L) {
   if (luaL_newmetatable(L, LGL_OPTIM)) {
+    luaL_setfuncs(L, optim_meta, 0);
     luaL_newlib(L, optim_methods);
     lua_pushcclosure(L, optim_index, 1);
     lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, optim_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, optim_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, optim_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, optim_tostring);
-    lua_setfield(L, -2, "__tostring");
   }
   lua_pop(L, 1);
-  if (luaL_newmetatable(L, LGL_GROUP)) {
-    lua_pushcfunction(L, group_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, group_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, group_pairs);
-    lua_setfield(L, -2, "__pairs");
-    lua_pushcfunction(L, group_tostring);
-    lua_setfield(L, -2, "__tostring");
-  }
+  if (luaL_newmetatable(L, LGL_GROUP))
+    luaL_setfuncs(L, group_meta, 0);
   lua_pop(L, 1);
   lua_newtable(L);
   for (int i = 0; kind_names[i]; i++) {

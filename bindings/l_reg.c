@@ -216,11 +216,7 @@ static int reg_index(lua_State *L) {
       return 1;
     }
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return lgL_method(L);
 }
 
 static int reg_tostring(lua_State *L) {

@@ -660,11 +660,7 @@ static int sched_index(lua_State *L) {
     lua_getiuservalue(L, 1, 2);
     return 1;
   }
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "methods");
-  lua_pushvalue(L, 2);
-  lua_rawget(L, -2);
-  return 1;
+  return lgL_method(L);
 }
 
 static int sched_tostring(lua_State *L) {

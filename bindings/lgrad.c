@@ -47,14 +47,18 @@ static int l_memory(lua_State *L) {
   return 1;
 }
 
-/* lg.nn and friends are Lua modules loaded on first use */
+/* lg.nn and friends are Lua modules loaded on first use: the field and
+ * its module (lg.experiment is lgrad/exp.lua) */
+static const char *const lazy[][2] = {
+    {"nn", "nn"},     {"data", "data"},         {"train", "train"},
+    {"plot", "plot"}, {"experiment", "exp"}, {NULL, NULL}};
+
 static int module_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
-  static const char *const lazy[] = {"nn", "data", "train", "exp", "plot", NULL};
-  for (int i = 0; lazy[i]; i++)
-    if (!strcmp(k, lazy[i])) {
+  for (int i = 0; lazy[i][0]; i++)
+    if (!strcmp(k, lazy[i][0])) {
       lua_getglobal(L, "require");
-      lua_pushfstring(L, "lgrad.%s", k);
+      lua_pushfstring(L, "lgrad.%s", lazy[i][1]);
       lua_call(L, 1, 1);
       lua_pushvalue(L, -1);
       lua_setfield(L, 1, k);
@@ -63,9 +67,10 @@ static int module_index(lua_State *L) {
   return 0;
 }
 
-/* lg.exp is both the elementwise exponential and the experiment module:
- * a table that calls like the function and loads lgrad.exp on first
- * field access */
+/* lg.exp is the elementwise exponential; the experiment module is
+ * lg.experiment.  For the scripts written when lg.exp was both, lg.exp is a
+ * table that calls like the function and forwards field reads to
+ * lg.experiment (lg.exp.lr_find). */
 static int exp_call(lua_State *L) {
   lua_pushvalue(L, lua_upvalueindex(1));
   lua_replace(L, 1); /* the function takes the place of the table */

@@ -678,23 +678,24 @@ static void add_fields(lua_State *L, int set, const char *base,
   }
   if (!methods) {
     /* lgrad's Lua submodules load on first use: offer those present */
-    static const char *const lazy[] = {"nn",  "data", "train",
-                                       "exp", "plot", NULL};
+    static const char *const lazy[][2] = {
+        {"nn", "nn"},     {"data", "data"},         {"train", "train"},
+        {"plot", "plot"}, {"experiment", "exp"}, {NULL, NULL}};
     luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_getfield(L, -1, "lgrad");
     int is_lg = lua_rawequal(L, -1, top);
     lua_getglobal(L, "package");
-    for (int i = 0; is_lg && lazy[i]; i++) {
-      if (strncmp(lazy[i], part, strlen(part)) ||
+    for (int i = 0; is_lg && lazy[i][0]; i++) {
+      if (strncmp(lazy[i][0], part, strlen(part)) ||
           lua_getfield(L, -1, "searchpath") != LUA_TFUNCTION) {
         lua_settop(L, top + 3);
         continue;
       }
-      lua_pushfstring(L, "lgrad.%s", lazy[i]);
+      lua_pushfstring(L, "lgrad.%s", lazy[i][1]);
       lua_getfield(L, -3, "path");
       lua_call(L, 2, 1);
       if (lua_isstring(L, -1)) {
-        lua_pushfstring(L, "%s%s", base, lazy[i]);
+        lua_pushfstring(L, "%s%s", base, lazy[i][0]);
         lua_pushboolean(L, 1);
         lua_rawset(L, set);
       }

@@ -286,3 +286,20 @@ int lgL_traceback(lua_State *L) {
   luaL_traceback(L, L, msg, 1);
   return 1;
 }
+
+int lgL_call_module(lua_State *L) {
+  lua_getglobal(L, "require");
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_call(L, 1, 1);
+  lua_insert(L, 1);
+  lua_call(L, lua_gettop(L) - 1, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+int lgL_method(lua_State *L) {
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "methods");
+  lua_pushvalue(L, 2);
+  lua_rawget(L, -2);
+  return 1;
+}

@@ -1,12 +1,14 @@
---- lgrad.exp: measurements that choose hyperparameters (lg.exp).
+--- lgrad.exp: measurements that choose hyperparameters (lg.experiment).
 --
---   local exp = require "lgrad.exp"  -- then lg.exp.lr_find works too;
---                                    -- lg.exp(t) stays the exponential
---   local r = lg.exp.lr_find(model, lg.F.cross_entropy, loader)
+-- The module is lg.experiment (or require "lgrad.exp"); lg.exp is the
+-- element-wise exponential, which also forwards lg.exp.lr_find and the
+-- other fields here so that older scripts keep working (bindings/lgrad.c).
+--
+--   local r = lg.experiment.lr_find(model, lg.F.cross_entropy, loader)
 --   print(r.suggestion)                      -- a learning rate
---   local ns = lg.exp.noise_scale(model, lg.F.cross_entropy, loader)
+--   local ns = lg.experiment.noise_scale(model, lg.F.cross_entropy, loader)
 --   print(ns.B_simple, ns.suggested_batch_size)
---   local s = lg.exp.sweep{
+--   local s = lg.experiment.sweep{
 --     space = {lr = {0.01, 0.1}, weight_decay = {0, 1e-4}},
 --     run = function(cfg) ... return {loss = l, accuracy = a} end,
 --     jobs = 2, metric = "loss", goal = "min", csv = "sweep.csv"}
@@ -23,22 +25,6 @@
 local lg = require "lgrad"
 
 local M = {}
-
--- lg.exp is also the elementwise exponential (lg.exp(t)).  Loading this
--- module makes lg.exp a table that is still callable as that function, so
--- both lg.exp(t) and lg.exp.lr_find work once `require "lgrad.exp"` ran.
-do
-  local exp = rawget(lg, "exp")
-  if type(exp) == "function" then
-    setmetatable(M, { __call = function(_, ...) return exp(...) end })
-    lg.exp = M
-  elseif type(exp) == "table" and exp ~= M then
-    -- the module's placeholder: callable, loads this file on first use
-    local mt = getmetatable(exp)
-    setmetatable(M, { __call = mt and mt.__call })
-    lg.exp = M
-  end
-end
 
 local fmt = string.format
 local is_tensor = lg.is_tensor

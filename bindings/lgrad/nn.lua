@@ -200,6 +200,17 @@ function Module:forward()
   error(fmt("%s: forward is not implemented", self.__name), 2)
 end
 
+-- stores t under name as a member of the given kind ("param", "buffer"),
+-- in registration order
+local function register(self, name, t, kind)
+  if self._kind[name] == nil then
+    self._order[#self._order + 1] = name
+    self._kind[name] = kind
+  end
+  rawset(self, name, t)
+  return t
+end
+
 --- Registers a parameter (the tensor is made a leaf requiring grad unless
 -- it already is one); t may be nil to declare an absent one.
 function Module:register_parameter(name, t)
@@ -213,12 +224,7 @@ function Module:register_parameter(name, t)
     end
     if not t.requires_grad then t = M.Parameter(t) end
   end
-  if self._kind[name] == nil then
-    self._order[#self._order + 1] = name
-    self._kind[name] = "param"
-  end
-  rawset(self, name, t)
-  return t
+  return register(self, name, t, "param")
 end
 
 --- Registers a buffer: a tensor saved in state_dict but not trained.
@@ -230,12 +236,7 @@ function Module:register_buffer(name, t)
     error(fmt("register_buffer: '%s' must be a tensor (got %s)", name,
       type(t)), 2)
   end
-  if self._kind[name] == nil then
-    self._order[#self._order + 1] = name
-    self._kind[name] = "buffer"
-  end
-  rawset(self, name, t)
-  return t
+  return register(self, name, t, "buffer")
 end
 
 --- Registers a sub-module under name (a string or an integer).

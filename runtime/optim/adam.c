@@ -63,6 +63,16 @@ static double adam_begin(adam_ctx *c, const lg_opt_group *grp, lg_opt_param *p,
   m[i] = mi;                                                                   \
   v[i] = vi
 
+/* the typed pointers of c, inside LG_OPT_TYPED */
+#define ADAM_PTRS(c)                                                           \
+  real *p = (c)->p, *m = (c)->m, *v = (c)->v;                                  \
+  const real *g = (c)->g
+
+/* the state entries of the two moments */
+#define ADAM_STATE_MOMENTS(second)                                             \
+  {"step", LG_ST_STEP, 0}, {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},            \
+      {second, LG_ST_BUF1, LG_SHAPE_PARAM}
+
 /* ---- Adam / AdamW ----
  * d = grad (+ weight_decay * theta, Adam) ; theta *= 1 - lr * wd (AdamW)
  * m = beta1 m + (1 - beta1) d ;  v = beta2 v + (1 - beta2) d^2
@@ -184,9 +194,7 @@ static const lg_hp_spec adamw_specs[] = {
     LG_OPT_END};
 
 static const lg_state_spec adam_state[] = {
-    {"step", LG_ST_STEP, 0},
-    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
-    {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
+    ADAM_STATE_MOMENTS("exp_avg_sq"),
     {"max_exp_avg_sq", LG_ST_BUF2, LG_SHAPE_PARAM},
     {NULL, 0, 0}};
 
@@ -241,11 +249,8 @@ static const lg_hp_spec adamax_specs[] = {
     LG_OPT_LR(2e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
     LG_OPT_WD(0),    LG_OPT_MAXIMIZE,          LG_OPT_END};
 
-static const lg_state_spec adamax_state[] = {
-    {"step", LG_ST_STEP, 0},
-    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
-    {"exp_inf", LG_ST_BUF1, LG_SHAPE_PARAM},
-    {NULL, 0, 0}};
+static const lg_state_spec adamax_state[] = {ADAM_STATE_MOMENTS("exp_inf"),
+                                             {NULL, 0, 0}};
 
 const lg_optim_kind lg_optim_adamax = {.name = "Adamax",
                                        .specs = adamax_specs,
@@ -263,8 +268,7 @@ const lg_optim_kind lg_optim_adamax = {.name = "Adamax",
 static void nadam_range(void *vc, int64_t i0, int64_t i1) {
   const adam_ctx *c = vc;
   LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *m = c->m, *v = c->v;
-    const real *g = c->g;
+    ADAM_PTRS(c);
     for (int64_t i = i0; i < i1; i++) {
       ADAM_MOMENTS(c, d, x, mi, vi);
       double den = sqrt(vi / c->k.nadam.bc2) + c->eps;
@@ -308,11 +312,7 @@ static const lg_hp_spec nadam_specs[] = {
     LG_OPT_END};
 
 static const lg_state_spec nadam_state[] = {
-    {"step", LG_ST_STEP, 0},
-    {"mu_product", LG_ST_SCAL0, 0},
-    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
-    {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
-    {NULL, 0, 0}};
+    ADAM_STATE_MOMENTS("exp_avg_sq"), {"mu_product", LG_ST_SCAL0, 0}, {NULL, 0, 0}};
 
 const lg_optim_kind lg_optim_nadam = {.name = "NAdam",
                                       .specs = nadam_specs,
@@ -329,8 +329,7 @@ const lg_optim_kind lg_optim_nadam = {.name = "NAdam",
 static void radam_range(void *vc, int64_t i0, int64_t i1) {
   const adam_ctx *c = vc;
   LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *m = c->m, *v = c->v;
-    const real *g = c->g;
+    ADAM_PTRS(c);
     for (int64_t i = i0; i < i1; i++) {
       ADAM_MOMENTS(c, d, x, mi, vi);
       double mhat = mi / c->k.radam.bc1;
@@ -372,11 +371,8 @@ static const lg_hp_spec radam_specs[] = {
     LG_OPT_LR(1e-3), LG_OPT_BETAS(0.9, 0.999), LG_OPT_EPS(1e-8),
     LG_OPT_WD(0),    LG_OPT_MAXIMIZE,          LG_OPT_END};
 
-static const lg_state_spec radam_state[] = {
-    {"step", LG_ST_STEP, 0},
-    {"exp_avg", LG_ST_BUF0, LG_SHAPE_PARAM},
-    {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
-    {NULL, 0, 0}};
+static const lg_state_spec radam_state[] = {ADAM_STATE_MOMENTS("exp_avg_sq"),
+                                            {NULL, 0, 0}};
 
 const lg_optim_kind lg_optim_radam = {.name = "RAdam",
                                       .specs = radam_specs,
