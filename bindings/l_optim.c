@@ -37,11 +37,6 @@ typedef struct {
   int group; /* 0-based */
 } group_box;
 
-static const char *const kind_names[] = {
-    "GD",        "SGD",    "Adam",  "AdamW", "RMSprop", "Adagrad",
-    "Adadelta",  "Adamax", "NAdam", "RAdam", "Rprop",   "ASGD",
-    "Adafactor", "Muon",   "Lion",  "LBFGS", NULL};
-
 lg_optim *lgL_checkoptim(lua_State *L, int idx) {
   optim_box *b = luaL_checkudata(L, idx, LGL_OPTIM);
   if (!b->o)
@@ -853,10 +848,10 @@ void lgL_open_optim(lua_State *L) {
     luaL_setfuncs(L, group_meta, 0);
   lua_pop(L, 1);
   lua_newtable(L);
-  for (int i = 0; kind_names[i]; i++) {
-    lua_pushstring(L, kind_names[i]);
+  for (int i = 0; lg_optim_kind_name(i); i++) {
+    lua_pushstring(L, lg_optim_kind_name(i));
     lua_pushcclosure(L, optim_new, 1);
-    lua_setfield(L, -2, kind_names[i]);
+    lua_setfield(L, -2, lg_optim_kind_name(i));
   }
   lua_setfield(L, -2, "optim");
 }

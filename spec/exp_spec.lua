@@ -42,9 +42,13 @@ local function linear_at(d, value)
 end
 
 describe("lg.exp", function()
-  it("is loaded by require and keeps lg.exp(t) the exponential", function()
-    assert.equals(exp, lg.exp)
+  it("is lg.experiment; lg.exp(t) stays the exponential and forwards the " ..
+     "module's fields", function()
+    assert.equals(exp, lg.experiment)
     assert.is_function(lg.exp.lr_find)
+    assert.equals(exp.lr_find, lg.exp.lr_find)
+    assert.equals(exp.sweep, lg.exp.sweep)
+    assert.is_nil(getmetatable(exp)) -- a plain module, not callable
     local e = lg.exp(lg.tensor { 0, 1 }):totable()
     assert.equals(1, e[1])
     assert.is_true(math.abs(e[2] - math.exp(1)) < 1e-6)

@@ -12,23 +12,17 @@
 #include "../core/internal.h"
 #include "optim.h"
 
-static const lg_optim_kind *const kinds[] = {&lg_optim_gd,
-                                             &lg_optim_sgd,
-                                             &lg_optim_adam,
-                                             &lg_optim_adamw,
-                                             &lg_optim_rmsprop,
-                                             &lg_optim_adagrad,
-                                             &lg_optim_adadelta,
-                                             &lg_optim_adamax,
-                                             &lg_optim_nadam,
-                                             &lg_optim_radam,
-                                             &lg_optim_rprop,
-                                             &lg_optim_asgd,
-                                             &lg_optim_adafactor,
-                                             &lg_optim_muon,
-                                             &lg_optim_lion,
-                                             &lg_optim_lbfgs,
-                                             NULL};
+static const lg_optim_kind *const kinds[] = {
+#define LG_OPTIM_KIND_ENTRY(var) &lg_optim_##var,
+    LG_OPTIM_KINDS(LG_OPTIM_KIND_ENTRY)
+#undef LG_OPTIM_KIND_ENTRY
+        NULL};
+
+const char *lg_optim_kind_name(int i) {
+  return i >= 0 && i < (int)(sizeof kinds / sizeof kinds[0]) && kinds[i]
+             ? kinds[i]->name
+             : NULL;
+}
 
 /* ---- construction ---- */
 

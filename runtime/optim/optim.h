@@ -320,13 +320,19 @@ static inline double lg_lerp(double a, double b, double w) {
 #define LG_OPT_END                                                             \
   { .name = NULL }
 
-/* the algorithms */
-extern const lg_optim_kind lg_optim_gd, lg_optim_sgd, lg_optim_lion;
-extern const lg_optim_kind lg_optim_adam, lg_optim_adamw, lg_optim_adamax,
-    lg_optim_nadam, lg_optim_radam;
-extern const lg_optim_kind lg_optim_rmsprop, lg_optim_adagrad,
-    lg_optim_adadelta, lg_optim_rprop, lg_optim_asgd;
-extern const lg_optim_kind lg_optim_adafactor, lg_optim_muon;
-extern const lg_optim_kind lg_optim_lbfgs;
+/* The algorithms, each named once: X(var) is the kind table lg_optim_<var>
+ * defined in an optim/<family>.c file; its .name is the Lua constructor
+ * lg.optim.<name>.  The order is the order of lg.optim listings. */
+#define LG_OPTIM_KINDS(X)                                                      \
+  X(gd) X(sgd) X(adam) X(adamw) X(rmsprop) X(adagrad) X(adadelta) X(adamax)   \
+      X(nadam) X(radam) X(rprop) X(asgd) X(adafactor) X(muon) X(lion)         \
+          X(lbfgs)
+
+#define LG_OPTIM_KIND_DECL(var) extern const lg_optim_kind lg_optim_##var;
+LG_OPTIM_KINDS(LG_OPTIM_KIND_DECL)
+#undef LG_OPTIM_KIND_DECL
+
+/* the i-th algorithm's name, NULL past the last (for bindings) */
+const char *lg_optim_kind_name(int i);
 
 #endif
