@@ -23,10 +23,12 @@ DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/share/games/fortunes/science
 
 RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
-BD_SRC = $(filter-out bindings/main.c,$(wildcard bindings/*.c))
+PROG_SRC = bindings/main.c bindings/cli/repl.c
+BD_SRC = $(filter-out $(PROG_SRC),$(wildcard bindings/*.c))
 RT_OBJ = $(RT_SRC:%.c=$(B)/%.o)
 BD_OBJ = $(BD_SRC:%.c=$(B)/%.o)
-HDRS = $(wildcard runtime/*.h runtime/*/*.h runtime/*/*.def bindings/*.h)
+HDRS = $(wildcard runtime/*.h runtime/*/*.h runtime/*/*.def bindings/*.h \
+  bindings/cli/*.h)
 
 .PHONY: all deps demo test env install clean bench sanitize valgrind fuzz \
   lint format
@@ -43,7 +45,7 @@ $(B)/liblgrad.a: $(RT_OBJ)
 $(B)/lgrad.so: $(BD_OBJ) $(RT_OBJ)
 	$(CC) $(CFLAGS_ALL) -shared -o $@ $^ $(LDLIBS_CORE)
 
-$(B)/lgrad: $(B)/bindings/main.o $(BD_OBJ) $(RT_OBJ)
+$(B)/lgrad: $(PROG_SRC:%.c=$(B)/%.o) $(BD_OBJ) $(RT_OBJ)
 	$(CC) $(CFLAGS_ALL) -Wl,-E -o $@ $^ $(LUA_LIB) -lreadline $(LDLIBS_CORE)
 
 deps:
