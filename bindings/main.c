@@ -1,7 +1,7 @@
 /*
  * main.c -- the lgrad binary's driver: options, scripts and chunks run
  * with lgrad loaded (the global `lg`), Lua's allocator and warnings.  The
- * interactive REPL is cli/repl.c, its value printer bindings/lgrad/printer.lua.
+ * interactive REPL is cli/repl.c, its value printer lgrad/printer.lua.
  *
  *   lgrad [options] [script [args]]
  *
