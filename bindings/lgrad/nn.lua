@@ -1148,44 +1148,32 @@ local function bn_reset_running_stats(self)
   end
 end
 
-local BatchNorm1d = Module:extend("BatchNorm1d")
-M.BatchNorm1d = BatchNorm1d
+-- a BatchNorm class over inputs of the given dims, described as `what`
+local function batchnorm_class(name, dims, what)
+  local cls = Module:extend(name)
+  function cls:init(n, opts)
+    bn_init(self, name, n, opts)
+  end
+  function cls:forward(x)
+    if not dims[x:dim()] then
+      error(fmt("%s: expected %s, got %s", name, what, shape_str(x:shape())), 2)
+    end
+    return bn_forward(self, x)
+  end
+  cls.extra_repr = bn_repr
+  cls.reset_running_stats = bn_reset_running_stats
+  return cls
+end
 
 --- BatchNorm1d(num_features [, {eps = 1e-5, momentum = 0.1 (false: a
 -- cumulative average), affine = true, track_running_stats = true}]) over
 -- (N, C) or (N, C, L) inputs.
-function BatchNorm1d:init(n, opts)
-  bn_init(self, "BatchNorm1d", n, opts)
-end
-
-function BatchNorm1d:forward(x)
-  local d = x:dim()
-  if d ~= 2 and d ~= 3 then
-    error(fmt("BatchNorm1d: expected a 2-d or 3-d input (N, C[, L]), got %s",
-      shape_str(x:shape())), 2)
-  end
-  return bn_forward(self, x)
-end
-BatchNorm1d.extra_repr = bn_repr
-BatchNorm1d.reset_running_stats = bn_reset_running_stats
-
-local BatchNorm2d = Module:extend("BatchNorm2d")
-M.BatchNorm2d = BatchNorm2d
+M.BatchNorm1d = batchnorm_class("BatchNorm1d", { [2] = true, [3] = true },
+  "a 2-d or 3-d input (N, C[, L])")
 
 --- BatchNorm2d(num_features [, opts as BatchNorm1d]) over (N, C, H, W).
-function BatchNorm2d:init(n, opts)
-  bn_init(self, "BatchNorm2d", n, opts)
-end
-
-function BatchNorm2d:forward(x)
-  if x:dim() ~= 4 then
-    error(fmt("BatchNorm2d: expected a 4-d input (N, C, H, W), got %s",
-      shape_str(x:shape())), 2)
-  end
-  return bn_forward(self, x)
-end
-BatchNorm2d.extra_repr = bn_repr
-BatchNorm2d.reset_running_stats = bn_reset_running_stats
+M.BatchNorm2d = batchnorm_class("BatchNorm2d", { [4] = true },
+  "a 4-d input (N, C, H, W)")
 
 local layer_norm = F.layer_norm
 
