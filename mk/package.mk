@@ -78,7 +78,7 @@ uninstall:
 doc:
 	@command -v ldoc >/dev/null || { echo "make doc needs ldoc" \
 	  "(apt-get install lua-ldoc)"; exit 1; }
-	ldoc -c doc/config.ld -d $(B)/doc .
+	ldoc -c doc/config.ld -d $(CURDIR)/$(B)/doc .
 	@echo "API reference: $(B)/doc/index.html"
 
 # ---- the Debian package ----
@@ -113,7 +113,7 @@ deb: deb-deps
 # install, the checks in debian/tests/installed, apt purge, and no file
 # of the package left behind
 deb-check: deb
-	lintian --fail-on error --no-tag-display-limit $(DEB_FILE)
+	lintian --fail-on error --tag-display-limit 0 $(DEB_FILE)
 	@[ "$$(id -u)" = 0 ] || { echo "deb-check installs the package: run" \
 	  "as root"; exit 1; }
 	dpkg-deb -c $(DEB_FILE) | awk '{print $$6}' | sed 's|^\.||' | \
