@@ -46,7 +46,9 @@ local function missing(names, files, prefix)
   local out = {}
   for _, n in ipairs(names) do
     local found = false
-    for _, d in ipairs(docs) do found = found or d[(prefix or "") .. n] ~= nil end
+    for _, d in ipairs(docs) do
+      found = found or d[(prefix or "") .. n] ~= nil
+    end
     if not found then out[#out + 1] = (prefix or "") .. n end
   end
   return out
@@ -57,8 +59,8 @@ local function check(what, names, files, prefix)
   assert(#m == 0, string.format(
     "%s: %d exported name(s) have no entry in %s%s.luadoc: %s\n" ..
     "add for each a doc comment ending in \"-- @function %s\" (a value: " ..
-    "an \"-- @field\" line of a @table block; see the entries there)", what, #m, DOC, files[1], table.concat(m, ", "),
-    m[1] or "NAME"))
+    "an \"-- @field\" line of a @table block; see the entries there)",
+    what, #m, DOC, files[1], table.concat(m, ", "), m[1] or "NAME"))
   return #names
 end
 
