@@ -89,17 +89,11 @@ DEB_SRC = $(DEB_B)/lgrad-$(VERSION)
 DEB_TOOLS = debhelper dpkg-dev fakeroot lintian
 DEB_FILE = $(DEB_B)/lgrad_$(VERSION)_$(shell dpkg --print-architecture 2>/dev/null || echo amd64).deb
 
+# the packaging tools, installed as `make deps` installs the others
 deb-deps:
-	@if ! command -v dh >/dev/null || ! command -v dpkg-buildpackage \
-	    >/dev/null || ! command -v lintian >/dev/null; then \
-	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq $(DEB_TOOLS); \
-	  else \
-	    echo "missing packages; run as root:"; \
-	    echo "  apt-get install -y $(DEB_TOOLS)"; exit 1; \
-	  fi; \
-	fi
+	@$(MAKE) --no-print-directory deps DEPS="$(DEB_TOOLS)" \
+	  DEP_FILES="/usr/bin/dh /usr/bin/dpkg-buildpackage /usr/bin/fakeroot \
+	  /usr/bin/lintian"
 
 deb: deb-deps
 	rm -rf $(DEB_B)
