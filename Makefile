@@ -35,7 +35,7 @@ RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 BD_SRC = $(filter-out bindings/main.c,$(wildcard bindings/*.c))
 RT_OBJ = $(RT_SRC:%.c=$(B)/%.o)
 BD_OBJ = $(BD_SRC:%.c=$(B)/%.o)
-HDRS = $(wildcard runtime/*.h runtime/*/*.h bindings/*.h)
+HDRS = $(wildcard runtime/*.h runtime/*/*.h runtime/*/*.def bindings/*.h)
 
 .PHONY: all lib deps demo test env install uninstall clean bench sanitize \
   valgrind fuzz lint format doc deb deb-check

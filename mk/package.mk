@@ -35,6 +35,7 @@ INSTALLED = $(BINDIR)/lgrad $(LUA_CMOD)/lgrad.so \
   $(LIBDIR)/liblgrad.a $(LIBDIR)/liblgrad.so.$(VERSION) \
   $(LIBDIR)/liblgrad.so.$(SOVERSION) $(LIBDIR)/liblgrad.so \
   $(addprefix $(INCDIR)/lgrad/,$(notdir $(PUB_HDRS))) \
+  $(INCDIR)/lgrad/ops/ops.def \
   $(PCDIR)/lgrad.pc $(MANDIR)/man1/lgrad.1
 
 # ld.so's cache knows new libraries in its configured directories only
@@ -45,7 +46,7 @@ LDCONFIG = if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && \
 
 install: lib
 	install -d $(D)$(BINDIR) $(D)$(LUA_CMOD) $(D)$(LUA_LMOD)/lgrad \
-	  $(D)$(LIBDIR) $(D)$(INCDIR)/lgrad $(D)$(PCDIR) $(D)$(MANDIR)/man1
+	  $(D)$(LIBDIR) $(D)$(INCDIR)/lgrad/ops $(D)$(PCDIR) $(D)$(MANDIR)/man1
 	install -m 755 $(B)/lgrad $(D)$(BINDIR)/lgrad
 	install -m 644 $(B)/lgrad.so $(D)$(LUA_CMOD)/lgrad.so
 	install -m 644 $(LUA_FILES) $(D)$(LUA_LMOD)/lgrad/
@@ -54,6 +55,7 @@ install: lib
 	ln -sf liblgrad.so.$(VERSION) $(D)$(LIBDIR)/liblgrad.so.$(SOVERSION)
 	ln -sf liblgrad.so.$(SOVERSION) $(D)$(LIBDIR)/liblgrad.so
 	install -m 644 runtime/nn.h bindings/lgrad_host.h $(D)$(INCDIR)/lgrad/
+	install -m 644 runtime/ops/ops.def $(D)$(INCDIR)/lgrad/ops/  # lgrad.h reads it
 	sed 's/^#define LG_VERSION "unreleased"$$/#define LG_VERSION "$(VERSION)"/' \
 	  runtime/lgrad.h > $(D)$(INCDIR)/lgrad/lgrad.h
 	chmod 644 $(D)$(INCDIR)/lgrad/lgrad.h
@@ -71,7 +73,8 @@ install: lib
 # alone; shared directories (bin, lib, share/lua/5.4, ...) stay
 uninstall:
 	rm -f $(addprefix $(D),$(INSTALLED))
-	-rmdir $(D)$(LUA_LMOD)/lgrad $(D)$(INCDIR)/lgrad 2>/dev/null
+	-rmdir $(D)$(LUA_LMOD)/lgrad $(D)$(INCDIR)/lgrad/ops $(D)$(INCDIR)/lgrad \
+	  2>/dev/null
 	@$(LDCONFIG)
 
 # ---- the API reference (doc/api/*.luadoc, one file per module) ----

@@ -182,7 +182,8 @@ describe("installing", function()
     make("install PREFIX=" .. q(prefix))
     local files = files_under(prefix)
     local want = {"bin/lgrad", "include/lgrad/lgrad.h",
-      "include/lgrad/lgrad_host.h", "include/lgrad/nn.h", "lib/liblgrad.a",
+      "include/lgrad/lgrad_host.h", "include/lgrad/nn.h",
+      "include/lgrad/ops/ops.def", "lib/liblgrad.a",
       "lib/liblgrad.so", "lib/liblgrad.so.0", "lib/liblgrad.so." .. VERSION,
       "lib/lua/5.4/lgrad.so", "lib/pkgconfig/lgrad.pc",
       "share/lua/5.4/lgrad/nn.lua", "share/man/man1/lgrad.1"}
