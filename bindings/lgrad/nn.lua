@@ -361,15 +361,8 @@ end
 
 --- Parameters as a list, each once, in named_parameters' order.
 function Module:parameters()
-  local list, seen = {}, {}
-  walk(self, "", function(_, m)
-    each_own(m, "param", function(_, p)
-      if not seen[p] then
-        seen[p] = true
-        list[#list + 1] = p
-      end
-    end)
-  end, {})
+  local list = {}
+  for i, e in ipairs(self:named_parameters()) do list[i] = e[2] end
   return list
 end
 
