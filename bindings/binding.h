@@ -66,6 +66,19 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx);
 double lgL_optnumberfield(lua_State *L, int idx, const char *k, double def);
 int lgL_optbooleanfield(lua_State *L, int idx, const char *k, int def);
 lg_generator *lgL_optgenerator(lua_State *L, int opts_idx);
+/* raises "fname: unknown option 'k' (valid options: ...)" for a key of the
+ * table at idx not in the NULL-ended list */
+void lgL_checkopts(lua_State *L, int idx, const char *fname,
+                   const char *const *allowed);
+/* raises when a non-nil argument follows position last */
+void lgL_checknargs(lua_State *L, int last, const char *fname);
+/* a reduction's (dim [, keepdim] [, opts]) or ({dim =, keepdim =, ...})
+ * from idx: returns the 0-based dim or LG_ALL_DIMS; extra lists option
+ * keys besides dim and keepdim; with opts NULL, arguments after these
+ * raise, else *opts gets the table's index (0: none) */
+int lgL_reduce_args(lua_State *L, int idx, const lg_tensor *t,
+                    const char *fname, bool *keep, int *opts,
+                    const char *const *extra);
 
 void lgL_open_tensor(lua_State *L);
 void lgL_open_autograd(lua_State *L);

@@ -53,6 +53,9 @@ lg_tensor *lg_make_view(lg_tensor *t, int ndim, const int64_t *shape,
 lg_tensor *lg_empty_shape_of(const lg_tensor *t, lg_dtype d);
 /* refuses in-place writes that autograd cannot follow */
 int lg_check_inplace(const char *fname, lg_tensor *t);
+/* src shares memory with dst other than element for element: an in-place
+ * write into dst must read src through a temporary */
+bool lg_partial_overlap(const lg_tensor *dst, const lg_tensor *src);
 static inline void lg_bump_version(lg_tensor *t) { t->storage->version++; }
 /* normalize a 0-based dim allowing negatives (C: -1 last); -1 on error */
 int lg_wrap_dim(const char *fname, int dim, int ndim);

@@ -559,9 +559,53 @@ int lg_check_inplace(const char *fname, lg_tensor *t) {
       } while (lg_iter_next(&it));                                            \
   } while (0)
 
+/* the lowest and one past the highest storage element t can touch */
+static void mem_extent(const lg_tensor *t, int64_t *lo, int64_t *hi) {
+  *lo = *hi = t->offset;
+  for (int i = 0; i < t->ndim; i++) {
+    if (t->shape[i] == 0) {
+      *hi = *lo;
+      return;
+    }
+    int64_t span = (t->shape[i] - 1) * t->strides[i];
+    if (span < 0)
+      *lo += span;
+    else
+      *hi += span;
+  }
+  *hi += 1;
+}
+
+bool lg_partial_overlap(const lg_tensor *dst, const lg_tensor *src) {
+  if (dst->storage != src->storage)
+    return false;
+  int64_t dlo, dhi, slo, shi;
+  mem_extent(dst, &dlo, &dhi);
+  mem_extent(src, &slo, &shi);
+  if (dlo >= dhi || slo >= shi || dhi <= slo || shi <= dlo)
+    return false;
+  /* element for element the same memory: each write reads only itself */
+  if (src->offset == dst->offset && src->ndim == dst->ndim &&
+      lg_same_shape(src, dst) &&
+      !memcmp(src->strides, dst->strides, dst->ndim * sizeof *dst->strides))
+    return false;
+  return true;
+}
+
 int lg_copy_(lg_tensor *dst, lg_tensor *src) {
   if (lg_check_inplace("copy_", dst))
     return -1;
+  if (lg_partial_overlap(dst, src)) {
+    /* as if through a temporary: the source is read in full first */
+    bool was = lg_set_grad_enabled(false);
+    lg_tensor *tmp = lg_empty_shape_of(src, src->dtype);
+    int rc = tmp ? lg_copy_(tmp, src) : -1;
+    if (!rc)
+      rc = lg_copy_(dst, tmp);
+    lg_release(tmp);
+    lg_set_grad_enabled(was);
+    return rc;
+  }
   int nd;
   int64_t shape[LG_MAX_DIMS];
   if (lg_broadcast_shape("copy_", dst, src, &nd, shape))

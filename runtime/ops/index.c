@@ -315,6 +315,16 @@ int lg_scatter_(lg_tensor *t, int dim, lg_tensor *index, lg_tensor *src) {
     return -1;
   if ((dim = lg_wrap_dim("scatter_", dim, t->ndim)) < 0)
     return -1;
+  if (lg_partial_overlap(t, src) || t->storage == index->storage) {
+    /* as if through temporaries: src and index are read in full first */
+    bool was = lg_set_grad_enabled(false);
+    lg_tensor *s = lg_clone(src), *i = lg_clone(index);
+    int rc = s && i ? lg_scatter_(t, dim, i, s) : -1;
+    lg_release(s);
+    lg_release(i);
+    lg_set_grad_enabled(was);
+    return rc;
+  }
   if (scatter_raw("scatter_", t, dim, index, src, false))
     return -1;
   lg_bump_version(t);
