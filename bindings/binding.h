@@ -87,6 +87,8 @@ void lgL_open_optim(lua_State *L);
 void lgL_open_sched(lua_State *L);
 void lgL_open_reg(lua_State *L);
 void lgL_open_io(lua_State *L);
+void lgL_open_shape(lua_State *L);
+void lgL_open_linalg(lua_State *L);
 
 
 

@@ -252,9 +252,11 @@ static int o_clamp_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
-  if (lg_grad_enabled() && t->requires_grad)
-    return luaL_error(L, "clamp_: in-place operation on a tensor that "
-                         "requires grad");
+  if (lg_inplace_records(t, 0, NULL)) {
+    lg_tensor *c = lg_inplace_begin("clamp_", t);
+    CHECK(L, "clamp_", !c || lg_inplace_end(t, c, lg_clamp(c, lo, hi)));
+    return push_self(L);
+  }
   lg_tensor **box = lgL_newbox(L);
   CHECK(L, "clamp_", !(*box = lg_clamp(t, lo, hi)));
   CHECK(L, "clamp_", lg_copy_(t, *box));
@@ -267,21 +269,39 @@ static int o_leaky_relu(lua_State *L) {
   return lgL_pushresult(L, "leaky_relu", lg_leaky_relu(t, s));
 }
 
-static int o_fill_(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
-  CHECK(L, "fill_", lg_fill_(t, v));
+/* t[{}] = src recorded in the graph (t or src requires grad) */
+static int assign_whole(lua_State *L, const char *fname, lg_tensor *t,
+                        lg_tensor *src) {
+  if (t->requires_grad)
+    CHECK(L, fname, lg_inplace_check(fname, t));
+  CHECK(L, fname, lg_index_assign(t, 0, NULL, src));
   return push_self(L);
 }
 
-static int o_zero_(lua_State *L) {
-  CHECK(L, "zero_", lg_zero_(lgL_checktensor(L, 1)));
+static int fill_impl(lua_State *L, const char *fname, double v) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lg_inplace_records(t, 0, NULL)) {
+    lg_tensor **box = lgL_newbox(L);
+    CHECK(L, fname, !(*box = lg_scalar(t->dtype, v)));
+    return assign_whole(L, fname, t, *box);
+  }
+  CHECK(L, fname, lg_fill_(t, v));
   return push_self(L);
 }
+
+static int o_fill_(lua_State *L) {
+  lgL_checktensor(L, 1);
+  double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
+  return fill_impl(L, "fill_", v);
+}
+
+static int o_zero_(lua_State *L) { return fill_impl(L, "zero_", 0); }
 
 static int o_copy_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_tensor *s = lgL_checktensorlike(L, 2, t->dtype);
+  if (lg_inplace_records(t, 1, &s))
+    return assign_whole(L, "copy_", t, s);
   CHECK(L, "copy_", lg_copy_(t, s));
   return push_self(L);
 }

@@ -75,6 +75,7 @@ struct lg_tensor {
   lg_tensor *grad;
   lg_node *grad_fn;
   bool grad_fn_weak;    /* saved output of its own grad_fn: not retained */
+  bool is_view;         /* shares another tensor's storage (lg_make_view) */
   lg_tensor *next_free; /* header free list */
 };
 
@@ -370,5 +371,8 @@ int lg_optim_set(lg_optim *o, int group, const char *key, double v);
 /* functional ops and losses (linear, conv2d, pooling, norms, dropout,
  * cross_entropy, ...) */
 #include "nn.h"
+/* slicing, the shape/selection/linear-algebra ops of the tensor API and
+ * in-place ops recorded in a graph */
+#include "tensor_api.h"
 
 #endif

@@ -23,6 +23,7 @@ lg_tensor *lg_make_view(lg_tensor *t, int ndim, const int64_t *shape,
     memcpy(v->strides, strides, ndim * sizeof *strides);
   v->offset = offset;
   v->storage = t->storage;
+  v->is_view = true;
   __atomic_add_fetch(&t->storage->refcount, 1, __ATOMIC_RELAXED);
   return v;
 }
@@ -352,14 +353,15 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
 /* ---- narrow / select and the "place into zeros" op they need ---- */
 
 static int place_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_narrow(g, (int)n->ival[0], n->ival[1], n->ival[2]);
+  grads[0] = lg_slice(g, (int)n->ival[0], n->ival[1], n->ival[2],
+                      n->ival[3]);
   return grads[0] ? 0 : -1;
 }
 
-/* zeros of shape with g written at [start, start+len) along dim */
+/* zeros of shape with g written at start, start + step, ... along dim */
 static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
                                    const int64_t *shape, int dim,
-                                   int64_t start) {
+                                   int64_t start, int64_t step) {
   lg_tensor *z = lg_zeros(g->dtype, ndim, shape);
   if (!z)
     return NULL;
@@ -371,6 +373,7 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
     return NULL;
   }
   slot->shape[dim] = len;
+  slot->strides[dim] *= step;
   bool was = lg_set_grad_enabled(false);
   int rc = lg_copy_(slot, g);
   lg_set_grad_enabled(was);
@@ -384,13 +387,15 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
     n->ival[0] = dim;
     n->ival[1] = start;
     n->ival[2] = len;
+    n->ival[3] = step;
   }
   return z;
 }
 
 static int narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   grads[0] = place_into_zeros(g, n->ninput_shape, n->input_shape,
-                              (int)n->ival[0], n->ival[1]);
+                              (int)n->ival[0], n->ival[1],
+                              n->ival[2] ? n->ival[2] : 1);
   return grads[0] ? 0 : -1;
 }
 
@@ -422,13 +427,50 @@ lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
   return v;
 }
 
+lg_tensor *lg_slice(lg_tensor *t, int dim, int64_t start, int64_t len,
+                    int64_t step) {
+  if (t->ndim == 0) {
+    lg_seterr("slice: cannot slice a 0-d tensor");
+    return NULL;
+  }
+  if ((dim = lg_wrap_dim("slice", dim, t->ndim)) < 0)
+    return NULL;
+  if (step < 1) {
+    lg_seterr("slice: step must be positive, got %lld", (long long)step);
+    return NULL;
+  }
+  if (start < 0 || len < 0 ||
+      (len > 0 && (start >= t->shape[dim] ||
+                   (t->shape[dim] - 1 - start) / step < len - 1))) {
+    lg_seterr("slice: %lld elements from %lld by %lld out of bounds for "
+              "size %lld of dimension %d",
+              (long long)len, (long long)start + 1, (long long)step,
+              (long long)t->shape[dim], dim + 1);
+    return NULL;
+  }
+  lg_tensor *v = lg_make_view(t, t->ndim, t->shape, t->strides,
+                              t->offset + (len ? start * t->strides[dim] : 0));
+  if (!v)
+    return NULL;
+  v->shape[dim] = len;
+  v->strides[dim] *= step;
+  lg_node *n = lg_record(v, "slice", narrow_backward, 1, &t);
+  if (n) {
+    save_input_shape(n, t);
+    n->ival[0] = dim;
+    n->ival[1] = start;
+    n->ival[2] = step;
+  }
+  return v;
+}
+
 static int select_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   int dim = (int)n->ival[0];
   lg_tensor *u = lg_unsqueeze(g, dim);
   if (!u)
     return -1;
   grads[0] = place_into_zeros(u, n->ninput_shape, n->input_shape, dim,
-                              n->ival[1]);
+                              n->ival[1], 1);
   lg_release(u);
   return grads[0] ? 0 : -1;
 }
@@ -536,9 +578,14 @@ int lg_check_inplace(const char *fname, lg_tensor *t) {
       return -1;
     }
   if (lg_grad_enabled() && t->requires_grad) {
-    lg_seterr("%s: in-place operation on a tensor that requires grad "
-              "(use the out-of-place form, or run it under no_grad)",
-              fname);
+    if (!t->grad_fn)
+      lg_seterr("%s: a leaf Variable that requires grad is being used in "
+                "an in-place operation.",
+                fname);
+    else
+      lg_seterr("%s: this in-place operation is not recorded in a graph "
+                "(use the out-of-place form, or run it under no_grad)",
+                fname);
     return -1;
   }
   return 0;

@@ -962,6 +962,10 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
 
 int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
   const char *name = binop_names[op];
+  if (lg_inplace_records(a, 1, &b) && !is_compare(op)) {
+    lg_tensor *c = lg_inplace_begin(name, a);
+    return c ? lg_inplace_end(a, c, lg_binary(op, c, b)) : -1;
+  }
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) || binary_compute_dtype(op, a->dtype, b->dtype) !=
@@ -1023,6 +1027,10 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
 
 int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
   const char *name = binop_names[op];
+  if (lg_inplace_records(a, 0, NULL) && !is_compare(op)) {
+    lg_tensor *c = lg_inplace_begin(name, a);
+    return c ? lg_inplace_end(a, c, lg_binary_scalar(op, c, s, false)) : -1;
+  }
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) ||
@@ -1271,6 +1279,10 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
 
 int lg_unary_(lg_unop op, lg_tensor *a) {
   const char *name = unop_names[op];
+  if (lg_inplace_records(a, 0, NULL)) {
+    lg_tensor *c = lg_inplace_begin(name, a);
+    return c ? lg_inplace_end(a, c, lg_unary(op, c)) : -1;
+  }
   if (lg_check_inplace(name, a))
     return -1;
   if (!lg_dtype_is_float(a->dtype) && !unary_keeps_int(op)) {
