@@ -232,3 +232,196 @@ describe("in-place ops inside a graph", function()
       "view first)")
   end)
 end)
+
+-- ---- PyTorch fixtures (spec/fixtures/gen_tensor_api.py) ----
+
+local function from_fixture(f, grad)
+  local dtype = f.dtype or "float64"
+  local t = lg.tensor(f.data, {dtype = dtype}):view(f.shape)
+  if grad and dtype == "float64" then t = t:clone():requires_grad_() end
+  return t
+end
+
+local OPS = {
+  tril = function(x, k) return x:tril(k) end,
+  triu = function(x, k) return x:triu(k) end,
+  ["repeat"] = function(x, r) return x["repeat"](x, r) end,
+  tile = function(x, r) return x:tile(r) end,
+  flip = function(x, d) return x:flip(d) end,
+  roll = function(x, s, d) return x:roll(s, d) end,
+  cumprod = function(x, d) return x:cumprod(d) end,
+  amax = function(x, d, k) return x:amax(d, k) end,
+  amin = function(x, d, k) return x:amin(d, k) end,
+  diag = function(x, k) return x:diag(k) end,
+  diagonal = function(x, o, a, b) return x:diagonal(o, a, b) end,
+  unfold = function(x, d, s, st) return x:unfold(d, s, st) end,
+  masked_select = function(x, m) return x:masked_select(m) end,
+  slice = function(x, idx) return x[idx] end,
+  argsort = function(x, d, desc) return x:argsort(d, {descending = desc}) end,
+  nonzero = function(x) return x:nonzero() end,
+  unique = function(x)
+    return x:unique{return_inverse = true, return_counts = true}
+  end,
+  isclose = function(a, b) return lg.isclose(a, b) end,
+}
+
+describe("the tensor API against PyTorch (float64 fixtures)", function()
+  local cases = dofile("spec/fixtures/tensor_api.lua")
+  it("has every case", function() assert.equal(36, #cases) end)
+  for _, c in ipairs(cases) do
+    it(c.name, function()
+      local inputs = {}
+      for i, f in ipairs(c.inputs) do inputs[i] = from_fixture(f, true) end
+      local args = {}
+      for i = 1, #c.inputs do args[i] = inputs[i] end
+      -- args may hold nil (roll without dims, amax over everything)
+      local n = #c.inputs
+      for i, a in pairs(c.args) do args[n + i] = a; end
+      local nargs = n + (c.nargs or 3)
+      local outs = table.pack(OPS[c.op](table.unpack(args, 1, nargs)))
+      local want = c.outs or {c.out}
+      for i, w in ipairs(want) do
+        local got = outs[i]
+        assert.same(w.shape, got:shape())
+        if (w.dtype or "float64") == "float64" then
+          close(got, lg.tensor(w.data, {dtype = lg.float64}), 1e-12)
+        else
+          assert.same(w.data, got:flatten():totable())
+        end
+      end
+      if c.grads then
+        local wt = from_fixture(c.w)
+        local req = {}
+        for _, x in ipairs(inputs) do
+          if x.requires_grad then req[#req + 1] = x end
+        end
+        local gs = lg.grad({(outs[1] * wt):sum()}, req, {allow_unused = true})
+        for i, g in ipairs(c.grads) do
+          close(gs[i] or lg.zeros(g.shape, {dtype = lg.float64}),
+                lg.tensor(g.data, {dtype = lg.float64}), 1e-12)
+        end
+      end
+    end)
+  end
+end)
+
+describe("gradients of the added ops (float64 gradcheck)", function()
+  it("tril triu repeat tile flip roll", function()
+    check(function(x) return x:tril(-1) end, {r64(2, 3, 4)})
+    check(function(x) return x:triu(1) end, {r64(4, 3)})
+    check(function(x) return x["repeat"](x, {2, 1, 3}) end, {r64(2, 3)})
+    check(function(x) return x:tile{3} end, {r64(2, 2)})
+    check(function(x) return x:flip{1, 2} end, {r64(3, 4)})
+    check(function(x) return x:roll({1, -2}, {1, 2}) end, {r64(3, 4)})
+    check(function(x) return x:roll(4) end, {r64(3, 4)})
+  end)
+  it("cumprod (with a zero) amax amin", function()
+    check(function(x) return x:cumprod(2) end, {r64(3, 4)})
+    check(function(x)
+      local y = x * 1
+      y[{2, 2}] = 0
+      return y:cumprod(2)
+    end, {r64(3, 5)})
+    check(function(x) return x:amax(1) end, {r64(3, 4)})
+    check(function(x) return x:amin{dim = 2, keepdim = true} end,
+          {r64(3, 4)})
+    check(function(x) return x:amax() end, {r64(5)})
+  end)
+  it("diag diagonal unfold masked_select", function()
+    check(function(x) return x:diag(1) end, {r64(3)})
+    check(function(x) return x:diag(-1) end, {r64(3, 4)})
+    check(function(x) return x:diagonal(1, 1, 3) end, {r64(3, 2, 4)})
+    check(function(x) return x:unfold(2, 3, 2) end, {r64(2, 7)})
+    check(function(x) return x:unfold(1, 2, 1):exp() end, {r64(4, 3)})
+    local m = lg.tensor{{true, false, true}, {false, false, true}}
+    check(function(x) return x:masked_select(m) end, {r64(2, 3)})
+  end)
+  it("second order through diagonal, unfold, tril and slicing", function()
+    local x = r64(3, 3)
+    local y = (x:tril():diagonal():pow(3)):sum() +
+              (x:unfold(1, 2, 1):pow(2)):sum() + x[{{1, 3, 2}, 2}]:pow(3):sum()
+    local g = lg.grad({y}, {x}, {create_graph = true})[1]
+    local h = lg.grad({g:sum()}, {x})[1]
+    -- d2/dx2 of x_ii^3 is 6 x_ii; of x_ij^2 (counted once per window) 2;
+    -- of x_12^3 and x_32^3 6 x
+    local xv = x:totable()
+    local hv = h:totable()
+    local windows = {1, 2, 1}
+    for i = 1, 3 do
+      for j = 1, 3 do
+        local want = 2 * windows[i]
+        if i == j then want = want + 6 * xv[i][j] end
+        if j == 2 and i ~= 2 then want = want + 6 * xv[i][j] end
+        assert(math.abs(hv[i][j] - want) < 1e-9, ("%d,%d"):format(i, j))
+      end
+    end
+  end)
+end)
+
+describe("selection and sampling", function()
+  it("argsort, nonzero, unique, isclose, allclose", function()
+    local x = lg.tensor{3, 1, 2}
+    assert.same({2, 3, 1}, x:argsort():totable())
+    assert.same({1, 3, 2}, x:argsort(1, {descending = true}):totable())
+    assert.same({{1}, {2}, {3}}, x:nonzero():totable())
+    assert.same({1, 2, 3}, lg.tensor{2, 3, 1, 3}:unique():totable())
+    assert.is_true(lg.allclose(lg.tensor{1.0, 2.0}, lg.tensor{1.0, 2.0 + 1e-7}))
+    assert.is_false(lg.allclose(lg.tensor{1.0}, lg.tensor{1.1}))
+    assert.is_true(lg.allclose(lg.tensor{0 / 0}, lg.tensor{0 / 0},
+                               {equal_nan = true}))
+    assert.has_error(function() lg.isclose(x, x, {rtl = 1}) end,
+      "isclose: unknown option 'rtl' (valid options: rtol, atol, equal_nan)")
+  end)
+  it("multinomial draws by weight, 1-based, with and without replacement",
+     function()
+    local g = lg.Generator(7)
+    local p = lg.tensor{0, 3, 1, 0.0}
+    local s = lg.multinomial(p, 4000, {replacement = true, generator = g})
+    local c2 = s:eq(2):sum():item()
+    assert.equal(4000, c2 + s:eq(3):sum():item())
+    assert(math.abs(c2 / 4000 - 0.75) < 0.03, c2)
+    local w = lg.multinomial(lg.tensor{{1, 1, 1}, {0, 2, 5.0}}, 2, {generator = g})
+    assert.same({2, 2}, w:shape())
+    local row = w[2]:totable()
+    assert.are_not.equal(row[1], row[2])
+    assert.has_error(function() lg.multinomial(p, 3) end,
+      "multinomial: row 1 has fewer non-zero categories than samples asked " ..
+      "without replacement")
+    assert.has_error(function() lg.multinomial(lg.tensor{-1, 1.0}, 1) end,
+      "multinomial: row 1 has a negative, infinite or NaN probability")
+    -- the same generator state gives the same draws
+    local a = lg.multinomial(p, 10, {replacement = true,
+                                     generator = lg.Generator(3)})
+    local b = lg.multinomial(p, 10, {replacement = true,
+                                     generator = lg.Generator(3)})
+    assert.same(a:totable(), b:totable())
+  end)
+  it("bernoulli draws 0/1 with each element's probability", function()
+    local p = lg.full({20000}, 0.3, {dtype = lg.float64})
+    local b = lg.bernoulli(p, {generator = lg.Generator(1)})
+    assert.equal("float64", b:dtype())
+    local m = b:mean():item()
+    assert(math.abs(m - 0.3) < 0.02, m)
+    assert.same({0, 1, 1}, lg.tensor{0, 1, 1.0}:bernoulli():totable())
+    assert.has_error(function() lg.tensor{1.5}:bernoulli() end,
+      "bernoulli: probability 1.5 at element 1 is not in [0, 1]")
+  end)
+  it("bad arguments raise naming the op", function()
+    local x = lg.zeros(3)
+    assert.has_error(function() x:tril() end,
+      "tril: needs a tensor of at least 2 dimensions, got [3]")
+    assert.has_error(function() x:flip() end,
+      "flip: give the dims to flip (a number or a table)")
+    assert.has_error(function() x:unfold(1, 4, 1) end,
+      "unfold: size 4 (0..3) and step 1 (at least 1) do not fit dimension 1")
+    assert.has_error(function() x:tile{-1} end,
+      "tile: repeat count -1 of dimension 1 is negative")
+    assert.has_error(function() x:diagonal() end,
+      "diagonal: needs at least 2 dimensions, got [3]")
+    assert.has_error(function() x:roll({1, 2}, 1) end,
+      "roll: 2 shifts for 1 dims")
+    assert.has_error(function() x:masked_select(lg.ones(3)) end,
+      "masked_select: the mask must be a bool tensor, got float32")
+    assert.has_error(function() x:masked_fill_(lg.ones(4):bool(), 1) end)
+  end)
+end)

@@ -61,11 +61,12 @@ lg_tensor *lg_tri(lg_tensor *t, int64_t k, bool upper) {
 
 /* ---- repeat / tile: a reshape, an expand and a reshape ---- */
 
-lg_tensor *lg_repeat(lg_tensor *t, int n, const int64_t *reps) {
+static lg_tensor *repeat_as(const char *name, lg_tensor *t, int n,
+                            const int64_t *reps) {
   if (n < t->ndim || n > LG_MAX_DIMS) {
-    lg_seterr("repeat: %d repeat counts for a %d-d tensor (give at least "
+    lg_seterr("%s: %d repeat counts for a %d-d tensor (give at least "
               "one per dimension, at most %d)",
-              n, t->ndim, LG_MAX_DIMS);
+              name, n, t->ndim, LG_MAX_DIMS);
     return NULL;
   }
   int64_t s[LG_MAX_DIMS], a[LG_MAX_DIMS], e[LG_MAX_DIMS], f[LG_MAX_DIMS];
@@ -73,20 +74,20 @@ lg_tensor *lg_repeat(lg_tensor *t, int n, const int64_t *reps) {
   for (int i = 0; i < n; i++) {
     s[i] = i < pad ? 1 : t->shape[i - pad];
     if (reps[i] < 0) {
-      lg_seterr("repeat: repeat count %lld of dimension %d is negative",
-                (long long)reps[i], i + 1);
+      lg_seterr("%s: repeat count %lld of dimension %d is negative",
+                name, (long long)reps[i], i + 1);
       return NULL;
     }
     if (s[i] && reps[i] > ((int64_t)1 << 40) / s[i]) {
-      lg_seterr("repeat: size too large");
+      lg_seterr("%s: size too large", name);
       return NULL;
     }
     f[i] = s[i] * reps[i];
     int need = reps[i] != 1 && s[i] != 1 ? 2 : 1;
     if (na + need > LG_MAX_DIMS) {
-      lg_seterr("repeat: too many repeated dimensions at once (at most %d "
+      lg_seterr("%s: too many repeated dimensions at once (at most %d "
                 "dimensions in between); repeat in two steps",
-                LG_MAX_DIMS);
+                name, LG_MAX_DIMS);
       return NULL;
     }
     if (need == 2) {
@@ -99,7 +100,7 @@ lg_tensor *lg_repeat(lg_tensor *t, int n, const int64_t *reps) {
       e[na++] = reps[i] != 1 ? reps[i] : s[i];
     }
   }
-  if (lg_check_shape("repeat", n, f))
+  if (lg_check_shape(name, n, f))
     return NULL;
   lg_tensor *v = lg_reshape(t, na, a);
   lg_tensor *x = v ? lg_expand(v, na, e) : NULL;
@@ -114,14 +115,18 @@ lg_tensor *lg_repeat(lg_tensor *t, int n, const int64_t *reps) {
   return out;
 }
 
+lg_tensor *lg_repeat(lg_tensor *t, int n, const int64_t *reps) {
+  return repeat_as("repeat", t, n, reps);
+}
+
 lg_tensor *lg_tile(lg_tensor *t, int n, const int64_t *reps) {
   if (n >= t->ndim)
-    return lg_repeat(t, n, reps);
+    return repeat_as("tile", t, n, reps);
   int64_t r[LG_MAX_DIMS];
   int pad = t->ndim - n;
   for (int i = 0; i < t->ndim; i++)
     r[i] = i < pad ? 1 : reps[i - pad];
-  return lg_repeat(t, t->ndim, r);
+  return repeat_as("tile", t, t->ndim, r);
 }
 
 /* ---- flip / roll ---- */
