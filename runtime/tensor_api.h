@@ -85,4 +85,25 @@ lg_tensor *lg_multinomial(lg_tensor *probs, int64_t n, bool replacement,
 /* 0/1 draws with the probabilities of p, in p's dtype */
 lg_tensor *lg_bernoulli(lg_tensor *p, lg_generator *g);
 
+/* ---- lg.linalg over LAPACK found at run time (ops/lapack.c) ----
+ * last two dims are the matrix, the others a batch; singular or
+ * non-positive-definite inputs are errors naming the batch element */
+lg_tensor *lg_linalg_inv(lg_tensor *a);
+/* X with A X = B; B (..., n) or (..., n, k), batch dims broadcast */
+lg_tensor *lg_linalg_solve(lg_tensor *a, lg_tensor *b);
+/* lower L with A = L L^T (upper: U with A = U^T U); reads A's lower
+ * triangle */
+lg_tensor *lg_linalg_cholesky(lg_tensor *a, bool upper);
+int lg_linalg_qr(lg_tensor *a, lg_tensor **q, lg_tensor **r); /* reduced */
+int lg_linalg_svd(lg_tensor *a, lg_tensor **u, lg_tensor **s,
+                  lg_tensor **vh); /* reduced; values descending */
+lg_tensor *lg_linalg_svdvals(lg_tensor *a);
+/* ascending eigenvalues and eigenvectors (columns) from the lower
+ * triangle */
+int lg_linalg_eigh(lg_tensor *a, lg_tensor **w, lg_tensor **v);
+lg_tensor *lg_linalg_det(lg_tensor *a);
+int lg_linalg_slogdet(lg_tensor *a, lg_tensor **sign, lg_tensor **logabs);
+/* least-squares (minimum-norm) X of A X = B through an SVD (gelsd) */
+lg_tensor *lg_linalg_lstsq(lg_tensor *a, lg_tensor *b);
+
 #endif
