@@ -58,6 +58,10 @@ deps:
 	  fi; \
 	fi
 
+# from another directory: eval "$$(make -s -C DIR env)" (GNU make 4.3
+# prints "Entering directory" on stdout for -C before it reads this file,
+# and only -s or --no-print-directory on the command line turn that off;
+# each line below is also a valid shell command by itself)
 env:
 	@echo 'export LUA_PATH="$(CURDIR)/bindings/?.lua;$(CURDIR)/$(B)/?.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(B)/?.so;;"'

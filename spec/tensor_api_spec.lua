@@ -538,3 +538,64 @@ describe("lg.linalg", function()
       "not supported; only the singular values are differentiable")
   end)
 end)
+
+describe("PyTorch habits", function()
+  local function err_of(fn)
+    local ok, e = pcall(fn)
+    assert.is_false(ok)
+    return e
+  end
+  it("errors inside nn, data and train point at the caller's line", function()
+    local here = debug.getinfo(1, "S").short_src
+    local function at(e, line)
+      assert.equal(here .. ":" .. line, e:match("^(.-:%d+):"), e)
+      assert.is_nil(e:find("lgrad/nn.lua", 1, true), e)
+    end
+    local m = lg.nn.Linear(3, 2)
+    local line = debug.getinfo(1, "l").currentline + 1
+    local e = err_of(function() local _ = m(lg.zeros(4, 5)) end)
+    at(e, line)
+    assert.matches("linear: input %[4,5%] and weight %[2,3%]", e)
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = lg.nn.Linear(-1, 2) end)
+    at(e, line)
+    local seq = lg.nn.Sequential(lg.nn.Linear(3, 2), lg.nn.Linear(3, 2))
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = seq(lg.zeros(1, 3)) end)
+    at(e, line)
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = lg.data.TensorDataset(lg.zeros(3), lg.zeros(4)) end)
+    at(e, line)
+    local ds = lg.data.TensorDataset(lg.zeros(3))
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = ds[5] end)
+    at(e, line)
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = lg.data.DataLoader(ds, {batch_size = 0}) end)
+    at(e, line)
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = lg.data.fashion_mnist("validation") end)
+    at(e, line)
+    local lin = lg.nn.Linear(1, 1)
+    line = debug.getinfo(1, "l").currentline + 1
+    e = err_of(function() local _ = lg.train.fit{model = lin, loss = lg.F.mse_loss,
+      optimizer = lg.optim.SGD(lin:parameters(), {lr = 0.1}), verbose = false,
+      data = lg.data.DataLoader(lg.data.TensorDataset(lg.zeros(3, 2), lg.zeros(3, 1)),
+                                {batch_size = 2})} end)
+    at(e, line)
+  end)
+  it("lg.autograd.Function objects have .apply, and calling them still works",
+     function()
+    local Double = lg.autograd.Function{
+      forward = function(ctx, x) return x * 2 end,
+      backward = function(ctx, g) return g * 2 end,
+    }
+    local x = r64(3)
+    local a, b, c = Double.apply(x), Double(x), Double:apply(x)
+    close(a, x * 2)
+    close(b, a)
+    close(c, a)
+    a:sum():backward()
+    close(x.grad, lg.full({3}, 2, {dtype = lg.float64}))
+  end)
+end)

@@ -428,4 +428,14 @@ end
 M.DataLoader_class = DataLoader
 M.TensorDataset_class = TensorDataset
 
+-- errors are reported at the caller's line, not inside this file
+local wrap_errors = require("lgrad.errpos").wrap
+for _, t in ipairs({M, DataLoader, TensorDataset}) do
+  for k, v in pairs(t) do
+    if type(v) == "function" and k ~= "__len" and k ~= "__tostring" then
+      t[k] = wrap_errors(v)
+    end
+  end
+end
+
 return M

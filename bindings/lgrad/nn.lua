@@ -166,9 +166,12 @@ local function module_newindex(self, k, v)
 end
 Module.__newindex = module_newindex
 
-function Module.__call(self, ...)
+-- errors inside a forward or a constructor are reported at the caller
+local wrap_errors = require("lgrad.errpos").wrap
+
+Module.__call = wrap_errors(function(self, ...)
   return self:forward(...)
-end
+end)
 
 -- a new instance of class cls: internal fields first, then cls.init
 local function construct(cls, ...)
@@ -185,7 +188,7 @@ local function class_meta(parent)
   if not mt then
     mt = {
       __index = parent,
-      __call = construct,
+      __call = wrap_errors(construct),
       __tostring = function(c) return "lgrad.nn class " .. c.__name end,
     }
     class_mt_cache[parent] = mt

@@ -188,10 +188,45 @@ end
 -- fit
 
 local fit_keys = {}
-for _, k in ipairs { "model", "loss", "optimizer", "data", "epochs",
-  "scheduler", "scheduler_step", "val", "metrics", "callbacks", "progress",
-  "clip_grad_norm" } do
-  fit_keys[k] = true
+local fit_key_list = { "model", "loss", "optimizer", "data", "epochs",
+  "scheduler", "scheduler_step", "val", "metrics", "callbacks", "verbose",
+  "log_every", "progress", "clip_grad_norm" }
+for _, k in ipairs(fit_key_list) do fit_keys[k] = true end
+
+-- what fit prints: a progress bar (on a terminal) and an epoch line every
+-- `every` epochs (nil: none).  verbose: "auto" (default) is the bar and a
+-- line per epoch on a terminal, elsewhere a line every log_every epochs
+-- (default: about 20 lines in all, and the first and last epochs); true or
+-- 1 a line per epoch; 2 the bar too; false or 0 nothing.  progress is
+-- verbose's older name (false: nothing, "bar": 2).
+local function display(o, epochs)
+  local verbose, every = o.verbose, o.log_every
+  if every ~= nil and (math.type(every) ~= "integer" or every < 1) then
+    error("fit: log_every must be a positive integer", 3)
+  end
+  if verbose == nil then
+    local p = o.progress
+    if p == false then
+      verbose = 0
+    elseif p == "bar" then
+      verbose = 2
+    elseif p == nil or p == true or p == "auto" then
+      verbose = "auto"
+    else
+      error("fit: progress must be true, false, \"auto\" or \"bar\"", 3)
+    end
+  end
+  if verbose == "auto" then
+    if M.is_terminal() then return true, every or 1 end
+    return false, every or math.max(1, math.ceil(epochs / 20))
+  elseif verbose == 2 then
+    return true, every or 1
+  elseif verbose == true or verbose == 1 then
+    return false, every or 1
+  elseif verbose == false or verbose == 0 then
+    return false, nil
+  end
+  error("fit: verbose must be \"auto\", true, false, 0, 1 or 2", 3)
 end
 
 local function check_loader(name, v)
@@ -224,13 +259,13 @@ end
 -- (loss is the mean training loss over the epoch's samples, lr the first
 -- group's rate during the epoch, time seconds).  See the top of this file.
 -- Options beyond the API's: clip_grad_norm (max norm of the gradients
--- before each step), progress (true, false, or nil: a bar on a terminal,
--- one line per epoch otherwise).
+-- before each step), verbose and log_every (see display above).
 function M.fit(o)
   if type(o) ~= "table" then error("fit: expected one table of options", 2) end
   for k in pairs(o) do
     if not fit_keys[k] then
-      error(fmt("fit: unknown option '%s'", tostring(k)), 2)
+      error(fmt("fit: unknown option '%s' (valid options: %s)", tostring(k),
+        table.concat(fit_key_list, ", ")), 2)
     end
   end
   local model, loss, opt, data = o.model, o.loss, o.optimizer, o.data
@@ -259,14 +294,8 @@ function M.fit(o)
   local params = clip and model:parameters()
   local val = o.val
 
-  local progress = o.progress
-  local tty = false
-  if progress == nil or progress == "auto" then
-    tty = M.is_terminal()
-    progress = true
-  elseif progress == "bar" then
-    tty, progress = true, true
-  end
+  local tty, every = display(o, epochs)
+  local progress = every ~= nil
   local out = io.stdout
 
   local history = { loss = {}, val_loss = {}, lr = {}, time = {} }
@@ -359,8 +388,8 @@ function M.fit(o)
     history.lr[epoch] = logs.lr
     history.time[epoch] = logs.time
     for _, m in ipairs(metrics) do history[m[1]][epoch] = logs[m[1]] end
-    if progress then
-      if tty then out:write("\r\27[K") end
+    if tty then out:write("\r\27[K") end
+    if progress and (epoch % every == 0 or epoch == 1 or epoch == epochs) then
       out:write(epoch_line(state, keys), "\n")
       out:flush()
     end
@@ -564,6 +593,12 @@ function CSVLogger:on_train_end()
     self.file:close()
     self.file = nil
   end
+end
+
+-- errors are reported at the caller's line, not inside this file
+local wrap_errors = require("lgrad.errpos").wrap
+for k, v in pairs(M) do
+  if type(v) == "function" then M[k] = wrap_errors(v) end
 end
 
 return M
