@@ -239,8 +239,14 @@ lg_tensor *lg_unsqueeze(lg_tensor *t, int dim) {
   return v ? record_reshape(v, t, "unsqueeze") : NULL;
 }
 
+/* what transpose keeps for backward */
+struct transpose_state {
+  int d0, d1;
+};
+
 static int transpose_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_transpose(g, (int)n->ival[0], (int)n->ival[1]);
+  const struct transpose_state *st = LG_NODE_STATE(n, struct transpose_state);
+  grads[0] = lg_transpose(g, st->d0, st->d1);
   return grads[0] ? 0 : -1;
 }
 
@@ -261,17 +267,21 @@ lg_tensor *lg_transpose(lg_tensor *t, int d0, int d1) {
   if (!v)
     return NULL;
   lg_node *n = lg_record(v, "transpose", transpose_backward, 1, &t);
-  if (n) {
-    n->ival[0] = d0;
-    n->ival[1] = d1;
-  }
+  if (n)
+    *LG_NODE_STATE(n, struct transpose_state) =
+        (struct transpose_state){d0, d1};
   return v;
 }
 
+struct permute_state {
+  int dims[LG_MAX_DIMS];
+};
+
 static int permute_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
+  const int *dims = LG_NODE_STATE(n, struct permute_state)->dims;
   int inv[LG_MAX_DIMS];
   for (int i = 0; i < g->ndim; i++)
-    inv[n->ival[i]] = i;
+    inv[dims[i]] = i;
   grads[0] = lg_permute(g, inv);
   return grads[0] ? 0 : -1;
 }
@@ -296,8 +306,8 @@ lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
     return NULL;
   lg_node *n = lg_record(v, "permute", permute_backward, 1, &t);
   if (n)
-    for (int i = 0; i < t->ndim; i++)
-      n->ival[i] = d[i];
+    memcpy(LG_NODE_STATE(n, struct permute_state)->dims, d,
+           t->ndim * sizeof d[0]);
   return v;
 }
 
@@ -352,9 +362,17 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
 
 /* ---- narrow / select and the "place into zeros" op they need ---- */
 
+/* narrow, slice, select and their backward: a range along one dimension
+ * (len elements from start by step) */
+struct slice_state {
+  int dim;
+  int64_t start, len, step;
+};
+#define SLICE(n) LG_NODE_STATE(n, struct slice_state)
+
 static int place_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_slice(g, (int)n->ival[0], n->ival[1], n->ival[2],
-                      n->ival[3]);
+  grads[0] = lg_slice(g, SLICE(n)->dim, SLICE(n)->start, SLICE(n)->len,
+                      SLICE(n)->step);
   return grads[0] ? 0 : -1;
 }
 
@@ -383,19 +401,15 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
     return NULL;
   }
   lg_node *n = lg_record(z, "narrow_backward", place_backward, 1, &g);
-  if (n) {
-    n->ival[0] = dim;
-    n->ival[1] = start;
-    n->ival[2] = len;
-    n->ival[3] = step;
-  }
+  if (n)
+    *SLICE(n) = (struct slice_state){dim, start, len, step};
   return z;
 }
 
 static int narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   grads[0] = place_into_zeros(g, n->ninput_shape, n->input_shape,
-                              (int)n->ival[0], n->ival[1],
-                              n->ival[2] ? n->ival[2] : 1);
+                              SLICE(n)->dim, SLICE(n)->start,
+                              SLICE(n)->step);
   return grads[0] ? 0 : -1;
 }
 
@@ -421,8 +435,7 @@ lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
   lg_node *n = lg_record(v, "narrow", narrow_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    n->ival[0] = dim;
-    n->ival[1] = start;
+    *SLICE(n) = (struct slice_state){dim, start, len, 1};
   }
   return v;
 }
@@ -457,20 +470,18 @@ lg_tensor *lg_slice(lg_tensor *t, int dim, int64_t start, int64_t len,
   lg_node *n = lg_record(v, "slice", narrow_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    n->ival[0] = dim;
-    n->ival[1] = start;
-    n->ival[2] = step;
+    *SLICE(n) = (struct slice_state){dim, start, len, step};
   }
   return v;
 }
 
 static int select_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  int dim = (int)n->ival[0];
+  int dim = SLICE(n)->dim;
   lg_tensor *u = lg_unsqueeze(g, dim);
   if (!u)
     return -1;
   grads[0] = place_into_zeros(u, n->ninput_shape, n->input_shape, dim,
-                              n->ival[1], 1);
+                              SLICE(n)->start, 1);
   lg_release(u);
   return grads[0] ? 0 : -1;
 }
@@ -501,8 +512,7 @@ lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
   lg_node *n = lg_record(v, "select", select_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    n->ival[0] = dim;
-    n->ival[1] = index;
+    *SLICE(n) = (struct slice_state){dim, index, 1, 1};
   }
   return v;
 }

@@ -346,12 +346,20 @@ lg_tensor *lg_linalg_inv(lg_tensor *a) {
 
 /* ---- solve: A X = B ---- */
 
+/* B is a vector (batch) when vec; its shape for reducing gB */
+struct solve_state {
+  bool vec;
+  int bndim;
+  int64_t bshape[LG_MAX_DIMS];
+};
+#define SOLVE(n) LG_NODE_STATE(n, struct solve_state)
+
 /* gB = solve(A^T, g); gA = -gB X^T */
 static int solve_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *a = lg_node_saved(n, 0), *x = lg_node_saved(n, 1);
   if (!a || !x)
     return -1;
-  bool vec = n->ival[0] != 0;
+  bool vec = SOLVE(n)->vec;
   lg_tensor *at = mT(a);
   lg_tensor *gb = at ? lg_linalg_solve(at, g) : NULL;
   lg_release(at);
@@ -375,7 +383,7 @@ static int solve_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     }
   }
   if (n->needs_grad[1]) {
-    grads[1] = lg_sum_to(gb, (int)n->ival[1], n->ival + 2);
+    grads[1] = lg_sum_to(gb, SOLVE(n)->bndim, SOLVE(n)->bshape);
     lg_release(gb);
     return grads[1] ? 0 : -1;
   }
@@ -466,9 +474,9 @@ lg_tensor *lg_linalg_solve(lg_tensor *a, lg_tensor *b) {
     lg_tensor *in[2] = {a, b};
     lg_node *node = lg_record(out, "solve", solve_backward, 2, in);
     if (node) {
-      node->ival[0] = vec;
-      node->ival[1] = b->ndim;
-      memcpy(node->ival + 2, b->shape, b->ndim * sizeof *b->shape);
+      SOLVE(node)->vec = vec;
+      SOLVE(node)->bndim = b->ndim;
+      memcpy(SOLVE(node)->bshape, b->shape, b->ndim * sizeof *b->shape);
       node->ninput_shape = a->ndim;
       memcpy(node->input_shape, a->shape, a->ndim * sizeof *a->shape);
       if (lg_node_save(node, a) || lg_node_save(node, out)) {
@@ -484,11 +492,17 @@ lg_tensor *lg_linalg_solve(lg_tensor *a, lg_tensor *b) {
 
 /* P = tril(L^T gL) with its diagonal halved; S = L^-T P L^-1;
  * gA = (S + S^T) / 2 */
+/* cholesky's upper, qr's output (0: Q, 1: R), lstsq's vector B */
+struct flag_state {
+  bool flag;
+};
+#define FLAG(n) LG_NODE_STATE(n, struct flag_state)
+
 static int cholesky_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *l = lg_node_saved(n, 0);
   if (!l)
     return -1;
-  bool upper = n->ival[0] != 0;
+  bool upper = FLAG(n)->flag;
   lg_tensor *lo = upper ? mT(l) : lg_retain(l);
   lg_tensor *gl = upper ? mT(g) : lg_retain(g);
   lg_tensor *lt = lo ? mT(lo) : NULL;
@@ -545,7 +559,7 @@ lg_tensor *lg_linalg_cholesky(lg_tensor *a, bool upper) {
   if (out) {
     lg_node *node = lg_record(out, "cholesky", cholesky_backward, 1, &a);
     if (node) {
-      node->ival[0] = upper;
+      FLAG(node)->flag = upper;
       if (lg_node_save(node, out)) {
         lg_release(out);
         return NULL;
@@ -702,7 +716,7 @@ static int qr_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     lg_seterr("qr: the gradient needs m >= n (a tall or square matrix)");
     return -1;
   }
-  bool for_r = n->ival[0] != 0;
+  bool for_r = FLAG(n)->flag;
   lg_tensor *zq = for_r ? lg_zeros_like(q) : lg_retain(g);
   lg_tensor *zr = for_r ? lg_retain(g) : lg_zeros_like(r);
   lg_tensor *grt = zr && zq ? mT(zr) : NULL;
@@ -785,7 +799,7 @@ int lg_linalg_qr(lg_tensor *a, lg_tensor **q, lg_tensor **r) {
   for (int i = 0; i < 2; i++) {
     lg_node *node = lg_record(i ? *r : *q, "qr", qr_backward, 1, &a);
     if (node) {
-      node->ival[0] = i;
+      FLAG(node)->flag = i;
       if (save_plain(node, *q) || save_plain(node, *r))
         return -1;
     }
@@ -1067,7 +1081,7 @@ static int lstsq_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     lg_seterr("lstsq: the gradient needs m >= n (a tall or square A)");
     return -1;
   }
-  bool vec = n->ival[0] != 0;
+  bool vec = FLAG(n)->flag;
   lg_tensor *gm = vec ? lg_unsqueeze(g, -1) : lg_retain(g);
   lg_tensor *bm = vec ? lg_unsqueeze(b, -1) : lg_retain(b);
   lg_tensor *xm = vec ? lg_unsqueeze(x, -1) : lg_retain(x);
@@ -1188,7 +1202,7 @@ lg_tensor *lg_linalg_lstsq(lg_tensor *a, lg_tensor *b) {
     lg_tensor *in[2] = {a, b};
     lg_node *node = lg_record(out, "lstsq", lstsq_backward, 2, in);
     if (node) {
-      node->ival[0] = vec;
+      FLAG(node)->flag = vec;
       if (lg_node_save(node, a) || lg_node_save(node, b) ||
           lg_node_save(node, out)) {
         lg_release(out);

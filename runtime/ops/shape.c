@@ -13,8 +13,14 @@
 
 /* ---- tril / triu ---- */
 
+struct tri_state {
+  int64_t k;
+  bool upper;
+};
+#define TRI(n) LG_NODE_STATE(n, struct tri_state)
+
 static int tri_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_tri(g, n->ival[0], n->ival[1] != 0);
+  grads[0] = lg_tri(g, TRI(n)->k, TRI(n)->upper);
   return grads[0] ? 0 : -1;
 }
 
@@ -52,10 +58,8 @@ lg_tensor *lg_tri(lg_tensor *t, int64_t k, bool upper) {
         memset(row + lo * es, 0, (size_t)(hi - lo) * es);
     }
   lg_node *n = lg_record(c, name, tri_backward, 1, &t);
-  if (n) {
-    n->ival[0] = k;
-    n->ival[1] = upper;
-  }
+  if (n)
+    *TRI(n) = (struct tri_state){k, upper};
   return c;
 }
 
@@ -222,15 +226,22 @@ lg_tensor *lg_roll(lg_tensor *t, int n, const int64_t *shifts,
 static lg_tensor *place_diagonal(lg_tensor *g, int ndim, const int64_t *shape,
                                  int64_t off, int d1, int d2);
 
+/* a diagonal: offset off of dims d1, d2 */
+struct diag_state {
+  int64_t off;
+  int d1, d2;
+};
+#define DIAG(n) LG_NODE_STATE(n, struct diag_state)
+
 static int diagonal_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = place_diagonal(g, n->ninput_shape, n->input_shape, n->ival[0],
-                            (int)n->ival[1], (int)n->ival[2]);
+  grads[0] = place_diagonal(g, n->ninput_shape, n->input_shape, DIAG(n)->off,
+                            DIAG(n)->d1, DIAG(n)->d2);
   return grads[0] ? 0 : -1;
 }
 
 static int place_diagonal_backward(lg_node *n, lg_tensor *g,
                                    lg_tensor **grads) {
-  grads[0] = lg_diagonal(g, n->ival[0], (int)n->ival[1], (int)n->ival[2]);
+  grads[0] = lg_diagonal(g, DIAG(n)->off, DIAG(n)->d1, DIAG(n)->d2);
   return grads[0] ? 0 : -1;
 }
 
@@ -283,9 +294,7 @@ lg_tensor *lg_diagonal(lg_tensor *t, int64_t off, int d1, int d2) {
   if (n) {
     n->ninput_shape = t->ndim;
     memcpy(n->input_shape, t->shape, t->ndim * sizeof *t->shape);
-    n->ival[0] = off;
-    n->ival[1] = d1;
-    n->ival[2] = d2;
+    *DIAG(n) = (struct diag_state){off, d1, d2};
   }
   return v;
 }
@@ -309,11 +318,8 @@ static lg_tensor *place_diagonal(lg_tensor *g, int ndim, const int64_t *shape,
     return NULL;
   }
   lg_node *n = lg_record(z, "diag", place_diagonal_backward, 1, &g);
-  if (n) {
-    n->ival[0] = off;
-    n->ival[1] = d1;
-    n->ival[2] = d2;
-  }
+  if (n)
+    *DIAG(n) = (struct diag_state){off, d1, d2};
   return z;
 }
 
@@ -337,9 +343,15 @@ lg_tensor *lg_diag(lg_tensor *t, int64_t k) {
 
 /* ---- unfold: windows as a view; backward adds each window back ---- */
 
+struct unfold_state {
+  int dim;
+  int64_t size, step;
+};
+#define UNFOLD(n) LG_NODE_STATE(n, struct unfold_state)
+
 static int unfold_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  int d = (int)n->ival[0];
-  int64_t size = n->ival[1], step = n->ival[2], nw = g->shape[d];
+  int d = UNFOLD(n)->dim;
+  int64_t size = UNFOLD(n)->size, step = UNFOLD(n)->step, nw = g->shape[d];
   int nd = g->ndim; /* input ndim + 1 */
   int perm[LG_MAX_DIMS], k = 0;
   for (int i = 0; i < nd - 1; i++) {
@@ -396,9 +408,7 @@ lg_tensor *lg_unfold(lg_tensor *t, int dim, int64_t size, int64_t step) {
   if (n) {
     n->ninput_shape = t->ndim;
     memcpy(n->input_shape, t->shape, t->ndim * sizeof *t->shape);
-    n->ival[0] = dim;
-    n->ival[1] = size;
-    n->ival[2] = step;
+    *UNFOLD(n) = (struct unfold_state){dim, size, step};
   }
   return v;
 }
@@ -451,6 +461,13 @@ static lg_tensor *rows_f64(lg_tensor *t, int dim) {
   return k;
 }
 
+/* cumprod and amax/amin: the dim (LG_ALL_DIMS for amax over all) */
+struct dim_state {
+  int dim;
+  bool keepdim;
+};
+#define DIM(n) LG_NODE_STATE(n, struct dim_state)
+
 static int cumprod_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   if (lg_grad_enabled()) {
     lg_seterr("cumprod: the gradient of cumprod is not differentiable "
@@ -460,7 +477,7 @@ static int cumprod_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(n, 0);
   if (!x)
     return -1;
-  int dim = (int)n->ival[0];
+  int dim = DIM(n)->dim;
   lg_tensor *xr = rows_f64(x, dim), *gr = xr ? rows_f64(g, dim) : NULL;
   lg_tensor *dr = gr ? lg_empty_like(gr) : NULL;
   if (dr) {
@@ -520,7 +537,7 @@ lg_tensor *lg_cumprod(lg_tensor *t, int dim) {
   if (out && lg_dtype_is_float(t->dtype)) {
     lg_node *n = lg_record(out, "cumprod", cumprod_backward, 1, &t);
     if (n) {
-      n->ival[0] = dim;
+      DIM(n)->dim = dim;
       if (lg_node_save(n, t)) {
         lg_release(out);
         return NULL;
@@ -536,9 +553,9 @@ static int amax_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *w = lg_node_saved(n, 0);
   if (!w)
     return -1;
-  int dim = (int)n->ival[0];
+  int dim = DIM(n)->dim;
   lg_tensor *gk = g;
-  if (dim != LG_ALL_DIMS && !n->ival[1])
+  if (dim != LG_ALL_DIMS && !DIM(n)->keepdim)
     gk = lg_unsqueeze(g, dim);
   grads[0] = gk ? lg_binary(LG_OP_MUL, gk, w) : NULL;
   if (gk != g)
@@ -583,8 +600,7 @@ lg_tensor *lg_amax(lg_tensor *t, int dim, bool keepdim, bool is_min) {
   if (w) {
     lg_node *n = lg_record(out, name, amax_backward, 1, &t);
     if (n) {
-      n->ival[0] = dim;
-      n->ival[1] = keepdim;
+      *DIM(n) = (struct dim_state){dim, keepdim};
       lg_node_save(n, w);
     }
     lg_release(w);
