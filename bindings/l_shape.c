@@ -2,7 +2,8 @@
  * l_shape.c -- the shape, selection and sampling ops of the tensor API as
  * Tensor methods and lg.NAME functions: tril triu masked_fill_ repeat
  * tile flip roll cumprod amax amin argsort nonzero masked_select unique
- * diag diagonal unfold isclose allclose multinomial bernoulli.
+ * diag diagonal unfold isclose allclose multinomial bernoulli, and
+ * nan_to_num's options (the op itself is a line of runtime/ops/ops.def).
  * Dims and indices are 1-based here.
  */
 #include <math.h>
@@ -357,7 +358,53 @@ static int s_bernoulli(lua_State *L) {
                         lg_bernoulli(p, lgL_optgenerator(L, opts)));
 }
 
+/* nan_to_num([nan [, posinf [, neginf]]] | {nan, posinf, neginf}): the
+ * defaults come from the op of ops.def, other values are put in place
+ * with where */
+static int s_nan_to_num(lua_State *L) {
+  static const char *const keys[] = {"nan", "posinf", "neginf", NULL};
+  lg_tensor *x = lgL_checktensor(L, 1);
+  double v[3];
+  bool given[3] = {false, false, false};
+  int opts = lua_istable(L, 2) ? 2 : 0;
+  lgL_checkopts(L, opts, "nan_to_num", keys);
+  lgL_checknargs(L, opts ? 2 : 4, "nan_to_num");
+  for (int i = 0; i < 3; i++) {
+    if (opts)
+      lua_getfield(L, opts, keys[i]);
+    else
+      lua_pushvalue(L, 2 + i);
+    if (!lua_isnil(L, -1)) {
+      if (lua_type(L, -1) != LUA_TNUMBER)
+        return luaL_error(L, "nan_to_num: %s must be a number, got %s",
+                          keys[i], luaL_typename(L, -1));
+      v[i] = lua_tonumber(L, -1);
+      given[i] = true;
+    }
+    lua_pop(L, 1);
+  }
+  lg_tensor **box = lgL_newbox(L);
+  CHECK(L, "nan_to_num", !(*box = lg_unary(LG_OP_NAN_TO_NUM, x)));
+  for (int i = 0; i < 3; i++) {
+    if (!given[i])
+      continue;
+    lg_tensor *cond = i == 0 ? lg_unary(LG_OP_ISNAN, x)
+                             : lg_binary_scalar(LG_OP_EQ, x,
+                                                i == 1 ? INFINITY : -INFINITY,
+                                                false);
+    lg_tensor *s = cond ? lg_scalar(x->dtype, v[i]) : NULL;
+    lg_tensor *w = s ? lg_where(cond, s, *box) : NULL;
+    lg_release(cond);
+    lg_release(s);
+    CHECK(L, "nan_to_num", !w);
+    lg_release(*box);
+    *box = w;
+  }
+  return 1;
+}
+
 static const luaL_Reg shape_ops[] = {
+    {"nan_to_num", s_nan_to_num},
     {"tril", s_tril},         {"triu", s_triu},
     {"masked_fill_", s_masked_fill_},
     {"repeat", s_repeat},     {"repeatTensor", s_repeat},

@@ -263,6 +263,13 @@ local OPS = {
     return x:unique{return_inverse = true, return_counts = true}
   end,
   isclose = function(a, b) return lg.isclose(a, b) end,
+  isnan = function(a) return a:isnan() end,
+  isinf = function(a) return a:isinf() end,
+  isfinite = function(a) return a:isfinite() end,
+  nan_to_num = function(a, v)
+    if v then return a:nan_to_num{nan = v[1], posinf = v[2], neginf = v[3]} end
+    return a:nan_to_num()
+  end,
   inv = function(a) return lg.linalg.inv(a) end,
   solve = function(a, b) return lg.linalg.solve(a, b) end,
   cholesky = function(a) return lg.linalg.cholesky(a) end,
@@ -284,7 +291,7 @@ local OPS = {
 
 describe("the tensor API against PyTorch (float64 fixtures)", function()
   local cases = dofile("spec/fixtures/tensor_api.lua")
-  it("has every case", function() assert.equal(63, #cases) end)
+  it("has every case", function() assert.equal(68, #cases) end)
   for _, c in ipairs(cases) do
     it(c.name, function()
       local inputs = {}
@@ -372,6 +379,20 @@ describe("gradients of the added ops (float64 gradcheck)", function()
         assert(math.abs(hv[i][j] - want) < 1e-9, ("%d,%d"):format(i, j))
       end
     end
+  end)
+end)
+
+describe("isnan isinf isfinite nan_to_num (one line each of ops.def)",
+         function()
+  it("work on every dtype and nan_to_num has a gradient", function()
+    assert.same({false, false}, lg.tensor{1, 2}:isnan():totable())
+    assert.same({true, true}, lg.tensor{1, 2}:isfinite():totable())
+    assert.same({false}, lg.tensor{true}:isinf():totable())
+    assert.same({3, -4}, lg.tensor{3, -4}:nan_to_num():totable())
+    local y = lg.tensor{1, 0 / 0, math.huge}:nan_to_num_()
+    assert.same({1, 0}, {y[1], y[2]})
+    assert(y[3] > 3e38 and y[3] < math.huge)
+    check(function(x) return (x * 3):nan_to_num{nan = 1} end, {r64(2, 3)})
   end)
 end)
 

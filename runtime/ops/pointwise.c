@@ -6,6 +6,7 @@
  * converted, then one of three kernels runs: contiguous same-shape, a
  * scalar on one side, or the general strided iterator.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -173,6 +174,11 @@ static inline double un_d(lg_unop op, double x) {
   case LG_OP_ERF: return erf(x);
   case LG_OP_SILU: return x / (1 + exp(-x));
   case LG_OP_LOG2: return log2(x);
+  case LG_OP_ISNAN: return isnan(x);
+  case LG_OP_ISINF: return isinf(x) != 0;
+  case LG_OP_ISFINITE: return isfinite(x);
+  case LG_OP_NAN_TO_NUM: /* nan 0, +-inf the largest finite double */
+    return isnan(x) ? 0 : isinf(x) ? (x > 0 ? DBL_MAX : -DBL_MAX) : x;
   default: return 0;
   }
 }
@@ -207,6 +213,8 @@ static inline float un_f(lg_unop op, float x) {
   case LG_OP_ERF: return erff(x);
   case LG_OP_SILU: return x / (1 + expf(-x));
   case LG_OP_LOG2: return log2f(x);
+  case LG_OP_NAN_TO_NUM: /* nan 0, +-inf the largest finite float */
+    return isnan(x) ? 0 : isinf(x) ? (x > 0 ? FLT_MAX : -FLT_MAX) : x;
   default: return 0;
   }
 }
@@ -1126,6 +1134,11 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     break;
   case LG_OP_LOG: /* g / x */
     r = lg_binary(LG_OP_DIV, g, x);
+    break;
+  case LG_OP_NAN_TO_NUM: /* g where x is finite, else 0 */
+    t = lg_unary(LG_OP_ISFINITE, x);
+    u = t ? lg_to_dtype(t, g->dtype) : NULL;
+    r = u ? lg_binary(LG_OP_MUL, g, u) : NULL;
     break;
   case LG_OP_LOG2: /* g / (x ln 2) */
     t = lg_binary_scalar(LG_OP_MUL, x, M_LN2, false);
