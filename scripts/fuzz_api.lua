@@ -205,6 +205,26 @@ local tables = {
     return setmetatable({}, {__len = function() return 2 ^ 40 end})
   end,
   function() return {n = pick(numbers), pick(numbers), pick(numbers)} end,
+  -- Torch7 index tables for t[{...}]: numbers, {}, {a}, {a, b}, {a, b, step}
+  function()
+    local idx = {}
+    for k = 1, math.random(0, 4) do
+      local r = math.random(5)
+      if r == 1 then idx[k] = pick(numbers)
+      elseif r == 2 then idx[k] = {}
+      elseif r == 3 then idx[k] = {pick(numbers)}
+      elseif r == 4 then idx[k] = {pick(numbers), pick(numbers)}
+      else idx[k] = {pick(numbers), pick(numbers), pick(numbers)} end
+    end
+    return idx
+  end,
+  function() return {descending = true, dim = pick(numbers)} end,
+  function() return {replacement = pick({true, false}), generator = lg.Generator(5)} end,
+  function() return {nan = pick(numbers), posinf = pick(numbers),
+                     neginf = pick(numbers)} end,
+  function() return {return_inverse = true, return_counts = true} end,
+  function() return {verbose = pick({true, false, 0, 1, 2, "auto"}),
+                     log_every = pick(numbers)} end,
   -- chart options that reach the drawing (lg.plot): numbers of every
   -- kind as data, limits and log axes
   function()
