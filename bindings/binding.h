@@ -26,6 +26,12 @@
 
 #include "../runtime/lgrad.h"
 
+/* errors start with the user's line, not one of lgrad's Lua modules
+ * (l_where.c) */
+int lgL_error(lua_State *L, const char *fmt, ...);
+void lgL_where(lua_State *L, int level);
+#define luaL_error lgL_error
+
 #define LGL_TENSOR "lgrad.Tensor"
 extern char lgL_tensor_mt_key; /* registry key of the Tensor metatable */
 
@@ -88,6 +94,7 @@ void lgL_open_sched(lua_State *L);
 void lgL_open_reg(lua_State *L);
 void lgL_open_io(lua_State *L);
 void lgL_open_shape(lua_State *L);
+void lgL_open_where(lua_State *L);
 void lgL_open_linalg(lua_State *L);
 
 

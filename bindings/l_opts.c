@@ -51,16 +51,16 @@ void lgL_checknargs(lua_State *L, int last, const char *fname) {
 int lgL_reduce_args(lua_State *L, int idx, const lg_tensor *t,
                     const char *fname, bool *keep, int *opts,
                     const char *const *extra) {
-  static const char *const base[] = {"dim", "keepdim", NULL};
-  const char *keys[12];
-  int n = 0;
-  for (int i = 0; base[i]; i++)
-    keys[n++] = base[i];
-  for (int i = 0; extra && extra[i] && n < 11; i++)
-    keys[n++] = extra[i];
-  keys[n] = NULL;
-  int dim = LG_ALL_DIMS, o = 0, last = idx - 1;
+  int top = lua_gettop(L);
   *keep = false;
+  if (opts)
+    *opts = 0;
+  /* the common calls first: t:f() and t:f(dim) */
+  if (top < idx)
+    return LG_ALL_DIMS;
+  if (top == idx && lua_type(L, idx) == LUA_TNUMBER)
+    return lgL_checkdim(L, idx, t->ndim, fname);
+  int dim = LG_ALL_DIMS, o = 0, last = idx - 1;
   if (lua_istable(L, idx) && !lgL_testtensor(L, idx)) {
     o = idx;
     last = idx;
@@ -82,6 +82,14 @@ int lgL_reduce_args(lua_State *L, int idx, const lg_tensor *t,
     o = last = idx + 1;
   }
   if (o) {
+    static const char *const base[] = {"dim", "keepdim", NULL};
+    const char *keys[12];
+    int n = 0;
+    for (int i = 0; base[i]; i++)
+      keys[n++] = base[i];
+    for (int i = 0; extra && extra[i] && n < 11; i++)
+      keys[n++] = extra[i];
+    keys[n] = NULL;
     lgL_checkopts(L, o, fname, keys);
     lua_getfield(L, o, "dim");
     if (!lua_isnil(L, -1)) {

@@ -880,7 +880,8 @@ static int slice_spec(lua_State *L, int idx, lg_tensor *t, lg_slice_dim *r) {
 }
 
 static int t_index(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TNUMBER) {
+  int kt = lua_type(L, 2); /* one type test: methods are the usual key */
+  if (kt == LUA_TNUMBER) {
     lg_tensor *t = lgL_checktensor(L, 1);
     int64_t i = check_index1(L, t, check_int_key(L, 2));
     if (t->ndim == 1) {
@@ -893,7 +894,7 @@ static int t_index(lua_State *L) {
     }
     return lgL_pushresult(L, "index", lg_select(t, 0, i));
   }
-  if (lua_istable(L, 2)) {
+  if (kt == LUA_TTABLE) {
     lg_tensor *t = lgL_checktensor(L, 1);
     lg_slice_dim r[LG_MAX_DIMS];
     int n = slice_spec(L, 2, t, r);

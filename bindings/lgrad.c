@@ -134,6 +134,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lgL_open_io(L);
   lgL_open_shape(L);
   lgL_open_linalg(L);
+  lgL_open_where(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");

@@ -35,8 +35,15 @@ int lg_index_assign(lg_tensor *t, int n, const lg_slice_dim *r,
  * storage version goes up, so a node that saved the old values refuses
  * to run backward.  A leaf that requires grad, and a view of another
  * tensor, refuse. */
-/* true when an in-place write of inputs into t must be recorded */
-bool lg_inplace_records(lg_tensor *t, int n, lg_tensor **inputs);
+/* true when an in-place write of inputs into t must be recorded (inline:
+ * every in-place op asks, and the answer is usually no) */
+static inline bool lg_inplace_records(const lg_tensor *t, int n,
+                                      lg_tensor *const *inputs) {
+  bool any = t->requires_grad;
+  for (int i = 0; i < n && !any; i++)
+    any = inputs[i] && inputs[i]->requires_grad;
+  return any && lg_grad_enabled();
+}
 /* 0 when t may be written in place in a graph, else -1 (leaf, view) */
 int lg_inplace_check(const char *fname, lg_tensor *t);
 /* a differentiable clone of t to compute on, or NULL (leaf, view) */

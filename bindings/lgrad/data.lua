@@ -14,6 +14,8 @@
 -- interrupted run would have seen.
 
 local lg = require "lgrad"
+-- errors name the user's line, not this file's (lgrad/errpos.lua)
+local error = require("lgrad.errpos").error
 
 local M = {}
 
@@ -427,15 +429,5 @@ end
 
 M.DataLoader_class = DataLoader
 M.TensorDataset_class = TensorDataset
-
--- errors are reported at the caller's line, not inside this file
-local wrap_errors = require("lgrad.errpos").wrap
-for _, t in ipairs({M, DataLoader, TensorDataset}) do
-  for k, v in pairs(t) do
-    if type(v) == "function" and k ~= "__len" and k ~= "__tostring" then
-      t[k] = wrap_errors(v)
-    end
-  end
-end
 
 return M

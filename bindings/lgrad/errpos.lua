@@ -1,52 +1,20 @@
 -- errpos: errors raised inside lgrad's Lua modules (nn, data, train) are
 -- reported at the user's line, not at bindings/lgrad/nn.lua:837.
 --
--- wrap(fn) returns a function that calls fn; when fn raises a string whose
--- position is inside one of these files (an error() of the library, or a
--- C op called by it) or that has no position, the position is replaced by the one of the first
--- stack frame outside the library and outside C, which is the line of the
--- user's code that called into lgrad.  Other errors pass unchanged.
+-- Those modules call error through this module's error(msg [, level]):
+-- the message gets the position of the first stack frame that is not in
+-- one of lgrad's Lua files (level 0 keeps the message as it is).  The C
+-- half does the same for every luaL_error of the binding (l_where.c), so
+-- an op called by a layer's forward names the line that called the
+-- layer.  Only the error path pays; nothing wraps the calls.
+local lg = require "lgrad"
+
 local M = {}
+local where, raise = lg._where, error
 
-local getinfo = debug.getinfo
-
--- "...lgrad/nn.lua:837: msg" -> "msg", and a message without a position
--- as it is (error(msg, 2) from a wrapped function has none: its caller is
--- xpcall); nil when positioned elsewhere (the user's code)
-local function strip(msg)
-  local rest = msg:match("^[^\n]-lgrad[/\\][%w_]+%.lua:%d+: (.*)$")
-  if rest then return rest end
-  if not msg:find("^[^\n]-:%d+: ") then return msg end
-  return nil
-end
-
-local function in_library(source)
-  return source:find("lgrad[/\\][%w_]+%.lua$") ~= nil
-end
-
-local function relocate(msg)
-  if type(msg) ~= "string" then return msg end
-  local rest = strip(msg)
-  if not rest then return msg end
-  for level = 2, 200 do
-    local info = getinfo(level, "Sl")
-    if not info then break end
-    if info.what ~= "C" and info.currentline and info.currentline > 0 and
-       not in_library(info.source) then
-      return info.short_src .. ":" .. info.currentline .. ": " .. rest
-    end
-  end
-  return rest
-end
-M.relocate = relocate
-
-local function pass(ok, ...)
-  if ok then return ... end
-  error((...), 0)
-end
-
-function M.wrap(fn)
-  return function(...) return pass(xpcall(fn, relocate, ...)) end
+function M.error(msg, level)
+  if level == 0 or type(msg) ~= "string" then raise(msg, 0) end
+  raise(where(1) .. msg, 0)
 end
 
 return M

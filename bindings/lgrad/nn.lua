@@ -39,6 +39,8 @@
 -- (state_dict only), then each child's, in registration order.
 
 local lg = require "lgrad"
+-- errors name the user's line, not this file's (lgrad/errpos.lua)
+local error = require("lgrad.errpos").error
 
 local F = lg.F
 local is_tensor = lg.is_tensor
@@ -166,12 +168,9 @@ local function module_newindex(self, k, v)
 end
 Module.__newindex = module_newindex
 
--- errors inside a forward or a constructor are reported at the caller
-local wrap_errors = require("lgrad.errpos").wrap
-
-Module.__call = wrap_errors(function(self, ...)
+function Module.__call(self, ...)
   return self:forward(...)
-end)
+end
 
 -- a new instance of class cls: internal fields first, then cls.init
 local function construct(cls, ...)
@@ -188,7 +187,7 @@ local function class_meta(parent)
   if not mt then
     mt = {
       __index = parent,
-      __call = wrap_errors(construct),
+      __call = construct,
       __tostring = function(c) return "lgrad.nn class " .. c.__name end,
     }
     class_mt_cache[parent] = mt

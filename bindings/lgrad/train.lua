@@ -29,6 +29,8 @@
 -- this epoch).
 
 local lg = require "lgrad"
+-- errors name the user's line, not this file's (lgrad/errpos.lua)
+local error = require("lgrad.errpos").error
 
 local M = {}
 
@@ -593,12 +595,6 @@ function CSVLogger:on_train_end()
     self.file:close()
     self.file = nil
   end
-end
-
--- errors are reported at the caller's line, not inside this file
-local wrap_errors = require("lgrad.errpos").wrap
-for k, v in pairs(M) do
-  if type(v) == "function" then M[k] = wrap_errors(v) end
 end
 
 return M

@@ -10,14 +10,6 @@
 
 #include "internal.h"
 
-bool lg_inplace_records(lg_tensor *t, int n, lg_tensor **inputs) {
-  if (!lg_grad_enabled())
-    return false;
-  if (t->requires_grad)
-    return true;
-  return lg_any_requires_grad(n, inputs);
-}
-
 int lg_inplace_check(const char *fname, lg_tensor *t) {
   if (t->requires_grad && !t->grad_fn) {
     lg_seterr("%s: a leaf Variable that requires grad is being used in an "
