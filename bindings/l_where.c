@@ -21,21 +21,19 @@ static bool in_library(const char *source) {
   return n > 4 && !strchr(name, '/') && !strcmp(name + n - 4, ".lua");
 }
 
+/* the first Lua frame from level up that is not one of lgrad's files; a C
+ * frame (pcall(m.add_module, ...)) ends the walk with no position, as
+ * luaL_where gives none for a function called from C */
 void lgL_where(lua_State *L, int level) {
   lua_Debug ar;
-  bool skipped = false;
   for (; lua_getstack(L, level, &ar); level++) {
     lua_getinfo(L, "Sl", &ar);
-    if (ar.currentline > 0 && in_library(ar.source)) {
-      skipped = true;
-      continue;
-    }
-    if (ar.currentline > 0) {
+    if (ar.currentline <= 0)
+      break;
+    if (!in_library(ar.source)) {
       lua_pushfstring(L, "%s:%d: ", ar.short_src, ar.currentline);
       return;
     }
-    if (!skipped)
-      break; /* called from C directly: no position, as luaL_where */
   }
   lua_pushliteral(L, "");
 }

@@ -391,7 +391,8 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
     return NULL;
   }
   slot->shape[dim] = len;
-  slot->strides[dim] *= step;
+  if (len > 1)
+    slot->strides[dim] *= step;
   bool was = lg_set_grad_enabled(false);
   int rc = lg_copy_(slot, g);
   lg_set_grad_enabled(was);
@@ -466,7 +467,8 @@ lg_tensor *lg_slice(lg_tensor *t, int dim, int64_t start, int64_t len,
   if (!v)
     return NULL;
   v->shape[dim] = len;
-  v->strides[dim] *= step;
+  if (len > 1)
+    v->strides[dim] *= step;
   lg_node *n = lg_record(v, "slice", narrow_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);

@@ -41,6 +41,10 @@ lg_tensor *lg_tri(lg_tensor *t, int64_t k, bool upper) {
     return NULL;
   int64_t rows = t->shape[t->ndim - 2], cols = t->shape[t->ndim - 1];
   int64_t mat = rows * cols, nb = mat ? lg_numel(t) / mat : 0;
+  if (k > cols) /* the same triangle, and i + k cannot overflow */
+    k = cols;
+  else if (k < -rows)
+    k = -rows;
   size_t es = lg_dtype_size(t->dtype);
   char *p = lg_data_ptr(c);
   for (int64_t b = 0; b < nb; b++)
@@ -325,6 +329,11 @@ static lg_tensor *place_diagonal(lg_tensor *g, int ndim, const int64_t *shape,
 
 lg_tensor *lg_diag(lg_tensor *t, int64_t k) {
   if (t->ndim == 1) {
+    if (k < -((int64_t)1 << 40) || k > ((int64_t)1 << 40)) {
+      lg_seterr("diag: diagonal %lld too far from the main one",
+                (long long)k);
+      return NULL;
+    }
     int64_t n = t->shape[0] + (k < 0 ? -k : k);
     int64_t shape[2] = {n, n};
     return place_diagonal(t, 2, shape, k, 0, 1);
@@ -398,7 +407,8 @@ lg_tensor *lg_unfold(lg_tensor *t, int dim, int64_t size, int64_t step) {
   memcpy(shape, t->shape, t->ndim * sizeof *shape);
   memcpy(strides, t->strides, t->ndim * sizeof *strides);
   shape[dim] = (t->shape[dim] - size) / step + 1;
-  strides[dim] = t->strides[dim] * step;
+  if (shape[dim] > 1) /* one window: its stride is never used */
+    strides[dim] = t->strides[dim] * step;
   shape[t->ndim] = size;
   strides[t->ndim] = t->strides[dim];
   lg_tensor *v = lg_make_view(t, t->ndim + 1, shape, strides, t->offset);

@@ -112,7 +112,8 @@ int lg_index_assign(lg_tensor *t, int n, const lg_slice_dim *r,
       return -1;
     index_state st;
     st.n = n;
-    memcpy(st.r, r, n * sizeof *r);
+    if (n > 0)
+      memcpy(st.r, r, n * sizeof *r);
     return lg_inplace_end(t, NULL, assign_out(t, &st, src));
   }
   bool was = lg_set_grad_enabled(false);
