@@ -15,12 +15,12 @@ LDLIBS_CORE = -ldl -lz -lm -lpthread
 B ?= build
 
 DEPS = lua5.4 liblua5.4-dev libopenblas-dev lua-busted libreadline-dev \
-  zlib1g-dev dataset-fashion-mnist fortunes
+  zlib1g-dev dataset-fashion-mnist fortunes openmpi-bin libopenmpi-dev
 DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/include/x86_64-linux-gnu/cblas.h /usr/bin/busted \
   /usr/include/readline/readline.h /usr/include/zlib.h \
   /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-  /usr/share/games/fortunes/science
+  /usr/share/games/fortunes/science /usr/bin/mpirun /usr/bin/mpicc
 
 RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 BD_SRC = $(filter-out bindings/main.c,$(wildcard bindings/*.c))
@@ -29,9 +29,26 @@ BD_OBJ = $(BD_SRC:%.c=$(B)/%.o)
 HDRS = $(wildcard runtime/*.h runtime/*/*.h bindings/*.h)
 
 .PHONY: all deps demo test env install clean bench sanitize valgrind fuzz \
-  lint format
+  lint format mpi
 
-all: $(B)/liblgrad.a $(B)/lgrad.so $(B)/lgrad
+all: $(B)/liblgrad.a $(B)/lgrad.so $(B)/lgrad mpi
+
+# lg.dist's MPI piece: the one object linked with libmpi, loaded by
+# runtime/dist/dist.c with dlopen under mpirun, so that lgrad and lgrad.so
+# never need libmpi.  Built when mpicc (or pkg-config ompi) is found.
+MPI_SRC = runtime/dist/mpi/lgrad_mpi.c runtime/dist/mpi_api.h
+mpi:
+	@if command -v mpicc >/dev/null 2>&1 || \
+	    pkg-config --exists ompi 2>/dev/null; then \
+	  $(MAKE) --no-print-directory $(B)/lgrad_mpi.so; \
+	else echo "no mpicc: lgrad built without MPI (lg.dist is one rank)"; fi
+
+$(B)/lgrad_mpi.so: $(MPI_SRC) Makefile
+	@mkdir -p $(B)
+	if command -v mpicc >/dev/null 2>&1; then \
+	  mpicc -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -shared -o $@ $<; \
+	else $(CC) -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -shared \
+	  $$(pkg-config --cflags ompi) -o $@ $< $$(pkg-config --libs ompi); fi
 
 $(B)/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
@@ -72,6 +89,9 @@ install: all
 	install -m 644 $(B)/liblgrad.a $(PREFIX)/lib/liblgrad.a
 	install -m 644 runtime/lgrad.h runtime/nn.h $(PREFIX)/include/lgrad/
 	install -m 644 bindings/lgrad_host.h $(PREFIX)/include/lgrad/lgrad_host.h
+	if [ -f $(B)/lgrad_mpi.so ]; then install -d $(PREFIX)/lib/lgrad && \
+	  install -m 755 $(B)/lgrad_mpi.so $(PREFIX)/lib/lgrad/lgrad_mpi.so && \
+	  install -m 755 $(B)/lgrad_mpi.so $(PREFIX)/lib/lua/5.4/lgrad_mpi.so; fi
 
 demo: deps all
 	$(B)/lgrad scripts/demo.lua

@@ -292,6 +292,13 @@ const char *lg_grad_fn_name(const lg_tensor *t);
 bool lg_is_leaf(const lg_tensor *t);
 void lg_set_anomaly_detection(bool on);
 bool lg_anomaly_detection(void);
+/* A process-wide hook for lg_backward (not lg_grad): called with each leaf
+ * once its gradient is final for this backward, then with NULL when the
+ * backward has finished; a nonzero return fails the backward (set
+ * lg_seterr).  NULL removes it.  lg.dist's data parallelism starts its
+ * all-reduces from here while backward goes on. */
+typedef int (*lg_grad_ready_fn)(lg_tensor *leaf, void *ctx);
+void lg_set_grad_ready_hook(lg_grad_ready_fn fn, void *ctx);
 
 /* Writing a differentiable op: compute the output without recording, then
  * call lg_record(); when it returns a node, save what backward needs with
