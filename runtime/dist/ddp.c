@@ -12,6 +12,7 @@
  * (a parameter without a gradient contributes zeros), waits for all,
  * divides by the number of ranks and writes the gradients back.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -174,6 +175,14 @@ int lg_ddp_finish(lg_ddp *d) {
   return rc;
 }
 
+/* names the wrapper in a collective's error */
+static int ddp_error(void) {
+  char msg[512];
+  snprintf(msg, sizeof msg, "%s", lg_errmsg());
+  lg_seterr("DistributedDataParallel: %s", msg);
+  return -1;
+}
+
 /* the engine's hook: one leaf final, or (NULL) backward done */
 static int on_grad_ready(lg_tensor *leaf, void *ctx) {
   (void)ctx;
@@ -182,7 +191,7 @@ static int on_grad_ready(lg_tensor *leaf, void *ctx) {
       continue;
     if (!leaf) {
       if (lg_ddp_finish(d))
-        return -1;
+        return ddp_error();
       continue;
     }
     slot *s = find(d, leaf);
@@ -191,7 +200,7 @@ static int on_grad_ready(lg_tensor *leaf, void *ctx) {
     d->active = true;
     if (fill_slot(d, s) || launch_ready(d, true) || progress(d)) {
       reset_round(d);
-      return -1;
+      return ddp_error();
     }
   }
   return 0;

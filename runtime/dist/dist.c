@@ -217,18 +217,23 @@ static int name_missing(const char *fname, double waited) {
     for (int r = 0; r < D.size; r++)
       pong[r] = -1;
     pong[D.rank] = D.seq;
+    /* a dead process on this host needs no answer */
+    int64_t mine_host = D.peer[2 * D.rank + 1];
+    bool *dead = calloc(D.size, sizeof *dead);
+    for (int r = 0; r < D.size && dead; r++)
+      dead[r] = r != D.rank && D.peer[2 * r + 1] == mine_host &&
+                kill((pid_t)D.peer[2 * r], 0) && errno == ESRCH;
     send_all(LG_CTL_PING, D.seq, 0);
     double grace = D.timeout < 2 ? D.timeout : 2, t0 = now();
     while (now() - t0 < grace) {
       serve_ctl(pong);
       bool all = true;
       for (int r = 0; r < D.size; r++)
-        all = all && pong[r] >= 0;
+        all = all && (pong[r] >= 0 || (dead && dead[r]));
       if (all)
         break;
       usleep(1000);
     }
-    int64_t mine_host = D.peer[2 * D.rank + 1];
     for (int r = 0; r < D.size && used < sizeof list - 80; r++) {
       if (r == D.rank || (pong[r] >= D.seq && D.left[r] < 0))
         continue;
@@ -240,7 +245,8 @@ static int name_missing(const char *fname, double waited) {
         snprintf(buf, sizeof buf, "left after %lld collectives",
                  (long long)D.left[r]);
         state = buf;
-      } else if (local && kill(pid, 0) && errno == ESRCH) {
+      } else if ((dead && dead[r]) ||
+                 (local && kill(pid, 0) && errno == ESRCH)) {
         snprintf(buf, sizeof buf, "process %d has died", (int)pid);
         state = buf;
       } else if (pong[r] < 0) {
@@ -254,6 +260,7 @@ static int name_missing(const char *fname, double waited) {
                        used ? ", " : "", r + 1, state);
     }
     free(pong);
+    free(dead);
   }
   lg_seterr("%s: collective %lld did not complete within %g s: missing %s",
             fname, (long long)D.seq, waited, used ? list : "rank unknown");
@@ -647,8 +654,8 @@ int lg_dist_finalize(char *msg, size_t n) {
   lg_mpi_req req = 0;
   int rc = D.api->iagree(&flag, &req);
   double limit = D.timeout;
-  if (D.broken && limit > 5)
-    limit = 5; /* a missing rank will not come: do not hold the exit */
+  if (D.broken && limit > 2)
+    limit = 2; /* a missing rank will not come: do not hold the exit */
   double t0 = now();
   while (!rc && req && now() - t0 < limit) {
     int done = 0;
