@@ -50,6 +50,7 @@ struct lg_ddp {
 };
 
 static lg_ddp *all_ddp; /* the live ones, which the engine hook serves */
+#define FIRST_BUCKET_BYTES (1024.0 * 1024.0)
 
 static double now(void) {
   struct timespec ts;
@@ -225,7 +226,12 @@ lg_ddp *lg_ddp_new(int n, lg_tensor **params, double bucket_bytes) {
   for (int i = n - 1, k = 0; i >= 0; i--, k++) {
     lg_tensor *p = params[i];
     size_t bytes = b ? b->numel * lg_dtype_size(b->dtype) : 0;
-    if (!b || b->dtype != p->dtype || (double)bytes >= bucket_bytes) {
+    /* the first bucket closes at 1 MB (as PyTorch's), so that the last
+     * layers' gradients travel while the first layers' are computed */
+    double cap = d->nbuckets == 1 && bucket_bytes > FIRST_BUCKET_BYTES
+                     ? FIRST_BUCKET_BYTES
+                     : bucket_bytes;
+    if (!b || b->dtype != p->dtype || (double)bytes >= cap) {
       b = &d->buckets[d->nbuckets++];
       b->dtype = p->dtype;
       b->first = k;

@@ -65,7 +65,7 @@ void lg_dist_work_free(lg_dist_work *w);       /* without waiting */
 
 /* ---- data parallelism: buckets of gradients reduced during backward ----
  * lg_ddp_new groups the parameters (retained) in reverse order into
- * buckets of about bucket_bytes of one dtype.  While it lives, the autograd
+ * buckets of about bucket_bytes of one dtype (the first closes at 1 MB).  While it lives, the autograd
  * engine tells it when each parameter's gradient is final; a complete
  * bucket starts its all-reduce at once (buckets launch in order, the same
  * on every rank), and the end of backward waits for all and writes the
