@@ -270,7 +270,7 @@ static int name_missing(const char *fname, double waited) {
 
 static int wait_all(const char *fname, lg_mpi_req *reqs, int n) {
   double t0 = now(), deadline = t0 + D.timeout;
-  for (int64_t spin = 0;; spin++) {
+  for (;;) {
     bool all = true;
     for (int i = 0; i < n; i++) {
       if (!reqs[i])
@@ -291,9 +291,11 @@ static int wait_all(const char *fname, lg_mpi_req *reqs, int n) {
     double t = now();
     if (t > deadline)
       return name_missing(fname, t - t0);
-    /* spin briefly, then give the core away: ranks may share cores */
-    if (spin > 2000)
-      usleep(t - t0 > 0.01 ? 200 : 20);
+    /* MPI moves a non-blocking collective on only inside MPI_Test: poll
+     * (yielding the core) for a second, as blocking MPI calls do, then
+     * at a calmer pace while a slow or missing rank is awaited */
+    if (t - t0 > 1.0)
+      usleep(100);
     else
       sched_yield();
   }
