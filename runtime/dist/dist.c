@@ -9,6 +9,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +35,54 @@ static struct {
   char broken_msg[400];
 } D = {.rank = 0, .size = 1, .timeout = 300, .max_count = INT_MAX};
 
+/* MPI runs at MPI_THREAD_SERIALIZED: the progress thread and the caller's
+ * thread take turns through this lock; every call into the MPI piece goes
+ * through CALL */
+static pthread_mutex_t mpi_mu = PTHREAD_MUTEX_INITIALIZER;
+#define CALL(expr)                                                             \
+  ({                                                                           \
+    pthread_mutex_lock(&mpi_mu);                                               \
+    __typeof__(expr) call_rc_ = (expr);                                        \
+    pthread_mutex_unlock(&mpi_mu);                                             \
+    call_rc_;                                                                  \
+  })
+
+/* ---- the progress thread ----
+ * Open MPI moves a non-blocking collective on only inside MPI calls, and
+ * the caller's thread makes none while it computes the rest of backward.
+ * While an all-reduce started by lg_dist_iall_reduce is in flight, this
+ * thread pokes MPI every 50 us (LGRAD_DIST_PROGRESS=0 turns it off). */
+static struct {
+  pthread_t thread;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int inflight;
+  bool started, stop;
+} P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *progress_main(void *arg);
+
+static void inflight_add(int d) {
+  if (!P.started)
+    return;
+  pthread_mutex_lock(&P.mu);
+  P.inflight += d;
+  if (P.inflight > 0)
+    pthread_cond_signal(&P.cv);
+  pthread_mutex_unlock(&P.mu);
+}
+
+static void progress_stop(void) {
+  if (!P.started)
+    return;
+  pthread_mutex_lock(&P.mu);
+  P.stop = true;
+  pthread_cond_signal(&P.cv);
+  pthread_mutex_unlock(&P.mu);
+  pthread_join(P.thread, NULL);
+  P.started = false;
+}
+
 bool lg_dist_initialized(void) { return D.inited; }
 bool lg_dist_mpi(void) { return D.api != NULL; }
 int lg_dist_rank(void) { return D.rank; }
@@ -53,7 +102,9 @@ static double now(void) {
 
 static int mpi_fail(const char *what, int code) {
   char s[256];
+  pthread_mutex_lock(&mpi_mu);
   D.api->error_string(code, s, sizeof s);
+  pthread_mutex_unlock(&mpi_mu);
   lg_seterr("%s: MPI error %d: %s", what, code, s);
   return -1;
 }
@@ -131,7 +182,7 @@ int lg_dist_init(double timeout) {
       dlclose(h);
     return -1;
   }
-  int rank, size, rc = api->init(&rank, &size);
+  int rank, size, serialized = 0, rc = api->init(&rank, &size, &serialized);
   D.api = api;
   if (rc) {
     mpi_fail("init", rc);
@@ -156,7 +207,31 @@ int lg_dist_init(double timeout) {
   if ((rc = api->iallgather(mine, D.peer, 2, LG_MPI_I64, &req)))
     return mpi_fail("init", rc);
   D.seq++;
-  return wait_all("init", &req, 1);
+  if (wait_all("init", &req, 1))
+    return -1;
+  const char *env = getenv("LGRAD_DIST_PROGRESS");
+  if (serialized && !(env && !strcmp(env, "0")))
+    P.started = !pthread_create(&P.thread, NULL, progress_main, NULL);
+  return 0;
+}
+
+static void *progress_main(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&P.mu);
+  while (!P.stop) {
+    if (P.inflight <= 0) {
+      pthread_cond_wait(&P.cv, &P.mu);
+      continue;
+    }
+    pthread_mutex_unlock(&P.mu);
+    pthread_mutex_lock(&mpi_mu);
+    D.api->progress();
+    pthread_mutex_unlock(&mpi_mu);
+    usleep(50);
+    pthread_mutex_lock(&P.mu);
+  }
+  pthread_mutex_unlock(&P.mu);
+  return NULL;
 }
 
 /* ---- waiting with a deadline ---- */
@@ -165,20 +240,20 @@ static void send_all(int64_t kind, int64_t a, int64_t b) {
   int64_t msg[LG_CTL_WORDS] = {kind, D.rank, a, b};
   for (int r = 0; r < D.size; r++)
     if (r != D.rank)
-      D.api->send_ctl(r, msg);
+      CALL(D.api->send_ctl(r, msg));
 }
 
 /* answers pings and records leavers; pongs go to *pong (per rank: its
  * collective count) when given */
 static void serve_ctl(int64_t *pong) {
   int64_t m[LG_CTL_WORDS];
-  while (D.api->poll_ctl(m)) {
+  while (CALL(D.api->poll_ctl(m))) {
     int from = (int)m[1];
     if (from < 0 || from >= D.size)
       continue;
     if (m[0] == LG_CTL_PING) {
       int64_t reply[LG_CTL_WORDS] = {LG_CTL_PONG, D.rank, D.seq, 0};
-      D.api->send_ctl(from, reply);
+      CALL(D.api->send_ctl(from, reply));
     } else if (m[0] == LG_CTL_PONG && pong) {
       pong[from] = m[2];
     } else if (m[0] == LG_CTL_LEAVING) {
@@ -275,7 +350,7 @@ static int wait_all(const char *fname, lg_mpi_req *reqs, int n) {
     for (int i = 0; i < n; i++) {
       if (!reqs[i])
         continue;
-      int done = 0, rc = D.api->test(&reqs[i], &done);
+      int done = 0, rc = CALL(D.api->test(&reqs[i], &done));
       if (rc) {
         mpi_fail(fname, rc);
         set_broken();
@@ -357,6 +432,7 @@ static int64_t nchunks(int64_t count) {
 /* ---- non-blocking all-reduce ---- */
 
 struct lg_dist_work {
+  bool tracked;    /* counted in the progress thread's in-flight work */
   lg_tensor *t;    /* the caller's tensor */
   lg_tensor *buf;  /* contiguous: t itself or a copy */
   lg_dist_op op;
@@ -368,6 +444,8 @@ struct lg_dist_work {
 void lg_dist_work_free(lg_dist_work *w) {
   if (!w)
     return;
+  if (w->tracked)
+    inflight_add(-1);
   lg_release(w->t);
   lg_release(w->buf);
   if (w->reqs != &w->one)
@@ -409,8 +487,8 @@ lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
   for (int64_t i = 0; i < k; i++) {
     int64_t off = i * D.max_count;
     int64_t c = count - off < D.max_count ? count - off : D.max_count;
-    int rc = D.api->iallreduce(NULL, p + off * es, (int)c, wire_type(t->dtype),
-                               wop, &w->reqs[i]);
+    int rc = CALL(D.api->iallreduce(NULL, p + off * es, (int)c, wire_type(t->dtype),
+                               wop, &w->reqs[i]));
     if (rc) {
       mpi_fail(fname, rc);
       set_broken();
@@ -419,6 +497,8 @@ lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
     }
     w->nreq = (int)(i + 1);
   }
+  w->tracked = true;
+  inflight_add(1);
   return w;
 }
 
@@ -427,7 +507,7 @@ int lg_dist_test(lg_dist_work *w, bool *done) {
   for (int i = 0; i < w->nreq; i++) {
     if (!w->reqs[i])
       continue;
-    int d = 0, rc = D.api->test(&w->reqs[i], &d);
+    int d = 0, rc = CALL(D.api->test(&w->reqs[i], &d));
     if (rc) {
       mpi_fail("all_reduce", rc);
       set_broken();
@@ -466,7 +546,7 @@ int lg_dist_barrier(void) {
   if (!D.api)
     return 0;
   lg_mpi_req req = 0;
-  int rc = D.api->ibarrier(0, &req);
+  int rc = CALL(D.api->ibarrier(0, &req));
   if (rc) {
     mpi_fail("barrier", rc);
     set_broken();
@@ -498,8 +578,8 @@ int lg_dist_broadcast(lg_tensor *t, int root) {
   for (int64_t off = 0; off < count && !rc; off += D.max_count) {
     int64_t c = count - off < D.max_count ? count - off : D.max_count;
     lg_mpi_req req = 0;
-    int e = D.api->ibcast(p + off * es, (int)c, wire_type(t->dtype), root,
-                          &req);
+    int e = CALL(D.api->ibcast(p + off * es, (int)c, wire_type(t->dtype), root,
+                          &req));
     if (e) {
       mpi_fail(fname, e);
       set_broken();
@@ -547,7 +627,7 @@ lg_tensor *lg_dist_all_gather(lg_tensor *t) {
   int rc = 0;
   if (n <= D.max_count) {
     lg_mpi_req req = 0;
-    int e = D.api->iallgather(s, o, (int)n, wire_type(t->dtype), &req);
+    int e = CALL(D.api->iallgather(s, o, (int)n, wire_type(t->dtype), &req));
     rc = e ? mpi_fail(fname, e) : wait_all(fname, &req, 1);
   } else {
     /* chunk by chunk through a buffer of size x chunk elements */
@@ -560,8 +640,8 @@ lg_tensor *lg_dist_all_gather(lg_tensor *t) {
     for (int64_t off = 0; off < n && !rc; off += k) {
       int64_t c = n - off < k ? n - off : k;
       lg_mpi_req req = 0;
-      int e = D.api->iallgather(s + off * es, tmp, (int)c,
-                                wire_type(t->dtype), &req);
+      int e = CALL(D.api->iallgather(s + off * es, tmp, (int)c,
+                                wire_type(t->dtype), &req));
       rc = e ? mpi_fail(fname, e) : wait_all(fname, &req, 1);
       for (int r = 0; r < D.size && !rc; r++)
         memcpy(o + (r * n + off) * es, tmp + r * c * es, c * es);
@@ -621,8 +701,8 @@ lg_tensor *lg_dist_reduce_scatter(lg_tensor *t, lg_dist_op op) {
         for (int r = 0; r < D.size; r++)
           memcpy(tmp + r * c * es, s + (r * n + off) * es, c * es);
       lg_mpi_req req = 0;
-      int e = D.api->ireduce_scatter(tmp, o + off * es, (int)c,
-                                     wire_type(t->dtype), wop, &req);
+      int e = CALL(D.api->ireduce_scatter(tmp, o + off * es, (int)c,
+                                     wire_type(t->dtype), wop, &req));
       rc = e ? mpi_fail(fname, e) : wait_all(fname, &req, 1);
     }
     if (tmp != s)
@@ -654,18 +734,19 @@ int lg_dist_finalize(char *msg, size_t n) {
   send_all(LG_CTL_LEAVING, D.seq, D.broken);
   int64_t flag = D.broken ? 1 : 0;
   lg_mpi_req req = 0;
-  int rc = D.api->iagree(&flag, &req);
+  int rc = CALL(D.api->iagree(&flag, &req));
   double limit = D.timeout;
   if (D.broken && limit > 2)
     limit = 2; /* a missing rank will not come: do not hold the exit */
   double t0 = now();
   while (!rc && req && now() - t0 < limit) {
     int done = 0;
-    rc = D.api->test(&req, &done);
+    rc = CALL(D.api->test(&req, &done));
     serve_ctl(NULL);
     if (!done)
       usleep(200);
   }
+  progress_stop();
   const lg_mpi_api *api = D.api;
   D.api = NULL;
   D.inited = false;

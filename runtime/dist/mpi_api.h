@@ -29,9 +29,10 @@ typedef uint64_t lg_mpi_req; /* 0: no request */
 
 typedef struct lg_mpi_api {
   int version;
-  /* MPI_Init_thread(FUNNELED), errors returned, not fatal; a second
-   * communicator for control messages; 0 or an MPI error code */
-  int (*init)(int *rank, int *size);
+  /* MPI_Init_thread(SERIALIZED), errors returned, not fatal; a second
+   * communicator for control messages; *serialized = 1 when MPI may be
+   * called from another thread (one at a time); 0 or an MPI error code */
+  int (*init)(int *rank, int *size, int *serialized);
   int (*finalize)(void);
   /* a message for an MPI error code */
   void (*error_string)(int code, char *buf, size_t n);
@@ -54,6 +55,8 @@ typedef struct lg_mpi_api {
    * msg when one has arrived */
   int (*send_ctl)(int dest, const int64_t msg[LG_CTL_WORDS]);
   int (*poll_ctl)(int64_t msg[LG_CTL_WORDS]);
+  /* lets MPI move its pending non-blocking operations on */
+  void (*progress)(void);
 } lg_mpi_api;
 
 #endif

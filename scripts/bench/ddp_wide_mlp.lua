@@ -5,9 +5,11 @@
 --     build/lgrad --threads 1 scripts/bench/ddp_wide_mlp.lua [steps]
 --
 -- Rank 1 prints one JSON line: GFLOP/s of the whole job, the step time,
--- and the overlap evidence: the same steps with every backward inside
--- ddp:no_sync (no communication at all), the time the end of backward
--- waited for buckets, and how many buckets started during backward.
+-- and the overlap evidence: steps whose backward runs inside ddp:no_sync
+-- (no communication at all; they alternate with the timed ones, so both
+-- see the same load, and are not counted in GFLOP/s), the time the end of
+-- backward waited for buckets, and how many buckets started during
+-- backward.
 local lg = require "lgrad"
 local dist = lg.dist
 dist.init()
@@ -25,8 +27,9 @@ lg.manual_seed(1 + rank) -- each rank its own samples
 local x = lg.randn(per_rank, 784)
 local y = lg.randint(1, 10, { per_rank })
 
-local bw_time = 0
+-- one step; returns its time and its backward's
 local function step(sync)
+  local t0 = lg.clock()
   opt:zero_grad()
   local loss = lg.F.cross_entropy(model(x), y)
   local t = lg.clock()
@@ -35,24 +38,28 @@ local function step(sync)
   else
     model:no_sync(function() loss:backward() end)
   end
-  bw_time = bw_time + lg.clock() - t
+  local bw = lg.clock() - t
   opt:step()
+  return lg.clock() - t0, bw
 end
 
-local function timed(sync)
-  step(sync); step(sync)
-  dist.barrier()
-  bw_time = 0
-  local t = lg.clock()
-  for _ = 1, steps do step(sync) end
-  dist.barrier()
-  return lg.clock() - t, bw_time
-end
-
+-- synchronised steps alternate with steps without any communication, so
+-- that both see the same load on a shared machine
+step(true); step(true); step(false)
+dist.barrier()
 local s0 = model:stats()
-local dt, bw = timed(true)
+local dt, bw, dt_local, bw_local = 0, 0, 0, 0
+for _ = 1, steps do
+  local a, b = step(true)
+  dt, bw = dt + a, bw + b
+  a, b = step(false)
+  dt_local, bw_local = dt_local + a, bw_local + b
+end
+-- the slowest rank's totals
+local t = dist.all_reduce(lg.tensor({ dt, bw, dt_local, bw_local },
+  { dtype = lg.float64 }), { op = "max" }):totable()
+dt, bw, dt_local, bw_local = t[1], t[2], t[3], t[4]
 local s1 = model:stats()
-local dt_local, bw_local = timed(false)
 
 local macs = 0
 for i = 1, #sizes - 1 do macs = macs + sizes[i] * sizes[i + 1] end

@@ -57,12 +57,15 @@ static MPI_Request get_req(const lg_mpi_req *slot) {
   return r;
 }
 
-static int do_init(int *rank, int *size) {
-  int inited = 0, provided, rc;
+static int do_init(int *rank, int *size, int *serialized) {
+  int inited = 0, provided = MPI_THREAD_SINGLE, rc;
   MPI_Initialized(&inited);
   if (!inited &&
-      (rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided)))
+      (rc = MPI_Init_thread(NULL, NULL, MPI_THREAD_SERIALIZED, &provided)))
     return rc;
+  if (inited)
+    MPI_Query_thread(&provided);
+  *serialized = provided >= MPI_THREAD_SERIALIZED;
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   if ((rc = MPI_Comm_dup(MPI_COMM_WORLD, &data_comm)) ||
       (rc = MPI_Comm_dup(MPI_COMM_WORLD, &ctl_comm)))
@@ -196,8 +199,16 @@ static int poll_ctl(int64_t msg[LG_CTL_WORDS]) {
   return 1;
 }
 
+/* any MPI call runs Open MPI's progress engine, which moves libnbc's
+ * collectives on; a probe that finds nothing is the cheapest */
+static void progress(void) {
+  int flag = 0;
+  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, data_comm, &flag,
+             MPI_STATUS_IGNORE);
+}
+
 const lg_mpi_api lg_mpi_api_v1 = {
     LG_MPI_API_VERSION, do_init,  do_finalize, error_string,
     iallreduce,         ibcast,   iallgather,  ireduce_scatter,
     ibarrier,           iagree,   test,        send_ctl,
-    poll_ctl};
+    poll_ctl,           progress};
