@@ -252,6 +252,8 @@ static int ddp_stats(lua_State *L) {
   lua_setfield(L, -2, "launched_late");
   lua_pushnumber(L, s.wait_seconds);
   lua_setfield(L, -2, "wait_seconds");
+  lua_pushnumber(L, s.hook_seconds);
+  lua_setfield(L, -2, "hook_seconds");
   return 1;
 }
 

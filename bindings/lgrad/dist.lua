@@ -76,22 +76,28 @@ function M.active()
 end
 function M.barrier() ensure(); C.barrier() end
 
---- In place; returns t.  opts: op = "sum" | "mean" | "max" | "min".
-function M.all_reduce(t, opts)
-  check_tensor("all_reduce", t)
-  local op = op_of("all_reduce", opts)
-  ensure()
-  return C.all_reduce(t, op)
+-- a collective over a tensor and an {op} table
+local function reducing(fname, cfn)
+  return function(t, opts)
+    check_tensor(fname, t)
+    local op = op_of(fname, opts)
+    ensure()
+    return cfn(t, op)
+  end
 end
 
---- Starts an all-reduce and returns a handle with :wait() (returns t) and
--- :test() (true once done); t must not be touched until the wait.
-function M.all_reduce_async(t, opts)
-  check_tensor("all_reduce_async", t)
-  local op = op_of("all_reduce_async", opts)
-  ensure()
-  return C.iall_reduce(t, op)
-end
+--- all_reduce(t, {op}): in place; returns t.  op = "sum" | "mean" | "max"
+-- | "min".
+M.all_reduce = reducing("all_reduce", C.all_reduce)
+
+--- all_reduce_async(t, {op}): starts an all-reduce and returns a handle
+-- with :wait() (returns t) and :test() (true once done); t must not be
+-- touched until the wait.
+M.all_reduce_async = reducing("all_reduce_async", C.iall_reduce)
+
+--- reduce_scatter(t, {op}): reduces t over the ranks and returns this
+-- rank's 1/N slice along dim 1.
+M.reduce_scatter = reducing("reduce_scatter", C.reduce_scatter)
 
 --- Root's t into every rank's t (in place); returns t.
 function M.broadcast(t, root)
@@ -114,13 +120,6 @@ function M.all_gather(t)
   return list
 end
 
---- Reduces t over the ranks and returns this rank's 1/N slice along dim 1.
-function M.reduce_scatter(t, opts)
-  check_tensor("reduce_scatter", t)
-  local op = op_of("reduce_scatter", opts)
-  ensure()
-  return C.reduce_scatter(t, op)
-end
 
 ---------------------------------------------------------------------------
 -- strings between ranks (model signatures, optimizer state layouts)

@@ -113,8 +113,11 @@ static int launch_ready(lg_ddp *d, bool early) {
   return 0;
 }
 
-/* MPI progresses only inside MPI calls: nudge the running ones */
+/* MPI progresses only inside MPI calls: nudge the running ones, unless
+ * the progress thread does (waiting for its lock would stall backward) */
 static int progress(lg_ddp *d) {
+  if (lg_dist_progress_thread())
+    return 0;
   for (int i = 0; i < d->next_launch; i++) {
     bool done;
     if (d->buckets[i].work && lg_dist_test(d->buckets[i].work, &done))
@@ -199,10 +202,12 @@ static int on_grad_ready(lg_tensor *leaf, void *ctx) {
     if (!s || s->ready)
       continue;
     d->active = true;
+    double t0 = now();
     if (fill_slot(d, s) || launch_ready(d, true) || progress(d)) {
       reset_round(d);
       return ddp_error();
     }
+    d->stats.hook_seconds += now() - t0;
   }
   return 0;
 }

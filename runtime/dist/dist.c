@@ -84,6 +84,7 @@ static void progress_stop(void) {
 }
 
 bool lg_dist_initialized(void) { return D.inited; }
+bool lg_dist_progress_thread(void) { return P.started; }
 bool lg_dist_mpi(void) { return D.api != NULL; }
 int lg_dist_rank(void) { return D.rank; }
 int lg_dist_size(void) { return D.size; }
@@ -453,7 +454,10 @@ void lg_dist_work_free(lg_dist_work *w) {
   free(w);
 }
 
-lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
+/* track: let the progress thread move it on (the blocking form polls
+ * by itself at once) */
+static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op,
+                                      bool track) {
   const char *fname = "all_reduce";
   if (check_ready(fname))
     return NULL;
@@ -497,9 +501,14 @@ lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
     }
     w->nreq = (int)(i + 1);
   }
-  w->tracked = true;
-  inflight_add(1);
+  w->tracked = track;
+  if (track)
+    inflight_add(1);
   return w;
+}
+
+lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
+  return start_all_reduce(t, op, true);
 }
 
 int lg_dist_test(lg_dist_work *w, bool *done) {
@@ -534,7 +543,7 @@ int lg_dist_wait(lg_dist_work *w) {
 }
 
 int lg_dist_all_reduce(lg_tensor *t, lg_dist_op op) {
-  lg_dist_work *w = lg_dist_iall_reduce(t, op);
+  lg_dist_work *w = start_all_reduce(t, op, false);
   return w ? lg_dist_wait(w) : -1;
 }
 
@@ -598,6 +607,17 @@ int lg_dist_broadcast(lg_tensor *t, int root) {
   return rc;
 }
 
+/* t's contiguous data and a new result tensor of the given shape */
+static int src_and_out(lg_tensor *t, int ndim, const int64_t *shape,
+                       lg_tensor **src, lg_tensor **out) {
+  *src = lg_contiguous(t);
+  *out = *src ? lg_empty(t->dtype, ndim, shape) : NULL;
+  if (*out)
+    return 0;
+  lg_release(*src);
+  return -1;
+}
+
 lg_tensor *lg_dist_all_gather(lg_tensor *t) {
   const char *fname = "all_gather";
   if (check_ready(fname))
@@ -609,12 +629,9 @@ lg_tensor *lg_dist_all_gather(lg_tensor *t) {
   int64_t shape[LG_MAX_DIMS];
   shape[0] = D.size;
   memcpy(shape + 1, t->shape, t->ndim * sizeof *shape);
-  lg_tensor *src = lg_contiguous(t);
-  lg_tensor *out = src ? lg_empty(t->dtype, t->ndim + 1, shape) : NULL;
-  if (!out) {
-    lg_release(src);
+  lg_tensor *src, *out;
+  if (src_and_out(t, t->ndim + 1, shape, &src, &out))
     return NULL;
-  }
   int64_t n = lg_numel(t);
   size_t es = lg_dtype_size(t->dtype);
   char *o = lg_data_ptr(out), *s = lg_data_ptr(src);
@@ -675,12 +692,9 @@ lg_tensor *lg_dist_reduce_scatter(lg_tensor *t, lg_dist_op op) {
   int64_t shape[LG_MAX_DIMS];
   memcpy(shape, t->shape, t->ndim * sizeof *shape);
   shape[0] /= D.size;
-  lg_tensor *src = lg_contiguous(t);
-  lg_tensor *out = src ? lg_empty(t->dtype, t->ndim, shape) : NULL;
-  if (!out) {
-    lg_release(src);
+  lg_tensor *src, *out;
+  if (src_and_out(t, t->ndim, shape, &src, &out))
     return NULL;
-  }
   int64_t n = lg_numel(out);
   size_t es = lg_dtype_size(t->dtype);
   char *o = lg_data_ptr(out), *s = lg_data_ptr(src);

@@ -44,6 +44,8 @@ double lg_dist_timeout(void);
 void lg_dist_set_max_count(int64_t n);
 /* collectives started so far (the same on every rank of a correct job) */
 int64_t lg_dist_seq(void);
+/* true while a thread moves non-blocking all-reduces on by itself */
+bool lg_dist_progress_thread(void);
 /* ends the job: a normal MPI_Finalize when every rank agrees; msg gets a
  * reason when it could not (a rank missing or broken); 0 or -1 */
 int lg_dist_finalize(char *msg, size_t n);
@@ -76,6 +78,8 @@ typedef struct {
   int64_t launched_early;  /* buckets started before backward ended */
   int64_t launched_late;   /* buckets started at the end (unused params) */
   double wait_seconds;     /* time spent waiting at the end of backward */
+  double hook_seconds;     /* time in the hook during backward (copies into
+                              buckets, starting and nudging all-reduces) */
 } lg_ddp_stats;
 lg_ddp *lg_ddp_new(int n, lg_tensor **params, double bucket_bytes);
 void lg_ddp_free(lg_ddp *d);

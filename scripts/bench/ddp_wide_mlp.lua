@@ -67,11 +67,13 @@ local flops = 3 * 2 * per_rank * size * macs * steps
 if rank == 1 then
   print(string.format('{"metric": "gflops", "value": %.3f, "step_ms": %.2f, '
     .. '"world_size": %d, "backward_ms": %.2f, "backward_ms_no_comm": %.2f, '
-    .. '"step_ms_no_comm": %.2f, "wait_ms": %.2f, "buckets_early": %d, '
+    .. '"step_ms_no_comm": %.2f, "wait_ms": %.2f, "hook_ms": %.2f, '
+    .. '"buckets_early": %d, '
     .. '"buckets_late": %d, "buckets": %d}',
     flops / dt / 1e9, 1000 * dt / steps, size, 1000 * bw / steps,
     1000 * bw_local / steps, 1000 * dt_local / steps,
     1000 * (s1.wait_seconds - s0.wait_seconds) / steps,
+    1000 * (s1.hook_seconds - s0.hook_seconds) / steps,
     s1.launched_early - s0.launched_early, s1.launched_late - s0.launched_late,
     #model:buckets()))
 end
