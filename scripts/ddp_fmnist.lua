@@ -24,7 +24,7 @@ end
 
 local dist = lg.dist
 dist.init { timeout = o.timeout }
-local rank, world = dist.rank(), dist.world_size()
+local world = dist.world_size()
 lg.manual_seed(o.seed)
 
 local t_start = lg.clock()

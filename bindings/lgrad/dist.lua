@@ -296,8 +296,6 @@ function DDP:finish() self._engine:finish() end
 
 --- The buckets, in launch order, as lists of the parameters' names.
 function DDP:buckets()
-  local names = {}
-  for i, e in ipairs(self.module:named_parameters()) do names[i] = e[1] end
   local pos = {}
   for i, p in ipairs(self._params) do pos[i] = p end
   local name_of = {}

@@ -368,11 +368,13 @@ static int wait_all(const char *fname, lg_mpi_req *reqs, int n) {
     if (t > deadline)
       return name_missing(fname, t - t0);
     /* MPI moves a non-blocking collective on only inside MPI_Test: poll
-     * (yielding the core) for a second, as blocking MPI calls do, then
-     * at a calmer pace while a slow or missing rank is awaited */
+     * flat out for a few milliseconds, as blocking MPI calls do (a yield
+     * on a busy machine can cost a whole time slice per message round),
+     * then yielding the core up to a second, then at a calmer pace while
+     * a slow or missing rank is awaited */
     if (t - t0 > 1.0)
       usleep(100);
-    else
+    else if (t - t0 > 0.005)
       sched_yield();
   }
 }
