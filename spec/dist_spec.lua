@@ -153,6 +153,21 @@ describe("lg.dist on two ranks (mpirun)", function()
       .. "%(process %d+ has died%)"), o)
   end)
 
+  it("trains the cnn-fmnist model on two ranks (scripts/ddp_fmnist.lua)",
+    function()
+      local f = io.popen(string.format("env -u LD_PRELOAD timeout 300 mpirun "
+        .. "-np 2 --oversubscribe --allow-run-as-root %s --threads 1 "
+        .. "scripts/ddp_fmnist.lua --small 2>&1", h.quote(BIN)))
+      local o = f:read("a")
+      f:close()
+      local acc = tonumber(o:match("test accuracy: ([%d%.]+)"))
+      assert.truthy(acc, o)
+      assert.is_true(acc > 0.3, o) -- ten classes: chance is 0.1
+      assert.truthy(o:find("2 rank%(s%), global batch 128"), o)
+      local _, lines = o:gsub("test accuracy", "")
+      assert.equal(1, lines, o) -- rank 1 alone reports
+    end)
+
   it("names a rank that raised on the others", function()
     local o = mpirun("raise", dir)
     assert.truthy(o:find("rank 2 gives up"), o)
