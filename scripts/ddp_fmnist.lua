@@ -28,11 +28,7 @@ local world = dist.world_size()
 lg.manual_seed(o.seed)
 
 local t_start = lg.clock()
-local xtr, ytr = lg.data.fashion_mnist("train", { n = o.ntrain })
-local xte, yte = lg.data.fashion_mnist("test", { n = o.ntest })
-local mean, std = xtr:mean():item(), xtr:std():item()
-xtr = ((xtr - mean) / std):unsqueeze(2)
-xte = ((xte - mean) / std):unsqueeze(2)
+local xtr, ytr, xte, yte = S.fmnist_images(lg, o)
 
 local train = lg.data.DataLoader(lg.data.TensorDataset(xtr, ytr),
   { batch_size = o.batch, shuffle = true, seed = o.seed, distributed = true })
