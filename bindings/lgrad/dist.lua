@@ -350,6 +350,8 @@ end
 
 --- Wraps an lg.optim optimizer so that each rank keeps and updates the
 -- state of 1/N of the parameters, then sends its parameters to the others.
+-- A scheduler takes the wrapped optimizer: lg.sched.Step(zopt.optimizer).
+-- Every rank must call step, state_dict and load_state_dict together.
 function M.ZeroOptimizer(opt)
   if opt == nil or type(opt.step) ~= "function"
       or type(opt.param_groups) ~= "table" then
@@ -409,7 +411,7 @@ function Zero:step(closure)
     if type(closure) ~= "function" then
       error("ZeroOptimizer:step: closure must be a function", 2)
     end
-    loss = lg.enable_grad and lg.enable_grad(closure) or closure()
+    loss = closure()
   end
   local saved = {}
   for i, p in ipairs(self._params) do
