@@ -22,9 +22,9 @@
 
 typedef struct {
   lg_dtype dtype;
-  int first, count;   /* slots [first, first + count) of d->order */
+  int first, count; /* slots [first, first + count) of d->order */
   int64_t numel;
-  lg_tensor *flat;    /* 1-d, numel */
+  lg_tensor *flat; /* 1-d, numel */
   int ready;
   bool launched;
   lg_dist_work *work;
@@ -32,16 +32,16 @@ typedef struct {
 
 typedef struct {
   lg_tensor *param;
-  int index;          /* in the caller's list */
+  int index; /* in the caller's list */
   int bucket;
-  int64_t offset;     /* in the bucket's flat buffer */
+  int64_t offset; /* in the bucket's flat buffer */
   bool ready;
 } slot;
 
 struct lg_ddp {
   int n, nbuckets;
-  slot *order;        /* bucket order */
-  slot **by_ptr;      /* sorted by parameter address, for the hook */
+  slot *order;   /* bucket order */
+  slot **by_ptr; /* sorted by parameter address, for the hook */
   bucket *buckets;
   int next_launch;
   bool sync, active;

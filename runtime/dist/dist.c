@@ -328,8 +328,7 @@ static int name_missing(const char *fname, double waited) {
       } else if (pong[r] < 0) {
         state = "does not answer";
       } else {
-        snprintf(buf, sizeof buf, "is at collective %lld",
-                 (long long)pong[r]);
+        snprintf(buf, sizeof buf, "is at collective %lld", (long long)pong[r]);
         state = buf;
       }
       used += snprintf(list + used, sizeof list - used, "%srank %d (%s)",
@@ -396,10 +395,14 @@ static int check_ready(const char *fname) {
 
 static int wire_type(lg_dtype d) {
   switch (d) {
-  case LG_FLOAT32: return LG_MPI_F32;
-  case LG_FLOAT64: return LG_MPI_F64;
-  case LG_INT64: return LG_MPI_I64;
-  default: return LG_MPI_U8;
+  case LG_FLOAT32:
+    return LG_MPI_F32;
+  case LG_FLOAT64:
+    return LG_MPI_F64;
+  case LG_INT64:
+    return LG_MPI_I64;
+  default:
+    return LG_MPI_U8;
   }
 }
 
@@ -411,7 +414,7 @@ static int wire_op(const char *fname, lg_dtype d, lg_dist_op op) {
     }
     return op == LG_DIST_MIN ? LG_MPI_LAND : LG_MPI_LOR;
   }
-  return op == LG_DIST_MAX ? LG_MPI_MAX
+  return op == LG_DIST_MAX   ? LG_MPI_MAX
          : op == LG_DIST_MIN ? LG_MPI_MIN
                              : LG_MPI_SUM;
 }
@@ -435,9 +438,9 @@ static int64_t nchunks(int64_t count) {
 /* ---- non-blocking all-reduce ---- */
 
 struct lg_dist_work {
-  bool tracked;    /* counted in the progress thread's in-flight work */
-  lg_tensor *t;    /* the caller's tensor */
-  lg_tensor *buf;  /* contiguous: t itself or a copy */
+  bool tracked;   /* counted in the progress thread's in-flight work */
+  lg_tensor *t;   /* the caller's tensor */
+  lg_tensor *buf; /* contiguous: t itself or a copy */
   lg_dist_op op;
   int nreq;
   lg_mpi_req *reqs;
@@ -458,8 +461,7 @@ void lg_dist_work_free(lg_dist_work *w) {
 
 /* track: let the progress thread move it on (the blocking form polls
  * by itself at once) */
-static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op,
-                                      bool track) {
+static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op, bool track) {
   const char *fname = "all_reduce";
   if (check_ready(fname))
     return NULL;
@@ -493,8 +495,8 @@ static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op,
   for (int64_t i = 0; i < k; i++) {
     int64_t off = i * D.max_count;
     int64_t c = count - off < D.max_count ? count - off : D.max_count;
-    int rc = CALL(D.api->iallreduce(NULL, p + off * es, (int)c, wire_type(t->dtype),
-                               wop, &w->reqs[i]));
+    int rc = CALL(D.api->iallreduce(NULL, p + off * es, (int)c,
+                                    wire_type(t->dtype), wop, &w->reqs[i]));
     if (rc) {
       mpi_fail(fname, rc);
       set_broken();
@@ -589,8 +591,8 @@ int lg_dist_broadcast(lg_tensor *t, int root) {
   for (int64_t off = 0; off < count && !rc; off += D.max_count) {
     int64_t c = count - off < D.max_count ? count - off : D.max_count;
     lg_mpi_req req = 0;
-    int e = CALL(D.api->ibcast(p + off * es, (int)c, wire_type(t->dtype), root,
-                          &req));
+    int e = CALL(
+        D.api->ibcast(p + off * es, (int)c, wire_type(t->dtype), root, &req));
     if (e) {
       mpi_fail(fname, e);
       set_broken();
@@ -660,7 +662,7 @@ lg_tensor *lg_dist_all_gather(lg_tensor *t) {
       int64_t c = n - off < k ? n - off : k;
       lg_mpi_req req = 0;
       int e = CALL(D.api->iallgather(s + off * es, tmp, (int)c,
-                                wire_type(t->dtype), &req));
+                                     wire_type(t->dtype), &req));
       rc = e ? mpi_fail(fname, e) : wait_all(fname, &req, 1);
       for (int r = 0; r < D.size && !rc; r++)
         memcpy(o + (r * n + off) * es, tmp + r * c * es, c * es);
@@ -718,7 +720,7 @@ lg_tensor *lg_dist_reduce_scatter(lg_tensor *t, lg_dist_op op) {
           memcpy(tmp + r * c * es, s + (r * n + off) * es, c * es);
       lg_mpi_req req = 0;
       int e = CALL(D.api->ireduce_scatter(tmp, o + off * es, (int)c,
-                                     wire_type(t->dtype), wop, &req));
+                                          wire_type(t->dtype), wop, &req));
       rc = e ? mpi_fail(fname, e) : wait_all(fname, &req, 1);
     }
     if (tmp != s)

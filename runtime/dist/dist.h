@@ -67,19 +67,20 @@ void lg_dist_work_free(lg_dist_work *w);       /* without waiting */
 
 /* ---- data parallelism: buckets of gradients reduced during backward ----
  * lg_ddp_new groups the parameters (retained) in reverse order into
- * buckets of about bucket_bytes of one dtype (the first closes at 1 MB).  While it lives, the autograd
- * engine tells it when each parameter's gradient is final; a complete
- * bucket starts its all-reduce at once (buckets launch in order, the same
- * on every rank), and the end of backward waits for all and writes the
- * averaged gradients back.  Parameters without a gradient send zeros. */
+ * buckets of about bucket_bytes of one dtype (the first closes at 1 MB).  While
+ * it lives, the autograd engine tells it when each parameter's gradient is
+ * final; a complete bucket starts its all-reduce at once (buckets launch in
+ * order, the same on every rank), and the end of backward waits for all and
+ * writes the averaged gradients back.  Parameters without a gradient send
+ * zeros. */
 typedef struct lg_ddp lg_ddp;
 typedef struct {
-  int64_t backwards;       /* synchronised backward passes */
-  int64_t launched_early;  /* buckets started before backward ended */
-  int64_t launched_late;   /* buckets started at the end (unused params) */
-  double wait_seconds;     /* time spent waiting at the end of backward */
-  double hook_seconds;     /* time in the hook during backward (copies into
-                              buckets, starting and nudging all-reduces) */
+  int64_t backwards;      /* synchronised backward passes */
+  int64_t launched_early; /* buckets started before backward ended */
+  int64_t launched_late;  /* buckets started at the end (unused params) */
+  double wait_seconds;    /* time spent waiting at the end of backward */
+  double hook_seconds;    /* time in the hook during backward (copies into
+                             buckets, starting and nudging all-reduces) */
 } lg_ddp_stats;
 lg_ddp *lg_ddp_new(int n, lg_tensor **params, double bucket_bytes);
 void lg_ddp_free(lg_ddp *d);

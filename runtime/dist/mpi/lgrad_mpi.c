@@ -29,20 +29,29 @@ static int ctl_next;
 
 static MPI_Datatype type_of(int t) {
   switch (t) {
-  case LG_MPI_F32: return MPI_FLOAT;
-  case LG_MPI_F64: return MPI_DOUBLE;
-  case LG_MPI_I64: return MPI_INT64_T;
-  default: return MPI_UNSIGNED_CHAR;
+  case LG_MPI_F32:
+    return MPI_FLOAT;
+  case LG_MPI_F64:
+    return MPI_DOUBLE;
+  case LG_MPI_I64:
+    return MPI_INT64_T;
+  default:
+    return MPI_UNSIGNED_CHAR;
   }
 }
 
 static MPI_Op op_of(int op) {
   switch (op) {
-  case LG_MPI_SUM: return MPI_SUM;
-  case LG_MPI_MAX: return MPI_MAX;
-  case LG_MPI_MIN: return MPI_MIN;
-  case LG_MPI_LOR: return MPI_LOR;
-  default: return MPI_LAND;
+  case LG_MPI_SUM:
+    return MPI_SUM;
+  case LG_MPI_MAX:
+    return MPI_MAX;
+  case LG_MPI_MIN:
+    return MPI_MIN;
+  case LG_MPI_LOR:
+    return MPI_LOR;
+  default:
+    return MPI_LAND;
   }
 }
 
@@ -105,11 +114,11 @@ static void error_string(int code, char *buf, size_t n) {
   }
 }
 
-static int iallreduce(const void *send, void *buf, int count, int type,
-                      int op, lg_mpi_req *req) {
+static int iallreduce(const void *send, void *buf, int count, int type, int op,
+                      lg_mpi_req *req) {
   MPI_Request r;
-  int rc = MPI_Iallreduce(send ? send : MPI_IN_PLACE, buf, count,
-                          type_of(type), op_of(op), data_comm, &r);
+  int rc = MPI_Iallreduce(send ? send : MPI_IN_PLACE, buf, count, type_of(type),
+                          op_of(op), data_comm, &r);
   if (!rc)
     put_req(req, r);
   return rc;
@@ -154,8 +163,8 @@ static int ibarrier(int unused, lg_mpi_req *req) {
 
 static int iagree(int64_t *flag, lg_mpi_req *req) {
   MPI_Request r;
-  int rc = MPI_Iallreduce(MPI_IN_PLACE, flag, 1, MPI_INT64_T, MPI_MAX,
-                          ctl_comm, &r);
+  int rc =
+      MPI_Iallreduce(MPI_IN_PLACE, flag, 1, MPI_INT64_T, MPI_MAX, ctl_comm, &r);
   if (!rc)
     put_req(req, r);
   return rc;
@@ -203,12 +212,11 @@ static int poll_ctl(int64_t msg[LG_CTL_WORDS]) {
  * collectives on; a probe that finds nothing is the cheapest */
 static void progress(void) {
   int flag = 0;
-  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, data_comm, &flag,
-             MPI_STATUS_IGNORE);
+  MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, data_comm, &flag, MPI_STATUS_IGNORE);
 }
 
 const lg_mpi_api lg_mpi_api_v1 = {
-    LG_MPI_API_VERSION, do_init,  do_finalize, error_string,
-    iallreduce,         ibcast,   iallgather,  ireduce_scatter,
-    ibarrier,           iagree,   test,        send_ctl,
+    LG_MPI_API_VERSION, do_init, do_finalize, error_string,
+    iallreduce,         ibcast,  iallgather,  ireduce_scatter,
+    ibarrier,           iagree,  test,        send_ctl,
     poll_ctl,           progress};
