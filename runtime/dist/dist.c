@@ -58,9 +58,13 @@ static struct {
   pthread_cond_t cv;
   int inflight;
   bool started, stop;
+  /* all-reduces to start, in order: the caller's thread never waits for
+   * the MPI lock in the middle of backward */
+  lg_dist_work *queue_head, *queue_tail;
 } P = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void *progress_main(void *arg);
+static void start_queued(void);
 
 static void inflight_add(int d) {
   if (!P.started)
@@ -225,6 +229,7 @@ static void *progress_main(void *arg) {
       continue;
     }
     pthread_mutex_unlock(&P.mu);
+    start_queued();
     pthread_mutex_lock(&mpi_mu);
     D.api->progress();
     pthread_mutex_unlock(&mpi_mu);
@@ -437,8 +442,14 @@ static int64_t nchunks(int64_t count) {
 
 /* ---- non-blocking all-reduce ---- */
 
+enum { WORK_QUEUED, WORK_STARTED, WORK_FAILED };
+
 struct lg_dist_work {
   bool tracked;   /* counted in the progress thread's in-flight work */
+  int state;      /* WORK_*, written by the thread that starts it */
+  int error;      /* the MPI error code when WORK_FAILED */
+  int wop;
+  lg_dist_work *next_queued;
   lg_tensor *t;   /* the caller's tensor */
   lg_tensor *buf; /* contiguous: t itself or a copy */
   lg_dist_op op;
@@ -447,9 +458,30 @@ struct lg_dist_work {
   lg_mpi_req one;
 };
 
+static int work_state(lg_dist_work *w) {
+  return __atomic_load_n(&w->state, __ATOMIC_ACQUIRE);
+}
+
 void lg_dist_work_free(lg_dist_work *w) {
   if (!w)
     return;
+  if (work_state(w) == WORK_QUEUED) {
+    /* still queued: take it out; being started: let that finish */
+    bool removed = false;
+    pthread_mutex_lock(&P.mu);
+    for (lg_dist_work **q = &P.queue_head; *q; q = &(*q)->next_queued)
+      if (*q == w) {
+        *q = w->next_queued;
+        removed = true;
+        break;
+      }
+    P.queue_tail = NULL;
+    for (lg_dist_work *q = P.queue_head; q; q = q->next_queued)
+      P.queue_tail = q;
+    pthread_mutex_unlock(&P.mu);
+    while (!removed && work_state(w) == WORK_QUEUED)
+      sched_yield();
+  }
   if (w->tracked)
     inflight_add(-1);
   lg_release(w->t);
@@ -461,6 +493,8 @@ void lg_dist_work_free(lg_dist_work *w) {
 
 /* track: let the progress thread move it on (the blocking form polls
  * by itself at once) */
+static int start_chunks(lg_dist_work *w);
+
 static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op, bool track) {
   const char *fname = "all_reduce";
   if (check_ready(fname))
@@ -476,6 +510,7 @@ static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op, bool track) {
   w->t = lg_retain(t);
   w->op = op;
   w->reqs = &w->one;
+  w->state = WORK_STARTED;
   if (!D.api)
     return w; /* one rank: the identity */
   if (!(w->buf = lg_contiguous(t))) {
@@ -489,26 +524,84 @@ static lg_dist_work *start_all_reduce(lg_tensor *t, lg_dist_op op, bool track) {
     lg_seterr("%s: out of memory", fname);
     return NULL;
   }
-  char *p = lg_data_ptr(w->buf);
-  size_t es = lg_dtype_size(t->dtype);
+  w->wop = wop;
+  w->nreq = (int)k;
   D.seq++;
-  for (int64_t i = 0; i < k; i++) {
+  w->tracked = track;
+  if (track && P.started) {
+    /* the progress thread starts it */
+    w->state = WORK_QUEUED;
+    pthread_mutex_lock(&P.mu);
+    if (P.queue_tail)
+      P.queue_tail->next_queued = w;
+    else
+      P.queue_head = w;
+    P.queue_tail = w;
+    pthread_mutex_unlock(&P.mu);
+    inflight_add(1);
+    return w;
+  }
+  if (start_chunks(w)) {
+    mpi_fail(fname, w->error);
+    set_broken();
+    lg_dist_work_free(w);
+    return NULL;
+  }
+  return w;
+}
+
+/* starts the MPI calls of w (one per chunk); WORK_STARTED or WORK_FAILED */
+static int start_chunks(lg_dist_work *w) {
+  int64_t count = lg_numel(w->buf);
+  char *p = lg_data_ptr(w->buf);
+  size_t es = lg_dtype_size(w->buf->dtype);
+  int rc = 0;
+  for (int i = 0; i < w->nreq && !rc; i++) {
     int64_t off = i * D.max_count;
     int64_t c = count - off < D.max_count ? count - off : D.max_count;
-    int rc = CALL(D.api->iallreduce(NULL, p + off * es, (int)c,
-                                    wire_type(t->dtype), wop, &w->reqs[i]));
-    if (rc) {
-      mpi_fail(fname, rc);
-      set_broken();
-      lg_dist_work_free(w);
-      return NULL;
-    }
-    w->nreq = (int)(i + 1);
+    rc = CALL(D.api->iallreduce(NULL, p + off * es, (int)c,
+                                wire_type(w->buf->dtype), w->wop,
+                                &w->reqs[i]));
   }
-  w->tracked = track;
-  if (track)
-    inflight_add(1);
-  return w;
+  w->error = rc;
+  __atomic_store_n(&w->state, rc ? WORK_FAILED : WORK_STARTED,
+                   __ATOMIC_RELEASE);
+  return rc ? -1 : 0;
+}
+
+static void start_queued(void) {
+  for (;;) {
+    pthread_mutex_lock(&P.mu);
+    lg_dist_work *w = P.queue_head;
+    if (w) {
+      P.queue_head = w->next_queued;
+      if (!P.queue_head)
+        P.queue_tail = NULL;
+    }
+    pthread_mutex_unlock(&P.mu);
+    if (!w)
+      return;
+    start_chunks(w);
+  }
+}
+
+/* waits (within the deadline) until the progress thread has started w */
+static int wait_started(lg_dist_work *w) {
+  double t0 = now();
+  while (work_state(w) == WORK_QUEUED) {
+    if (now() - t0 > D.timeout) {
+      lg_seterr("all_reduce: not started within %g s", D.timeout);
+      set_broken();
+      return -1;
+    }
+    sched_yield();
+  }
+  if (work_state(w) == WORK_FAILED) {
+    mpi_fail("all_reduce", w->error);
+    set_broken();
+    return -1;
+  }
+  return 0;
 }
 
 lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
@@ -516,7 +609,11 @@ lg_dist_work *lg_dist_iall_reduce(lg_tensor *t, lg_dist_op op) {
 }
 
 int lg_dist_test(lg_dist_work *w, bool *done) {
-  *done = true;
+  *done = !D.api || work_state(w) != WORK_QUEUED;
+  if (!*done)
+    return 0;
+  if (work_state(w) == WORK_FAILED)
+    return wait_started(w);
   for (int i = 0; i < w->nreq; i++) {
     if (!w->reqs[i])
       continue;
@@ -534,7 +631,9 @@ int lg_dist_test(lg_dist_work *w, bool *done) {
 int lg_dist_wait(lg_dist_work *w) {
   int rc = 0;
   if (D.api) {
-    rc = wait_all("all_reduce", w->reqs, w->nreq);
+    rc = wait_started(w);
+    if (!rc)
+      rc = wait_all("all_reduce", w->reqs, w->nreq);
     if (!rc && w->op == LG_DIST_MEAN)
       rc = finish_mean(w->buf);
     if (!rc && w->buf != w->t)
