@@ -113,6 +113,8 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   luaL_newlib(L, funcs);
   lua_pushliteral(L, LG_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushliteral(L, LG_VERSION);
+  lua_setfield(L, -2, "_VERSION");
   lgL_open_tensor(L);
   make_exp_proxy(L, lua_gettop(L));
   /* dtype names (after the ops, whose float/double/long/bool methods

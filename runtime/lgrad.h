@@ -32,7 +32,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LG_VERSION "0.1.0"
+/* The package version: kept in the file VERSION, passed by the Makefile
+ * with -DLG_VERSION and written into the installed copy of this header. */
+#ifndef LG_VERSION
+#define LG_VERSION "unreleased"
+#endif
 #define LG_MAX_DIMS 8
 /* as a dim argument: every dimension (reductions, squeeze) */
 #define LG_ALL_DIMS (-100)
