@@ -81,6 +81,7 @@ local function modules()
     {"lg.exp", require "lgrad.exp", "exp"},
     {"lg.plot", lg.plot, "plot"},
     {"lg.autograd", lg.autograd, "autograd"},
+    {"lg.dist", lg.dist, "dist"},
   }
 end
 
