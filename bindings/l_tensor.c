@@ -342,7 +342,7 @@ static int check_nested_numel(lua_State *L, nested_info *info) {
   lg_tensor *probe = lg_empty(LG_BOOL, info->ndim, info->shape);
   if (!probe) {
     char why[256];
-    snprintf(why, sizeof why, "%s", lg_errmsg());
+    snprintf(why, sizeof why, "%s", lg_errmsg_based(1));
     lg_seterr("tensor: the tables' lengths (#) give %lld elements, more "
               "than memory holds (%s)", (long long)n, why);
     return -1;

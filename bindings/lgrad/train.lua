@@ -262,12 +262,12 @@ function M.fit(o)
   local progress = o.progress
   local tty = false
   if progress == nil or progress == "auto" then
-    tty = M.is_terminal()
+    tty = not lg.output and M.is_terminal()
     progress = true
   elseif progress == "bar" then
     tty, progress = true, true
   end
-  local out = io.stdout
+  local out = lg.output or io.stdout
 
   local history = { loss = {}, val_loss = {}, lr = {}, time = {} }
   for _, m in ipairs(metrics) do history[m[1]] = {} end

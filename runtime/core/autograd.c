@@ -36,7 +36,20 @@ void lg_set_anomaly_detection(bool on) {
 bool lg_anomaly_detection(void) { return anomaly; }
 bool lg_anomaly_forward(void) { return anomaly && !in_backward; }
 
-void lg_set_requires_grad(lg_tensor *t, bool on) { t->requires_grad = on; }
+int lg_set_requires_grad(lg_tensor *t, bool on) {
+  if (!t) {
+    lg_seterr("requires_grad_: argument 1 is NULL");
+    return -1;
+  }
+  if (on && !lg_dtype_is_float(t->dtype)) {
+    lg_seterr("requires_grad_: only floating-point tensors can require "
+              "gradients, not %s",
+              lg_dtype_name(t->dtype));
+    return -1;
+  }
+  t->requires_grad = on;
+  return 0;
+}
 
 bool lg_is_leaf(const lg_tensor *t) { return t->grad_fn == NULL; }
 

@@ -488,6 +488,8 @@ static int lbfgs_step(lg_optim *o, lg_closure_fn closure, void *ctx,
 
   int n_iter = 0;
   while (n_iter < max_iter) {
+    if (lg_cancel_check() < 0)
+      return -1; /* interrupted by the host: the state stays consistent */
     n_iter++;
     s->n_iter++;
     /* direction */

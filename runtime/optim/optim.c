@@ -372,6 +372,28 @@ int lg_optim_set(lg_optim *o, int group, const char *key, double v) {
     lg_seterr("%s: '%s' cannot be set to a number", o->kind->name, key);
     return -1;
   }
+  lg_seterr("%s: unknown option '%s'", o->kind->name, key);
+  return -1;
+}
+
+bool lg_optim_is_option(const lg_optim *o, const char *key) {
+  int k;
+  return key && find_key(o, key, &k) != NULL;
+}
+
+int lg_optim_set_extra(lg_optim *o, int group, const char *key, double v) {
+  if (check_group_index(o, group, "lg_optim_set_extra") < 0)
+    return -1;
+  if (!key) {
+    lg_seterr("lg_optim_set_extra: argument 3 is NULL");
+    return -1;
+  }
+  if (!strcmp(key, "params") || lg_optim_find_spec(o, key) ||
+      find_key(o, key, &(int){0})) {
+    lg_seterr("%s: '%s' is an option, not an extra key", o->kind->name, key);
+    return -1;
+  }
+  lg_opt_group *g = &o->groups[group];
   lg_opt_extra *e = find_extra(g, key);
   if (e) {
     e->value = v;

@@ -316,4 +316,7 @@ int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
 int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t);
 void lg_lbfgs_free(lg_optim *o);
 
+/* true for the algorithm's hyperparameter names ("lr", "betas1" ...) */
+bool lg_optim_is_option(const lg_optim *o, const char *key);
+
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../optim/optim.h"
 #include "sched.h"
 
 #ifndef M_PI
@@ -127,7 +128,10 @@ static bool group_has(lg_optim *o, int g, const char *key) {
 }
 
 static int group_set(lg_sched *s, int g, const char *key, double v) {
-  if (lg_optim_set(s->opt, g, key, v) < 0) {
+  int rc = lg_optim_is_option(s->opt, key)
+               ? lg_optim_set(s->opt, g, key, v)
+               : lg_optim_set_extra(s->opt, g, key, v);
+  if (rc < 0) {
     lg_seterr("sched.%s: cannot set '%s' of parameter group %d: %s",
               kind_names[s->kind], key, g + 1, lg_errmsg());
     return -1;
