@@ -136,6 +136,12 @@ static void cancel_hook(lua_State *L, lua_Debug *ar) {
              why == LG_CANCEL_TIMEOUT ? "time limit exceeded" : "interrupted");
 }
 
+/* a kernel found the token fired: stop the interpreter at once too */
+static void arm_hook(void *ctx) {
+  lua_sethook((lua_State *)ctx, cancel_hook,
+              LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
 int lgrad_interrupt(lua_State *L) {
   lgrad_ext *x = L ? ext_of(L) : NULL;
   if (!x)
@@ -299,6 +305,8 @@ static int open_protected(lua_State *L) {
     memset(x, 0, sizeof *x);
     x->magic = EXT_MAGIC;
     lg_cancel_init(&x->cancel);
+    x->cancel.fired = arm_hook;
+    x->cancel.fired_ctx = L;
     lua_createtable(L, 0, 1);
     lua_pushcfunction(L, ext_gc);
     lua_setfield(L, -2, "__gc");

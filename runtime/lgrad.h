@@ -110,6 +110,10 @@ void lg_seterr(const char *fmt, ...);
 typedef struct lg_cancel {
   int flag;
   double deadline;
+  /* called (on the computing thread) when a kernel finds the token fired,
+   * so that a host can make its interpreter stop too; may be NULL */
+  void (*fired)(void *ctx);
+  void *fired_ctx;
 } lg_cancel;
 void lg_cancel_init(lg_cancel *c);
 lg_cancel *lg_cancel_set_current(lg_cancel *c); /* returns the previous */

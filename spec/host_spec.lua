@@ -75,7 +75,8 @@ describe("embedding lgrad", function()
 
   it("compiles the host programs without warnings", function()
     for _, src in ipairs({ "examples/host_train.c", "tests/host_api_test.c",
-                           "tests/host_threads_test.c" }) do
+                           "tests/host_threads_test.c",
+                           "tests/host_embed_test.c" }) do
       assert.equals("", build(src).warnings)
     end
   end)
@@ -95,6 +96,17 @@ describe("embedding lgrad", function()
     local out, err, code = sh(quote(build("tests/host_api_test.c").exe))
     assert.equals("", err)
     assert.equals(0, code, out)
+    assert.matches("(%d+) passed, 0 failed\n$", out)
+  end)
+
+  -- bad arguments to the C API, errors counted from 0, scripts with
+  -- arguments, interrupts and time limits from another thread, revoked
+  -- memory, checkpoints and tables of tensors read from C
+  it("passes the host developer's checks", function()
+    local out, err, code = sh(quote(build("tests/host_embed_test.c").exe))
+    assert.equals("", err)
+    assert.equals(0, code, out)
+    assert.matches("interrupt latency, LBFGS step: [%d.]+ ms", out)
     assert.matches("(%d+) passed, 0 failed\n$", out)
   end)
 
@@ -170,6 +182,14 @@ describe("embedding lgrad", function()
        function()
       local out, err, code = sh(VALGRIND ..
         quote(build("tests/host_api_test.c").exe))
+      assert.equals(0, code, err)
+      assert.matches("passed, 0 failed\n$", out)
+    end)
+
+    it("reports no errors and no definite leaks for the host checks",
+       function()
+      local out, err, code = sh(VALGRIND ..
+        quote(build("tests/host_embed_test.c").exe))
       assert.equals(0, code, err)
       assert.matches("passed, 0 failed\n$", out)
     end)

@@ -741,14 +741,14 @@ int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
   for (int i = 0; i < nin; i++) {
     grads[i] = NULL;
     if (!inputs[i]->requires_grad) {
-      lg_seterr("grad: input %d does not require grad", i + 1);
+      lg_seterr("grad: input %I does not require grad", (long long)i);
       return -1;
     }
   }
   int k;
   for (k = 0; k < nout; k++) {
     if (!outputs[k]->requires_grad) {
-      lg_seterr("grad: output %d does not require grad", k + 1);
+      lg_seterr("grad: output %I does not require grad", (long long)k);
       break;
     }
     if (grad_outputs && grad_outputs[k]) {
@@ -766,9 +766,9 @@ int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
   if (!rc && !allow_unused)
     for (int i = 0; i < nin; i++)
       if (!grads[i]) {
-        lg_seterr("grad: input %d was not used in the graph (pass "
-                  "allow_unused = true)",
-                  i + 1);
+        lg_seterr("grad: input %I was not used in the graph (pass allow_unused "
+                  "= true)",
+                  (long long)i);
         rc = -1;
       }
   if (rc)

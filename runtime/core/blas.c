@@ -108,17 +108,20 @@ static void gemm_once(lg_dtype d, bool ta, bool tb, int64_t m,
  * when a cancellation token is current, so that a host's interrupt or time
  * limit stops them within one block */
 #define CANCEL_GEMM_WORK ((int64_t)1 << 27)
-#define CANCEL_GEMM_BLOCKS 16
+#define CANCEL_GEMM_BLOCK_WORK ((int64_t)1 << 31) /* 10-20 ms a block */
+#define CANCEL_GEMM_MIN_ROWS 256
 
 void lg_gemm(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
              double alpha, const void *a, int64_t lda, const void *b,
              int64_t ldb, double beta, void *c, int64_t ldc) {
   if (m == 0 || n == 0)
     return;
-  if (lg_cancel_current() && m >= 2 * CANCEL_GEMM_BLOCKS &&
+  if (lg_cancel_current() && m >= 2 * CANCEL_GEMM_MIN_ROWS &&
       m * n > CANCEL_GEMM_WORK / (k > 0 ? k : 1)) {
     size_t es = lg_dtype_size(d);
-    int64_t rows = (m + CANCEL_GEMM_BLOCKS - 1) / CANCEL_GEMM_BLOCKS;
+    int64_t rows = CANCEL_GEMM_BLOCK_WORK / (n * (k > 0 ? k : 1));
+    if (rows < CANCEL_GEMM_MIN_ROWS)
+      rows = CANCEL_GEMM_MIN_ROWS;
     for (int64_t i = 0; i < m; i += rows) {
       if (lg_cancel_check() < 0)
         return; /* the caller's op is cut short; the check after it fails */

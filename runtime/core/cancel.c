@@ -19,6 +19,8 @@ static LG_THREAD lg_cancel *current;
 void lg_cancel_init(lg_cancel *c) {
   __atomic_store_n(&c->flag, 0, __ATOMIC_RELAXED);
   c->deadline = 0;
+  c->fired = NULL;
+  c->fired_ctx = NULL;
 }
 
 lg_cancel *lg_cancel_set_current(lg_cancel *c) {
@@ -57,5 +59,7 @@ int lg_cancel_check(void) {
     return 0;
   lg_seterr("%s",
             s == LG_CANCEL_TIMEOUT ? "time limit exceeded" : "interrupted");
+  if (current->fired)
+    current->fired(current->fired_ctx);
   return -1;
 }

@@ -255,6 +255,8 @@ void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
   }
   in_region = false;
   pthread_mutex_unlock(&pool.busy);
+  if (lg_cancel_current()) /* chunks may have been skipped: tell the owner */
+    (void)lg_cancel_check();
 }
 
 /* when the library is unloaded (lua_close, dlclose, exit): stop and join

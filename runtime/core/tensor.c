@@ -167,8 +167,8 @@ int lg_check_shape(const char *fname, int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) {
-      lg_seterr("%s: negative size %lld in dimension %d", fname,
-                (long long)shape[i], i + 1);
+      lg_seterr("%s: negative size %lld in dimension %I", fname,
+                (long long)shape[i], (long long)i);
       return -1;
     }
     if (shape[i] && n > ((int64_t)1 << 46) / shape[i]) {
@@ -191,8 +191,12 @@ void lg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
 int lg_wrap_dim(const char *fname, int dim, int ndim) {
   int n = ndim ? ndim : 1;
   if (dim < -n || dim >= n) {
-    lg_seterr("%s: dimension %d out of range for a %d-d tensor", fname,
-              dim >= 0 ? dim + 1 : dim, ndim);
+    if (dim >= 0)
+      lg_seterr("%s: dimension %I out of range for a %d-d tensor", fname,
+                (long long)dim, ndim);
+    else /* negative dims read the same in C and Lua */
+      lg_seterr("%s: dimension %d out of range for a %d-d tensor", fname,
+                dim, ndim);
     return -1;
   }
   return dim < 0 ? dim + n : dim;

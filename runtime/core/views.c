@@ -283,7 +283,7 @@ lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
     if ((d[i] = lg_wrap_dim("permute", dims[i], t->ndim)) < 0)
       return NULL;
     if (seen[d[i]]) {
-      lg_seterr("permute: dimension %d repeated", d[i] + 1);
+      lg_seterr("permute: dimension %I repeated", (long long)d[i]);
       return NULL;
     }
     seen[d[i]] = true;
@@ -331,10 +331,10 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
       st[i] = 0;
     } else {
       char b[200];
-      lg_seterr("expand: size %lld of dimension %d of %s is not 1 and "
-                "cannot become %lld",
-                (long long)t->shape[j], j + 1, lg_shape_str(t, b, sizeof b),
-                (long long)want);
+      lg_seterr("expand: size %lld of dimension %I of %s is not 1 and cannot "
+                "become %lld",
+                (long long)t->shape[j], (long long)j,
+                lg_shape_str(t, b, sizeof b), (long long)want);
       return NULL;
     }
   }
@@ -402,10 +402,10 @@ lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
     return NULL;
   }
   if (start < 0 || len < 0 || start + len > t->shape[dim]) {
-    lg_seterr("narrow: range [%lld, %lld] out of bounds for size %lld of "
-              "dimension %d",
-              (long long)start + 1, (long long)(start + len),
-              (long long)t->shape[dim], dim + 1);
+    lg_seterr(
+        "narrow: range [%I, %lld] out of bounds for size %lld of dimension %I",
+        (long long)start, (long long)(start + len), (long long)t->shape[dim],
+        (long long)dim);
     return NULL;
   }
   lg_tensor *v = lg_make_view(t, t->ndim, t->shape, t->strides,
@@ -441,8 +441,8 @@ lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
   if ((dim = lg_wrap_dim("select", dim, t->ndim)) < 0)
     return NULL;
   if (index < 0 || index >= t->shape[dim]) {
-    lg_seterr("select: index %lld out of range for size %lld of dimension %d",
-              (long long)index + 1, (long long)t->shape[dim], dim + 1);
+    lg_seterr("select: index %I out of range for size %lld of dimension %I",
+              (long long)index, (long long)t->shape[dim], (long long)dim);
     return NULL;
   }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];

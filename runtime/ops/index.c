@@ -22,9 +22,9 @@ static int check_index(const char *fname, lg_tensor *idx) {
  * binding's conversion from 1-based wraps (INT64_MAX + 1 is the INT64_MIN
  * the caller gave), without signed overflow */
 static int index_oob(const char *fname, int64_t v, int64_t size, int dim) {
-  lg_seterr("%s: index %lld out of range for size %lld of dimension %d",
-            fname, (long long)(int64_t)((uint64_t)v + 1), (long long)size,
-            dim + 1);
+  lg_seterr("%s: index %lld out of range for size %lld of dimension %I", fname,
+            (long long)(int64_t)((uint64_t)v + 1), (long long)size,
+            (long long)dim);
   return -1;
 }
 
@@ -207,9 +207,9 @@ static int check_gather_shapes(const char *fname, lg_tensor *t, int dim,
   for (int i = 0; i < t->ndim; i++)
     if (i != dim && index->shape[i] > t->shape[i]) {
       char a[200], b[200];
-      lg_seterr("%s: index %s is larger than input %s in dimension %d", fname,
-                lg_shape_str(index, b, sizeof b),
-                lg_shape_str(t, a, sizeof a), i + 1);
+      lg_seterr("%s: index %s is larger than input %s in dimension %I", fname,
+                lg_shape_str(index, b, sizeof b), lg_shape_str(t, a, sizeof a),
+                (long long)i);
       return -1;
     }
   return 0;
@@ -475,9 +475,9 @@ lg_tensor *lg_cat(int n, lg_tensor **ts, int dim) {
       ok = k == dim || t->shape[k] == ref->shape[k];
     if (!ok) {
       char a[200], b[200];
-      lg_seterr("cat: shapes %s and %s do not match outside dimension %d",
+      lg_seterr("cat: shapes %s and %s do not match outside dimension %I",
                 lg_shape_str(ref, a, sizeof a), lg_shape_str(t, b, sizeof b),
-                dim + 1);
+                (long long)dim);
       return NULL;
     }
     total += t->shape[dim];

@@ -155,9 +155,9 @@ static int gather_grad(lg_optim *o, double *out) {
       memset(out + off, 0, (size_t)n * sizeof *out);
     } else {
       if (g->dtype != p->dtype || lg_numel(g) != n || !lg_is_contiguous(g)) {
-        lg_seterr("LBFGS.step: the gradient of parameter %d does not match "
-                  "the parameter (dtype, size) or is not contiguous",
-                  i + 1);
+        lg_seterr("LBFGS.step: the gradient of parameter %I does not match the "
+                  "parameter (dtype, size) or is not contiguous",
+                  (long long)i);
         return -1;
       }
       LG_OPT_TYPED(g->dtype, {

@@ -180,36 +180,37 @@ static int check_param(const lg_optim *o, int index, lg_tensor *t,
                        lg_tensor **list, int n) {
   const char *on = o->kind->name;
   if (!t) {
-    lg_seterr("%s: parameter %d is not a tensor", on, index + 1);
+    lg_seterr("%s: parameter %I is not a tensor", on, (long long)index);
     return -1;
   }
   if (!lg_dtype_is_float(t->dtype)) {
-    lg_seterr("%s: parameter %d has dtype %s; optimizers need float32 or "
+    lg_seterr("%s: parameter %I has dtype %s; optimizers need float32 or "
               "float64 parameters",
-              on, index + 1, lg_dtype_name(t->dtype));
+              on, (long long)index, lg_dtype_name(t->dtype));
     return -1;
   }
   if (!lg_is_contiguous(t)) {
-    lg_seterr("%s: parameter %d is not contiguous (call :contiguous() "
-              "before making it a parameter)",
-              on, index + 1);
+    lg_seterr("%s: parameter %I is not contiguous (call :contiguous() before "
+              "making it a parameter)",
+              on, (long long)index);
     return -1;
   }
   if (t->grad_fn) {
-    lg_seterr("%s: parameter %d is not a leaf tensor (it was computed by "
-              "%s); optimize the leaf it comes from",
-              on, index + 1, lg_grad_fn_name(t));
+    lg_seterr("%s: parameter %I is not a leaf tensor (it was computed by %s); "
+              "optimize the leaf it comes from",
+              on, (long long)index, lg_grad_fn_name(t));
     return -1;
   }
   for (int i = 0; i < o->nparams; i++)
     if (o->params[i].t == t) {
-      lg_seterr("%s: parameter %d is already in parameter group %d", on,
-                index + 1, o->params[i].group + 1);
+      lg_seterr("%s: parameter %I is already in parameter group %I", on,
+                (long long)index, (long long)o->params[i].group);
       return -1;
     }
   for (int i = 0; i < n; i++)
     if (list[i] == t) {
-      lg_seterr("%s: parameter %d appears twice in its group", on, index + 1);
+      lg_seterr("%s: parameter %I appears twice in its group", on,
+                (long long)index);
       return -1;
     }
   if (o->kind->check_param && o->kind->check_param(o, index, t) < 0)
@@ -330,7 +331,8 @@ static lg_opt_extra *find_extra(const lg_opt_group *g, const char *key) {
 
 static int check_group_index(const lg_optim *o, int group, const char *fn) {
   if (group < 0 || group >= o->ngroups) {
-    lg_seterr("%s: %s has no parameter group %d", fn, o->kind->name, group + 1);
+    lg_seterr("%s: %s has no parameter group %I", fn, o->kind->name,
+              (long long)group);
     return -1;
   }
   return 0;
@@ -351,8 +353,8 @@ int lg_optim_get(const lg_optim *o, int group, const char *key, double *v) {
     *v = e->value;
     return 0;
   }
-  lg_seterr("%s: parameter group %d has no key '%s'", o->kind->name, group + 1,
-            key);
+  lg_seterr("%s: parameter group %I has no key '%s'", o->kind->name,
+            (long long)group, key);
   return -1;
 }
 
@@ -505,26 +507,27 @@ static int check_grad(const lg_optim *o, int index, const lg_tensor *p,
                       const lg_tensor *g) {
   const char *on = o->kind->name;
   if (g->dtype != p->dtype) {
-    lg_seterr("%s.step: the gradient of parameter %d has dtype %s, the "
-              "parameter %s",
-              on, index + 1, lg_dtype_name(g->dtype), lg_dtype_name(p->dtype));
+    lg_seterr(
+        "%s.step: the gradient of parameter %I has dtype %s, the parameter %s",
+        on, (long long)index, lg_dtype_name(g->dtype), lg_dtype_name(p->dtype));
     return -1;
   }
   if (lg_numel(g) != lg_numel(p)) {
     char a[200], b[200];
-    lg_seterr("%s.step: the gradient of parameter %d has shape %s, the "
-              "parameter %s",
-              on, index + 1, lg_shape_str(g, a, sizeof a),
-              lg_shape_str(p, b, sizeof b));
+    lg_seterr(
+        "%s.step: the gradient of parameter %I has shape %s, the parameter %s",
+        on, (long long)index, lg_shape_str(g, a, sizeof a),
+        lg_shape_str(p, b, sizeof b));
     return -1;
   }
   if (!lg_is_contiguous(g)) {
-    lg_seterr("%s.step: the gradient of parameter %d is not contiguous", on,
-              index + 1);
+    lg_seterr("%s.step: the gradient of parameter %I is not contiguous", on,
+              (long long)index);
     return -1;
   }
   if (!lg_is_contiguous(p)) {
-    lg_seterr("%s.step: parameter %d is no longer contiguous", on, index + 1);
+    lg_seterr("%s.step: parameter %I is no longer contiguous", on,
+              (long long)index);
     return -1;
   }
   return 0;
@@ -612,7 +615,8 @@ static const lg_state_spec *find_state(const lg_optim *o, const char *key) {
 
 static int check_index(const lg_optim *o, int index, const char *fn) {
   if (index < 0 || index >= o->nparams) {
-    lg_seterr("%s: %s has no parameter %d", fn, o->kind->name, index + 1);
+    lg_seterr("%s: %s has no parameter %I", fn, o->kind->name,
+              (long long)index);
     return -1;
   }
   return 0;
@@ -649,7 +653,8 @@ int lg_optim_state_get(const lg_optim *o, int index, const char *key,
   const lg_opt_param *p = &o->params[index];
   const lg_state_spec *s = find_state(o, key);
   if (!s || !p->has_state) {
-    lg_seterr("state_dict: parameter %d has no state '%s'", index + 1, key);
+    lg_seterr("state_dict: parameter %I has no state '%s'", (long long)index,
+              key);
     return -1;
   }
   switch (s->slot) {
@@ -665,7 +670,8 @@ int lg_optim_state_get(const lg_optim *o, int index, const char *key,
   }
   const void *b = p->buf[s->slot - LG_ST_BUF0];
   if (!b) {
-    lg_seterr("state_dict: parameter %d has no state '%s'", index + 1, key);
+    lg_seterr("state_dict: parameter %I has no state '%s'", (long long)index,
+              key);
     return -1;
   }
   int64_t dims[LG_MAX_DIMS];
@@ -718,15 +724,15 @@ int lg_optim_state_set_tensor(lg_optim *o, int index, const char *key,
   }
   int64_t n = lg_opt_state_numel(p->t, s->shape);
   if (lg_numel(src) != n) {
-    lg_seterr("load_state_dict: state '%s' of parameter %d has %lld "
-              "elements, expected %lld",
-              key, index + 1, (long long)lg_numel(src), (long long)n);
+    lg_seterr("load_state_dict: state '%s' of parameter %I has %lld elements, "
+              "expected %lld",
+              key, (long long)index, (long long)lg_numel(src), (long long)n);
     return -1;
   }
   if (!lg_dtype_is_float(src->dtype) || !lg_is_contiguous(src)) {
-    lg_seterr("load_state_dict: state '%s' of parameter %d must be a "
+    lg_seterr("load_state_dict: state '%s' of parameter %I must be a "
               "contiguous float tensor",
-              key, index + 1);
+              key, (long long)index);
     return -1;
   }
   int k = s->slot - LG_ST_BUF0;

@@ -64,12 +64,12 @@ static char *storage_base(const lg_tensor *t) {
 static int check_float(const char *fname, const char *what, int i,
                        const lg_tensor *t) {
   if (!t) {
-    lg_seterr("%s: parameter %d is NULL", fname, i + 1);
+    lg_seterr("%s: parameter %I is NULL", fname, (long long)i);
     return -1;
   }
   if (t->dtype != LG_FLOAT32 && t->dtype != LG_FLOAT64) {
-    lg_seterr("%s: %s of parameter %d is %s, not floating point", fname, what,
-              i + 1, lg_dtype_name(t->dtype));
+    lg_seterr("%s: %s of parameter %I is %s, not floating point", fname, what,
+              (long long)i, lg_dtype_name(t->dtype));
     return -1;
   }
   return 0;
@@ -152,8 +152,9 @@ int lg_reg_apply(double l1, double l2, int n, lg_tensor **params) {
       return -1;
     if (!lg_same_shape(p, g)) {
       char a[200], b[200];
-      lg_seterr("apply: parameter %d has shape %s but its grad %s", i + 1,
-                lg_shape_str(p, a, sizeof a), lg_shape_str(g, b, sizeof b));
+      lg_seterr("apply: parameter %I has shape %s but its grad %s",
+                (long long)i, lg_shape_str(p, a, sizeof a),
+                lg_shape_str(g, b, sizeof b));
       return -1;
     }
     int64_t m = lg_numel(p);
@@ -260,9 +261,9 @@ int lg_reg_max_norm(double c, int dim, int n, lg_tensor **params) {
     if (p->ndim >= 2) {
       int d = dim < 0 ? dim + p->ndim : dim;
       if (d < 0 || d >= p->ndim) {
-        lg_seterr("MaxNorm: dim %d is out of range for parameter %d with "
-                  "%d dims",
-                  dim + 1, i + 1, p->ndim);
+        lg_seterr(
+            "MaxNorm: dim %I is out of range for parameter %I with %d dims",
+            (long long)dim, (long long)i, p->ndim);
         return -1;
       }
     }
@@ -299,7 +300,7 @@ int lg_reg_max_norm(double c, int dim, int n, lg_tensor **params) {
 static int check_grads(const char *fname, int n, lg_tensor **params) {
   for (int i = 0; i < n; i++) {
     if (!params[i]) {
-      lg_seterr("%s: parameter %d is NULL", fname, i + 1);
+      lg_seterr("%s: parameter %I is NULL", fname, (long long)i);
       return -1;
     }
     if (params[i]->grad &&
