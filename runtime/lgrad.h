@@ -155,6 +155,10 @@ void lg_storage_release(lg_storage *s);
  * storage's tensors (it is NULL). */
 void lg_storage_revoke(lg_storage *s);
 
+/* true for a NULL tensor or one whose memory the host revoked: public
+ * functions refuse both with "NAME: argument N is NULL or revoked" */
+#define LG_UNUSABLE(t) (!(t) || (t)->storage->revoked)
+
 /* ---- tensor lifetime ---- */
 lg_tensor *lg_retain(lg_tensor *t);
 void lg_release(lg_tensor *t);

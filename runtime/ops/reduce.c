@@ -690,6 +690,8 @@ static lg_tensor *softmax_impl(lg_tensor *t, int dim, bool log_out) {
   }
   red_geom g;
   int d = red_geometry(name, t, dim, true, &g);
+  if (d == LG_ALL_DIMS)
+    lg_seterr("%s: needs one dimension, not all of them", name);
   if (d < 0)
     return NULL;
   lg_tensor *c = lg_contiguous(t);
@@ -812,6 +814,8 @@ int lg_max_dim(lg_tensor *t, int dim, bool keepdim, bool is_min,
   *values = *indices = NULL;
   red_geom g;
   int d = red_geometry(name, t, dim, keepdim, &g);
+  if (d == LG_ALL_DIMS)
+    lg_seterr("%s: needs one dimension, not all of them", name);
   if (d < 0)
     return -1;
   if (g.r == 0) {
