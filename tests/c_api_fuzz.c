@@ -28,6 +28,7 @@ static int rnd(int n) { return (int)(next_u64() % (uint64_t)n); }
 #define POOL 24
 static lg_tensor *pool[POOL];
 static float revoked_data[6];
+static lg_tensor *pool_revoked;
 static void drop(void *data, void *ctx) {
   (void)data;
   (void)ctx;
@@ -61,15 +62,16 @@ static lg_tensor *pick(void) {
   int k = rnd(POOL + 3);
   if (k == POOL)
     return NULL;       /* a NULL tensor */
-  if (k == POOL + 1) { /* a revoked one */
-    lg_tensor *r = lg_wrap(LG_FLOAT32, 2, (int64_t[]){2, 3}, NULL, revoked_data,
-                           drop, NULL);
-    if (r)
-      lg_storage_revoke(r->storage);
-    /* kept in slot 0 so it is released later */
-    lg_release(pool[0]);
-    pool[0] = r;
-    return r;
+  if (k == POOL + 1) { /* a revoked one (made once, kept to the end) */
+    static lg_tensor *revoked;
+    if (!revoked) {
+      revoked = lg_wrap(LG_FLOAT32, 2, (int64_t[]){2, 3}, NULL, revoked_data,
+                        drop, NULL);
+      if (revoked)
+        lg_storage_revoke(revoked->storage);
+      pool_revoked = revoked;
+    }
+    return revoked;
   }
   if (k == POOL + 2)
     k = rnd(POOL);
@@ -105,6 +107,17 @@ static int pick_shape(const int64_t **shape) {
 }
 
 static long calls, failures;
+static int current_f;
+static lg_tensor *cur_args[3];
+
+static void describe(const char *what, lg_tensor *t) {
+  char b[200];
+  if (!t)
+    printf("  %s: NULL\n", what);
+  else
+    printf("  %s: %s %s%s\n", what, lg_dtype_name(t->dtype),
+           lg_shape_str(t, b, sizeof b), t->storage->revoked ? " revoked" : "");
+}
 static int nfunctions;
 
 /* a result: released; a failure: must carry a message */
@@ -122,7 +135,10 @@ static void check_t(lg_tensor *t) {
   }
   failures++;
   if (!lg_error()) {
-    printf("a call failed without a message (call %ld)\n", calls);
+    printf("a call failed without a message (call %ld, case %d)\n", calls,
+           current_f);
+    describe("a", cur_args[0]), describe("b", cur_args[1]),
+        describe("c", cur_args[2]);
     exit(1);
   }
 }
@@ -132,13 +148,16 @@ static void check_rc(int rc) {
     return;
   failures++;
   if (!lg_error()) {
-    printf("a call failed without a message (call %ld)\n", calls);
+    printf("a call failed without a message (call %ld, case %d)\n", calls,
+           current_f);
     exit(1);
   }
 }
 
 static void one_call(int f) {
+  current_f = f;
   lg_tensor *a = pick(), *b = pick(), *c = pick();
+  cur_args[0] = a, cur_args[1] = b, cur_args[2] = c;
   const int64_t *shape;
   int nd;
   lg_dtype d = (lg_dtype)(rnd(10) == 0 ? 7 : rnd(LG_NDTYPES));
@@ -511,6 +530,7 @@ int main(int argc, char **argv) {
   }
   for (int i = 0; i < POOL; i++)
     lg_release(pool[i]);
+  lg_release(pool_revoked);
   printf("calls: %ld, failed with a message: %ld, functions: %d\n", calls,
          failures, nfunctions);
   return 0;

@@ -754,6 +754,11 @@ static lg_tensor *default_grad(lg_tensor *root, const char *fname) {
 
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
                 bool create_graph) {
+  if (LG_UNUSABLE(root) || (grad && grad->storage->revoked)) {
+    lg_seterr("lg_backward: argument %d is NULL or revoked",
+              (LG_UNUSABLE(root)) ? 1 : 2);
+    return -1;
+  }
   if (!root->requires_grad) {
     lg_seterr("backward: the tensor does not require grad and has no "
               "grad_fn");
@@ -781,11 +786,22 @@ int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
 int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
             int nin, lg_tensor **inputs, lg_tensor **grads,
             bool retain_graph, bool create_graph, bool allow_unused) {
-  lg_tensor *gs[64];
-  if (nout > 64) {
-    lg_seterr("grad: at most 64 outputs");
+  if (!outputs || !inputs || !grads) {
+    lg_seterr("lg_grad: argument %d is NULL", (!outputs)  ? 2
+                                                         : (!inputs) ? 5
+                                                                     : 6);
     return -1;
   }
+  lg_tensor *gs[64];
+  if (nout > 64 || nout < 1 || nin < 0) {
+    lg_seterr("grad: %s", nout > 64 ? "at most 64 outputs"
+                          : nout < 1 ? "needs at least one output"
+                                     : "a negative number of inputs");
+    return -1;
+  }
+  if (lg_check_list("grad", nout, outputs) < 0 ||
+      lg_check_list("grad", nin, inputs) < 0)
+    return -1;
   for (int i = 0; i < nin; i++) {
     grads[i] = NULL;
     if (!inputs[i]->requires_grad) {

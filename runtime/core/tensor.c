@@ -184,7 +184,9 @@ void lg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
   int64_t s = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     strides[i] = s;
-    s *= shape[i] ? shape[i] : 1;
+    /* wraps (defined) only for shapes holding a 0, whose strides never
+     * address anything */
+    s = (int64_t)((uint64_t)s * (uint64_t)(shape[i] ? shape[i] : 1));
   }
 }
 
@@ -228,6 +230,10 @@ void lg_release(lg_tensor *t) {
 /* ---- creation ---- */
 
 lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_empty: argument %d is NULL", 3);
+    return NULL;
+  }
   if ((unsigned)d >= LG_NDTYPES) {
     lg_seterr("empty: bad dtype");
     return NULL;
@@ -252,6 +258,10 @@ lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_zeros: argument %d is NULL", 3);
+    return NULL;
+  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t)
     memset(t->storage->data, 0, lg_numel(t) * dtype_sizes[d]);
@@ -259,6 +269,10 @@ lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_full(lg_dtype d, int ndim, const int64_t *shape, double v) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_full: argument %d is NULL", 3);
+    return NULL;
+  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t)
     lg_fill_(t, v);
@@ -380,9 +394,17 @@ lg_tensor *lg_empty_shape_of(const lg_tensor *t, lg_dtype d) {
   return lg_empty(d, t->ndim, t->shape);
 }
 lg_tensor *lg_empty_like(const lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_empty_like: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_empty(t->dtype, t->ndim, t->shape);
 }
 lg_tensor *lg_zeros_like(const lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_zeros_like: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_zeros(t->dtype, t->ndim, t->shape);
 }
 
@@ -455,8 +477,9 @@ static int64_t elem_offset(const lg_tensor *t, const int64_t *idx) {
  * first index out of range */
 static int check_index(const char *fname, const lg_tensor *t,
                        const int64_t *idx) {
-  if (!t || (t->ndim > 0 && !idx)) {
-    lg_seterr("%s: argument %d is NULL", fname, t ? 2 : 1);
+  if (LG_UNUSABLE(t) || (t->ndim > 0 && !idx)) {
+    lg_seterr("%s: argument %d is NULL%s", fname, LG_UNUSABLE(t) ? 1 : 2,
+              LG_UNUSABLE(t) ? " or revoked" : "");
     return -1;
   }
   for (int i = 0; i < t->ndim; i++)
@@ -466,6 +489,16 @@ static int check_index(const char *fname, const lg_tensor *t,
                 "of shape %s",
                 fname, (long long)idx[i], (long long)i,
                 lg_shape_str(t, b, sizeof b));
+      return -1;
+    }
+  return 0;
+}
+
+int lg_check_list(const char *fname, int n, lg_tensor *const *ts) {
+  for (int i = 0; i < n; i++)
+    if (LG_UNUSABLE(ts[i])) {
+      lg_seterr("%s: tensor %I of the list is NULL or revoked", fname,
+                (long long)i);
       return -1;
     }
   return 0;
@@ -494,8 +527,8 @@ int lg_set(lg_tensor *t, const int64_t *idx, double v) {
 }
 
 int lg_item_value(const lg_tensor *t, double *out) {
-  if (!t) {
-    lg_seterr("item: argument 1 is NULL");
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("item: argument 1 is NULL or revoked");
     return -1;
   }
   if (lg_numel(t) != 1) {
@@ -530,6 +563,18 @@ void lg_iter_init(lg_iter *it, int ndim, const int64_t *shape, int nops,
                   const int64_t *const *strides) {
   it->nops = nops;
   it->ndim = 0;
+  for (int k = 0; k < 3; k++)
+    it->offs[k] = 0;
+  for (int d = 0; d < ndim; d++)
+    if (shape[d] == 0) { /* nothing to visit (its other dims may be huge) */
+      it->ndim = 1;
+      it->shape[0] = 0;
+      it->counter[0] = 0;
+      for (int k = 0; k < nops; k++)
+        it->strides[k][0] = 0;
+      it->remaining = 0;
+      return;
+    }
   /* drop size-1 dims, coalesce dims that are contiguous for all */
   for (int d = 0; d < ndim; d++) {
     if (shape[d] == 1)

@@ -33,6 +33,10 @@ static const lg_optim_kind *const kinds[] = {&lg_optim_gd,
 /* ---- construction ---- */
 
 lg_optim *lg_optim_new(const char *name) {
+  if (!name) {
+    lg_seterr("lg_optim_new: argument %d is NULL", 1);
+    return NULL;
+  }
   const lg_optim_kind *kind = NULL;
   for (int i = 0; kinds[i]; i++)
     if (!strcmp(kinds[i]->name, name))
@@ -339,6 +343,10 @@ static int check_group_index(const lg_optim *o, int group, const char *fn) {
 }
 
 int lg_optim_get(const lg_optim *o, int group, const char *key, double *v) {
+  if (!o || !key) {
+    lg_seterr("lg_optim_get: argument %d is NULL", (!o) ? 1 : 3);
+    return -1;
+  }
   if (check_group_index(o, group, "lg_optim_get") < 0)
     return -1;
   const lg_opt_group *g = &o->groups[group];
@@ -359,6 +367,10 @@ int lg_optim_get(const lg_optim *o, int group, const char *key, double *v) {
 }
 
 int lg_optim_set(lg_optim *o, int group, const char *key, double v) {
+  if (!o || !key) {
+    lg_seterr("lg_optim_set: argument %d is NULL", (!o) ? 1 : 3);
+    return -1;
+  }
   if (check_group_index(o, group, "lg_optim_set") < 0)
     return -1;
   lg_opt_group *g = &o->groups[group];
@@ -541,6 +553,10 @@ static int run_closure(lg_closure_fn closure, void *ctx, double *loss) {
 }
 
 int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
+  if (!o) {
+    lg_seterr("lg_optim_step: argument %d is NULL", 1);
+    return -1;
+  }
   const char *on = o->kind->name;
   double l = NAN;
   if (o->busy) {
@@ -581,6 +597,10 @@ done:
 }
 
 int lg_optim_zero_grad(lg_optim *o, bool set_to_none) {
+  if (!o) {
+    lg_seterr("lg_optim_zero_grad: argument %d is NULL", 1);
+    return -1;
+  }
   for (int i = 0; i < o->nparams; i++) {
     lg_tensor *t = o->params[i].t, *g = t->grad;
     if (!g)
@@ -765,6 +785,11 @@ void lg_optim_state_clear(lg_optim *o) {
 
 /* the public shorthand: a group with the defaults and a learning rate */
 int lg_optim_add_params(lg_optim *o, int n, lg_tensor **params, double lr) {
+  if (!o || !params) {
+    lg_seterr("lg_optim_add_params: argument %d is NULL",
+              (!o) ? 1 : 3);
+    return -1;
+  }
   double hp[LG_HP_COUNT];
   lg_optim_defaults(o, hp);
   hp[LG_HP_LR] = lr;
