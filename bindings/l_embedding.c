@@ -81,9 +81,9 @@ static int f_embedding_bag(lua_State *L) {
         return luaL_error(L, "%s: padding_idx must be an integer", fn);
       pad = lua_tointeger(L, -1);
       if (pad == 0 || pad > V || pad < -V)
-        return luaL_error(L, "%s: padding_idx %lld out of range for %lld "
+        return luaL_error(L, "%s: padding_idx %I out of range for %I "
                              "embeddings",
-                          fn, (long long)pad, (long long)V);
+                          fn, (lua_Integer)pad, (lua_Integer)V);
       if (pad < 0)
         pad += V + 1;
     }

@@ -312,10 +312,11 @@ done:
 }
 
 /* per-sample weights' gradient: dpsw[i] = <gy[bag(i)], W[idx[i]]> */
-static lg_tensor *psw_grad(const bag_state *s, lg_dtype dt,
+static lg_tensor *psw_grad(const bag_state *s, const lg_tensor *psw,
                            const int64_t *idx, const int64_t *bounds,
-                           int64_t nidx, const void *w, const void *gy) {
-  lg_tensor *out = lg_zeros(dt, 1, &nidx);
+                           const void *w, const void *gy) {
+  lg_dtype dt = psw->dtype;
+  lg_tensor *out = lg_zeros(dt, psw->ndim, psw->shape);
   if (!out)
     return NULL;
   int64_t D = s->D;
@@ -382,7 +383,7 @@ static int bag_backward(lg_node *node, lg_tensor *grad_out,
       rc = -1;
   }
   if (!rc && want_psw &&
-      !(grads[1] = psw_grad(&s, dt, ip, bp, nidx, lg_data_ptr(w),
+      !(grads[1] = psw_grad(&s, extra, ip, bp, lg_data_ptr(w),
                             lg_data_ptr(gy))))
     rc = -1;
   if (!rc && lg_grad_enabled()) {
