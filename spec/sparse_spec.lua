@@ -342,7 +342,7 @@ describe("save and load", function()
     lg.manual_seed(9)
     local w = lg.randn({ 2000, 16 }, { requires_grad = true })
     local opt = lg.optim.SparseAdam({ w }, { lr = 0.01 })
-    for s = 1, 3 do
+    for _ = 1, 3 do
       local idx = lg.randint(1, 2000, { 64 })
       F.embedding_bag(idx, w, ids { 1, 33 }, { sparse = true }):pow(2):sum()
         :backward()
