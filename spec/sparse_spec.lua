@@ -362,3 +362,35 @@ describe("save and load", function()
     os.remove(path)
   end)
 end)
+
+-- ---- metrics and the scenario ------------------------------------------
+
+describe("lg.train.auc", function()
+  it("is the Mann-Whitney statistic with ties counted half", function()
+    -- positives 0.9, 0.5, 0.3 against negatives 0.5, 0.2: 0.9 wins both
+    -- (2), 0.5 ties one and wins one (1.5), 0.3 wins one (1): 4.5 of 6
+    local auc = lg.train.auc(lg.tensor { 0.9, 0.5, 0.3, 0.5, 0.2 },
+                             lg.tensor { 1, 1, 1, 0, 0 })
+    assert.near(4.5 / 6, auc, 1e-15)
+    assert.equal(1, lg.train.auc(lg.tensor { 3, 1 }, lg.tensor { 1, 0 }))
+    assert.is_nil(lg.train.auc(lg.tensor { 3, 1 }, lg.tensor { 1, 1 }))
+    assert.has_error(function() lg.train.auc(lg.ones(2), lg.ones(3)) end,
+      "auc: scores and labels must be 1-d tensors of one length")
+  end)
+end)
+
+describe("recommend_dlrm.lua --small", function()
+  it("trains and prints its AUC beside the true model's", function()
+    local bin = os.getenv("LGRAD_BIN") or "build/lgrad"
+    local p = assert(io.popen("timeout 600 " .. bin
+      .. " scripts/recommend_dlrm.lua --small 2>&1"))
+    local out = p:read("a")
+    assert.is_true(p:close(), out)
+    local auc, true_auc = out:match("held%-out AUC: model ([%d.]+), true "
+                                    .. "model ([%d.]+)")
+    assert.is_not_nil(auc, out)
+    -- 60K impressions: well above chance, below the truth
+    assert.is_true(tonumber(auc) > 0.6, out)
+    assert.is_true(tonumber(true_auc) > tonumber(auc), out)
+  end)
+end)
