@@ -358,14 +358,10 @@ static int bag_backward(lg_node *node, lg_tensor *grad_out,
   if (want_psw && !(w = lg_node_saved(node, SV_WEIGHT)))
     return -1;
   bool was = lg_set_grad_enabled(false);
-  lg_tensor *gy = NULL;
-  if (grad_out->dtype != dt) {
-    lg_tensor *t = lg_to_dtype(grad_out, dt);
-    gy = t ? lg_contiguous(t) : NULL;
-    lg_release(t);
-  } else {
-    gy = lg_contiguous(grad_out);
-  }
+  lg_tensor *t = grad_out->dtype == dt ? lg_retain(grad_out)
+                                       : lg_to_dtype(grad_out, dt);
+  lg_tensor *gy = t ? lg_contiguous(t) : NULL; /* contiguous, weight's dtype */
+  lg_release(t);
   lg_set_grad_enabled(was);
   if (!gy)
     return -1;
