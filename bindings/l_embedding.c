@@ -58,8 +58,9 @@ static int f_embedding_bag(lua_State *L) {
       while (m && modes[i] && strcmp(modes[i], m))
         i++;
       if (!m || !modes[i] || lua_type(L, -1) != LUA_TSTRING)
-        return luaL_error(L, "%s: mode must be \"sum\", \"mean\" or \"max\" "
-                             "(got %s)",
+        return luaL_error(L,
+                          "%s: mode must be \"sum\", \"mean\" or \"max\" "
+                          "(got %s)",
                           fn, luaL_tolstring(L, -1, NULL));
       mode = (lg_bag_mode)i;
     }
@@ -69,8 +70,9 @@ static int f_embedding_bag(lua_State *L) {
     if (!lua_isnil(L, -1)) {
       psw = lgL_totensor(L, -1);
       if (!psw)
-        return luaL_error(L, "%s: per_sample_weights must be a tensor (got "
-                             "%s)",
+        return luaL_error(L,
+                          "%s: per_sample_weights must be a tensor (got "
+                          "%s)",
                           fn, luaL_typename(L, -1));
     }
     lua_pop(L, 1); /* psw stays alive: the options table holds it */
@@ -81,8 +83,9 @@ static int f_embedding_bag(lua_State *L) {
         return luaL_error(L, "%s: padding_idx must be an integer", fn);
       pad = lua_tointeger(L, -1);
       if (pad == 0 || pad > V || pad < -V)
-        return luaL_error(L, "%s: padding_idx %I out of range for %I "
-                             "embeddings",
+        return luaL_error(L,
+                          "%s: padding_idx %I out of range for %I "
+                          "embeddings",
                           fn, (lua_Integer)pad, (lua_Integer)V);
       if (pad < 0)
         pad += V + 1;
@@ -90,8 +93,7 @@ static int f_embedding_bag(lua_State *L) {
     lua_pop(L, 1);
   }
   return lgL_pushresult(
-      L, fn,
-      lg_embedding_bag(w, idx, offsets, psw, mode, pad, sparse, 1));
+      L, fn, lg_embedding_bag(w, idx, offsets, psw, mode, pad, sparse, 1));
 }
 
 void lgL_open_embedding(lua_State *L) {

@@ -333,16 +333,14 @@ static lg_tensor *psw_grad(const bag_state *s, const lg_tensor *psw,
   return out;
 }
 
-static int refuse_twice(lg_node *node, lg_tensor *grad_out,
-                        lg_tensor **grads) {
+static int refuse_twice(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
   lg_seterr("%s: differentiating its gradient again (double backward) is "
             "not supported",
             node->name);
   return -1;
 }
 
-static int bag_backward(lg_node *node, lg_tensor *grad_out,
-                        lg_tensor **grads) {
+static int bag_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
   bag_state s;
   state_get(node, &s);
   lg_tensor *idx = lg_node_saved(node, SV_INDICES);
@@ -358,8 +356,8 @@ static int bag_backward(lg_node *node, lg_tensor *grad_out,
   if (want_psw && !(w = lg_node_saved(node, SV_WEIGHT)))
     return -1;
   bool was = lg_set_grad_enabled(false);
-  lg_tensor *t = grad_out->dtype == dt ? lg_retain(grad_out)
-                                       : lg_to_dtype(grad_out, dt);
+  lg_tensor *t =
+      grad_out->dtype == dt ? lg_retain(grad_out) : lg_to_dtype(grad_out, dt);
   lg_tensor *gy = t ? lg_contiguous(t) : NULL; /* contiguous, weight's dtype */
   lg_release(t);
   lg_set_grad_enabled(was);
@@ -374,13 +372,13 @@ static int bag_backward(lg_node *node, lg_tensor *grad_out,
   if (node->needs_grad[0]) {
     const void *psw = s.has_psw ? lg_data_ptr(extra) : NULL;
     const int64_t *am = s.mode == LG_BAG_MAX ? lg_data_ptr(extra) : NULL;
-    if (!(grads[0] = weight_grad(&s, dt, ip, bp, nidx, psw, am,
-                                 lg_data_ptr(gy))))
+    if (!(grads[0] =
+              weight_grad(&s, dt, ip, bp, nidx, psw, am, lg_data_ptr(gy))))
       rc = -1;
   }
   if (!rc && want_psw &&
-      !(grads[1] = psw_grad(&s, extra, ip, bp, lg_data_ptr(w),
-                            lg_data_ptr(gy))))
+      !(grads[1] =
+            psw_grad(&s, extra, ip, bp, lg_data_ptr(w), lg_data_ptr(gy))))
     rc = -1;
   if (!rc && lg_grad_enabled()) {
     lg_tensor *in[2] = {grad_out, idx};
@@ -456,8 +454,7 @@ fail:
 
 static lg_tensor *bag_op(const char *fn, lg_tensor *weight, lg_tensor *indices,
                          lg_tensor *offsets, lg_tensor *psw, lg_bag_mode mode,
-                         int64_t padding_idx, bool sparse,
-                         int64_t index_base) {
+                         int64_t padding_idx, bool sparse, int64_t index_base) {
   char sa[SHAPE_BUF], sb[SHAPE_BUF];
   if (!lg_dtype_is_float(weight->dtype) || weight->ndim != 2) {
     lg_seterr("%s: weight must be a 2-d float tensor (num_embeddings, dim), "
@@ -489,15 +486,13 @@ static lg_tensor *bag_op(const char *fn, lg_tensor *weight, lg_tensor *indices,
   }
   if (psw) {
     if (mode != LG_BAG_SUM) {
-      lg_seterr("%s: per_sample_weights are only supported for mode 'sum'",
-                fn);
+      lg_seterr("%s: per_sample_weights are only supported for mode 'sum'", fn);
       return NULL;
     }
     if (psw->dtype != weight->dtype || !lg_same_shape(psw, indices)) {
       lg_seterr("%s: per_sample_weights (%s %s) must have the dtype of "
                 "weight (%s) and the shape of indices (%s)",
-                fn, lg_dtype_name(psw->dtype),
-                lg_shape_str(psw, sa, sizeof sa),
+                fn, lg_dtype_name(psw->dtype), lg_shape_str(psw, sa, sizeof sa),
                 lg_dtype_name(weight->dtype),
                 lg_shape_str(indices, sb, sizeof sb));
       return NULL;

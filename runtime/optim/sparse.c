@@ -57,9 +57,9 @@ void lg_opt_rows_free(lg_opt_param *p) {
 
 typedef struct {
   lg_dtype dt;
-  int64_t m;              /* row length */
-  const int64_t *rows;    /* active rows */
-  const int64_t *src;     /* active row -> gradient row, or -1 */
+  int64_t m;           /* row length */
+  const int64_t *rows; /* active rows */
+  const int64_t *src;  /* active row -> gradient row, or -1 */
   void *p, *buf;
   const void *g;
   double lr, momentum, dampening, sign;
@@ -73,13 +73,13 @@ static void sgd_rows_range(void *vc, int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1; u++) {
       real *p = (real *)c->p + c->rows[u] * m;
       real *buf = c->buf ? (real *)c->buf + c->rows[u] * m : NULL;
-      const real *g = c->src[u] >= 0 ? (const real *)c->g + c->src[u] * m
-                                     : NULL;
+      const real *g =
+          c->src[u] >= 0 ? (const real *)c->g + c->src[u] * m : NULL;
       for (int64_t k = 0; k < m; k++) {
         double d = g ? c->sign * g[k] : 0.0;
         if (buf) {
-          double b = c->first ? d
-                              : buf[k] * c->momentum + (1 - c->dampening) * d;
+          double b =
+              c->first ? d : buf[k] * c->momentum + (1 - c->dampening) * d;
           buf[k] = (real)b;
           b = buf[k];
           d = c->nesterov ? d + c->momentum * b : b;
@@ -240,8 +240,7 @@ int lg_adagrad_update_sparse(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
   const double *hp = grp->hp;
   if (refuse_weight_decay(o, grp, p) < 0)
     return -1;
-  if (!p->buf[0] &&
-      !lg_opt_buf(p, 0, lg_numel(p->t), hp[LG_HP_INIT_ACC], NULL))
+  if (!p->buf[0] && !lg_opt_buf(p, 0, lg_numel(p->t), hp[LG_HP_INIT_ACC], NULL))
     return -1;
   p->has_state = true;
   double t = ++p->step;
@@ -319,8 +318,8 @@ static const lg_state_spec sparse_adam_state[] = {
     {"exp_avg_sq", LG_ST_BUF1, LG_SHAPE_PARAM},
     {NULL, 0, 0}};
 
-const lg_optim_kind lg_optim_sparse_adam = {
-    .name = "SparseAdam",
-    .specs = sparse_adam_specs,
-    .state = sparse_adam_state,
-    .update_sparse = sparse_adam_update};
+const lg_optim_kind lg_optim_sparse_adam = {.name = "SparseAdam",
+                                            .specs = sparse_adam_specs,
+                                            .state = sparse_adam_state,
+                                            .update_sparse =
+                                                sparse_adam_update};
