@@ -110,10 +110,12 @@ static void bag_forward_range(void *vc, int64_t b0, int64_t b1) {
     BAG_FWD(double);
 }
 
-/* bags per parallel chunk: about 16K multiply-adds each */
+/* bags per parallel chunk: about 64K multiply-adds each (less work than
+ * two chunks is not worth waking a thread for, least of all on a loaded
+ * machine) */
 static int64_t bag_grain(int64_t nidx, int64_t nbags, int64_t D) {
   int64_t per_bag = (nbags ? nidx / nbags : 1) * D + D;
-  int64_t g = ((int64_t)1 << 14) / (per_bag ? per_bag : 1);
+  int64_t g = ((int64_t)1 << 16) / (per_bag ? per_bag : 1);
   return g < 1 ? 1 : g;
 }
 
@@ -293,7 +295,7 @@ static lg_tensor *weight_grad(const bag_state *s, lg_dtype dt,
                  .gy = gy,
                  .vals = lg_data_ptr(out)};
   int64_t per_row = (nnz ? m / nnz : 1) * D + D;
-  int64_t grain = ((int64_t)1 << 14) / per_row;
+  int64_t grain = ((int64_t)1 << 16) / per_row;
   lg_parallel_for(nnz, grain < 1 ? 1 : grain, rows_range, &rc);
   lg_rowsparse_attach(out, rows, s->V);
 done:

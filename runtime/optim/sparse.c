@@ -29,9 +29,9 @@ static int64_t row_len(const lg_tensor *t) {
   return n;
 }
 
-/* rows per parallel chunk: about 16K elements each */
+/* rows per parallel chunk: about 64K elements each */
 static int64_t row_grain(int64_t m) {
-  int64_t g = ((int64_t)1 << 14) / (m ? m : 1);
+  int64_t g = ((int64_t)1 << 16) / (m ? m : 1);
   return g < 1 ? 1 : g;
 }
 
