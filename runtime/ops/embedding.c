@@ -40,6 +40,15 @@ typedef struct {
 _Static_assert(sizeof(bag_state) <= sizeof(((lg_node *)0)->ival),
                "bag_state must fit in a node's integer slots");
 
+/* Rows of a big table are far apart in memory: each is a cache miss, which
+ * the loops hide by asking for the row PREFETCH_AHEAD entries ahead.
+ * (Index values are checked before any loop runs.) */
+#define PREFETCH_AHEAD 8
+static inline void prefetch_row(const void *p, size_t nbytes) {
+  for (size_t o = 0; o < nbytes; o += 64)
+    __builtin_prefetch((const char *)p + o);
+}
+
 /* saved tensor slots */
 enum { SV_INDICES, SV_BOUNDS, SV_EXTRA, SV_WEIGHT };
 
@@ -62,6 +71,7 @@ typedef struct {
   do {                                                                         \
     const real *W = c->w, *psw = c->psw;                                       \
     real *Y = c->out;                                                          \
+    int64_t nidx = c->bounds[s->nbags];                                        \
     for (int64_t b = b0; b < b1; b++) {                                        \
       real *y = Y + b * D;                                                     \
       int64_t *am = c->argmax ? c->argmax + b * D : NULL;                      \
@@ -76,6 +86,9 @@ typedef struct {
           continue;                                                            \
         int64_t r = c->idx[i] - s->base;                                       \
         const real *w = W + r * D;                                             \
+        if (i + PREFETCH_AHEAD < nidx)                                         \
+          prefetch_row(W + (c->idx[i + PREFETCH_AHEAD] - s->base) * D,         \
+                       D * sizeof(real));                                      \
         if (s->mode == LG_BAG_MAX) {                                           \
           for (int64_t k = 0; k < D; k++)                                      \
             if (count == 0 || w[k] > y[k]) {                                   \

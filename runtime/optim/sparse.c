@@ -29,6 +29,21 @@ static int64_t row_len(const lg_tensor *t) {
   return n;
 }
 
+/* A step's rows lie far apart in a big table, each a cache miss in the
+ * parameter and in every state buffer: the loops ask for the row
+ * PREFETCH_AHEAD positions ahead while they work on this one. */
+#define PREFETCH_AHEAD 8
+static inline void prefetch_rows(const void *a, const void *b, const void *c,
+                                 int64_t row, size_t nbytes) {
+  for (size_t o = 0; o < nbytes; o += 64) {
+    __builtin_prefetch((const char *)a + row * nbytes + o, 1);
+    if (b)
+      __builtin_prefetch((const char *)b + row * nbytes + o, 1);
+    if (c)
+      __builtin_prefetch((const char *)c + row * nbytes + o, 1);
+  }
+}
+
 /* rows per parallel chunk: about 64K elements each */
 static int64_t row_grain(int64_t m) {
   int64_t g = ((int64_t)1 << 16) / (m ? m : 1);
@@ -71,6 +86,9 @@ static void sgd_rows_range(void *vc, int64_t u0, int64_t u1) {
   int64_t m = c->m;
   LG_OPT_TYPED(c->dt, {
     for (int64_t u = u0; u < u1; u++) {
+      if (u + PREFETCH_AHEAD < u1)
+        prefetch_rows(c->p, c->buf, NULL, c->rows[u + PREFETCH_AHEAD],
+                      m * sizeof(real));
       real *p = (real *)c->p + c->rows[u] * m;
       real *buf = c->buf ? (real *)c->buf + c->rows[u] * m : NULL;
       const real *g =
@@ -221,6 +239,9 @@ static void adagrad_rows_range(void *vc, int64_t u0, int64_t u1) {
   int64_t m = c->m;
   LG_OPT_TYPED(c->dt, {
     for (int64_t u = u0; u < u1; u++) {
+      if (u + PREFETCH_AHEAD < u1)
+        prefetch_rows(c->p, c->a, NULL, c->rows[u + PREFETCH_AHEAD],
+                      m * sizeof(real));
       real *p = (real *)c->p + c->rows[u] * m;
       real *sum = (real *)c->a + c->rows[u] * m;
       const real *g = (const real *)c->g + u * m;
@@ -267,6 +288,9 @@ static void sparse_adam_rows_range(void *vc, int64_t u0, int64_t u1) {
     real omb1 = (real)(1 - c->b1), omb2 = (real)(1 - c->b2);
     real eps = (real)c->eps, neg_step = (real)-c->step_size;
     for (int64_t u = u0; u < u1; u++) {
+      if (u + PREFETCH_AHEAD < u1)
+        prefetch_rows(c->p, c->a, c->b, c->rows[u + PREFETCH_AHEAD],
+                      m * sizeof(real));
       real *p = (real *)c->p + c->rows[u] * m;
       real *ma = (real *)c->a + c->rows[u] * m;
       real *va = (real *)c->b + c->rows[u] * m;
