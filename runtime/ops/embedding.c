@@ -24,7 +24,7 @@
 
 #define SHAPE_BUF 192
 
-/* what a bag node keeps besides its saved tensors (in node->ival) */
+/* what a bag node keeps besides its saved tensors (LG_NODE_STATE) */
 typedef struct {
   int64_t mode;   /* lg_bag_mode */
   int64_t pad;    /* padding index in the indices' base, or outside */
@@ -33,12 +33,7 @@ typedef struct {
   int64_t nbags;  /* B */
   int64_t sparse; /* give weight a row-sparse gradient */
   int64_t has_psw;
-  int64_t idx_ndim; /* single mode: the output is (indices.shape..., D) */
-  int64_t idx_shape[LG_MAX_DIMS];
 } bag_state;
-
-_Static_assert(sizeof(bag_state) <= sizeof(((lg_node *)0)->ival),
-               "bag_state must fit in a node's integer slots");
 
 /* Rows of a big table are far apart in memory: each is a cache miss, which
  * the loops hide by asking for the row PREFETCH_AHEAD entries ahead.
@@ -51,10 +46,6 @@ static inline void prefetch_row(const void *p, size_t nbytes) {
 
 /* saved tensor slots */
 enum { SV_INDICES, SV_BOUNDS, SV_EXTRA, SV_WEIGHT };
-
-static void state_get(lg_node *n, bag_state *s) {
-  memcpy(s, n->ival, sizeof *s);
-}
 
 /* ---- forward ---- */
 
@@ -348,16 +339,8 @@ static lg_tensor *psw_grad(const bag_state *s, const lg_tensor *psw,
   return out;
 }
 
-static int refuse_twice(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
-  lg_seterr("%s: differentiating its gradient again (double backward) is "
-            "not supported",
-            node->name);
-  return -1;
-}
-
 static int bag_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
-  bag_state s;
-  state_get(node, &s);
+  bag_state s = *LG_NODE_STATE(node, bag_state);
   lg_tensor *idx = lg_node_saved(node, SV_INDICES);
   lg_tensor *bounds = idx ? lg_node_saved(node, SV_BOUNDS) : NULL;
   if (!bounds)
@@ -395,15 +378,10 @@ static int bag_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
       !(grads[1] =
             psw_grad(&s, extra, ip, bp, lg_data_ptr(w), lg_data_ptr(gy))))
     rc = -1;
-  if (!rc && lg_grad_enabled()) {
-    lg_tensor *in[2] = {grad_out, idx};
-    for (int i = 0; i < node->ninputs; i++)
-      if (grads[i] && !grads[i]->grad_fn)
-        lg_record(grads[i], node->name, refuse_twice, 2, in);
-  }
   lg_release(gy);
   return rc;
 }
+ONCE_DIFFERENTIABLE(bag_backward)
 
 /* ---- checks ---- */
 
@@ -561,20 +539,18 @@ static lg_tensor *bag_op(const char *fn, lg_tensor *weight, lg_tensor *indices,
                      .D = D,
                      .nbags = B,
                      .sparse = sparse,
-                     .has_psw = psw != NULL,
-                     .idx_ndim = indices->ndim},
+                     .has_psw = psw != NULL},
                .idx = ip,
                .bounds = lg_data_ptr(bounds),
                .w = lg_data_ptr(wc),
                .psw = pc ? lg_data_ptr(pc) : NULL,
                .out = lg_data_ptr(y),
                .argmax = argmax ? lg_data_ptr(argmax) : NULL};
-  memcpy(c.s.idx_shape, indices->shape, sizeof(int64_t) * indices->ndim);
   lg_parallel_for(B, bag_grain(nidx, B, D), bag_forward_range, &c);
   lg_tensor *inputs[2] = {weight, psw};
-  lg_node *node = lg_record(y, fn, bag_backward, psw ? 2 : 1, inputs);
+  lg_node *node = lg_record(y, fn, bag_backward_once, psw ? 2 : 1, inputs);
   if (node) {
-    memcpy(node->ival, &c.s, sizeof c.s);
+    *LG_NODE_STATE(node, bag_state) = c.s;
     node->input_dtype = weight->dtype;
     if (lg_node_save(node, ic) || lg_node_save(node, bounds) ||
         (mode == LG_BAG_MAX && lg_node_save(node, argmax)) ||

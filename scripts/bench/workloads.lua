@@ -1,6 +1,8 @@
 -- The lgrad side of the side-by-side benchmark: the workloads of
 -- ../shared/bench/WORKLOADS.md, written as a user of lg.F and lg.optim
 -- would write them.  Usage: lgrad workloads.lua WORKLOAD [--threads N]
+-- [--steps N] (scalar-sgd's and dlrm-sparse's step count, for
+-- scripts/bench/step_instr.sh) [--rows N] (dlrm-sparse's table size)
 -- Prints one line of JSON, as peers/torch_bench.py does.
 local lg = require "lgrad"
 
@@ -47,9 +49,9 @@ end
 
 local W = {}
 
-function W.scalar_sgd()
+function W.scalar_sgd(steps)
   local g = lg.Generator(0)
-  local n = 10000
+  local n = steps or 10000
   local xs = lg.randn(n, {generator = g}):totable()
   local es = lg.randn(n, {generator = g}):totable()
   local w = lg.zeros({}, {requires_grad = true})
@@ -196,9 +198,9 @@ end
 -- 13-64-16, dot-product interactions, top MLP 52-64-32-1, Adam, BCE
 local bench_rows = 1000000
 
-function W.dlrm_sparse()
+function W.dlrm_sparse(nsteps)
   lg.manual_seed(0)
-  local T, B, D, NF, steps, warm = bench_rows, 2048, 16, 8, 50, 5
+  local T, B, D, NF, steps, warm = bench_rows, 2048, 16, 8, nsteps or 50, 5
   local F = lg.F
   local tables = {}
   for f = 1, NF do
@@ -267,10 +269,11 @@ function W.dlrm_sparse()
 end
 
 local name = arg[1]
-local threads = 2
+local threads, steps = 2, nil
 for i = 2, #arg do
   if arg[i] == "--threads" then threads = tonumber(arg[i + 1]) end
   if arg[i] == "--rows" then bench_rows = math.tointeger(tonumber(arg[i + 1])) end
+  if arg[i] == "--steps" then steps = tonumber(arg[i + 1]) end
 end
 local fn = name and W[name:gsub("-", "_")]
 if not fn then
@@ -278,7 +281,7 @@ if not fn then
   os.exit(2)
 end
 lg.set_num_threads(threads)
-local r = fn()
+local r = fn(steps)
 r.workload = name
 r.threads = threads
 r.peer = "lgrad-" .. lg.version
