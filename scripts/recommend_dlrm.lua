@@ -22,7 +22,7 @@ local F = lg.F
 
 local S = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or "scripts")
   .. "/scenario.lua")
-local o = S.options(arg, { train = 2000000, test = 200000, epochs = 2,
+local o = S.options(arg, { train = 2000000, test = 200000, epochs = 1,
   batch = 2048, dim = 16, zipf = 1.2, lr = 1e-3, sparse_lr = 0.01,
   seed = 1 })
 local sizes = { 100000, 200000, 300000, 500000, 800000, 1200000, 1600000,
