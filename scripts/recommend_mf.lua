@@ -102,8 +102,8 @@ local test = lg.data.DataLoader(lg.data.TensorDataset(xte, yte),
   { batch_size = ntest })
 
 -- training ratings per user and per item
-local function counts(col, n)
-  return lg.zeros(n):index_add(1, xtr:select(2, col), lg.ones(ntrain))
+local function counts(col, size)
+  return lg.zeros(size):index_add(1, xtr:select(2, col), lg.ones(ntrain))
 end
 local n_user, n_item = counts(1, U), counts(2, I)
 
