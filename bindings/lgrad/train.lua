@@ -37,6 +37,29 @@ local is_tensor = lg.is_tensor
 local clock = lg.clock or os.clock
 local inf = math.huge
 
+-- lg.dist when this process is one of several ranks (mpirun), else nil
+local function dist_world()
+  local d = package.loaded["lgrad.dist"]
+  if d and d.active() then return d end
+end
+
+-- the numbers of an epoch's logs (not lr, time) averaged over the ranks;
+-- DataLoader{distributed = true} gives every rank as many samples
+local function average_logs(dist, logs)
+  local keys, vals = {}, {}
+  for k, v in pairs(logs) do
+    if type(v) == "number" and k ~= "lr" and k ~= "time" then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  if #keys == 0 then return end
+  for i, k in ipairs(keys) do vals[i] = logs[k] end
+  local t = dist.all_reduce(lg.tensor(vals, { dtype = lg.float64 }),
+    { op = "mean" }):totable()
+  for i, k in ipairs(keys) do logs[k] = t[i] end
+end
+
 ---------------------------------------------------------------------------
 -- metrics
 
@@ -50,6 +73,40 @@ function M.accuracy(output, target)
   local pred = output:argmax(-1)
   if target:dim() == output:dim() then target = target:argmax(-1) end
   return pred:eq(target):sum():item() / pred:numel()
+end
+
+--- The area under the ROC curve of scores (1-d, higher means positive)
+-- against labels (1-d, positive where > 0.5): the probability that a random
+-- positive scores above a random negative, ties counting one half (the
+-- Mann-Whitney statistic, as sklearn's roc_auc_score).  nil when labels
+-- hold one class only.
+function M.auc(scores, labels)
+  if not is_tensor(scores) or not is_tensor(labels) or scores:dim() ~= 1
+      or labels:dim() ~= 1 or scores:numel() ~= labels:numel() then
+    error("auc: scores and labels must be 1-d tensors of one length", 2)
+  end
+  local sorted, order = lg.no_grad(function()
+    return scores:detach():double():sort(1)
+  end)
+  local s = sorted:totable()
+  local pos = labels:index_select(1, order):gt(0.5):totable()
+  local n, npos, rank_sum = #s, 0, 0.0
+  local i = 1
+  while i <= n do
+    local j = i
+    while j < n and s[j + 1] == s[i] do j = j + 1 end
+    local mid = (i + j) / 2 -- the mean rank of a run of ties
+    for k = i, j do
+      if pos[k] then
+        npos = npos + 1
+        rank_sum = rank_sum + mid
+      end
+    end
+    i = j + 1
+  end
+  local nneg = n - npos
+  if npos == 0 or nneg == 0 then return nil end
+  return (rank_sum - npos * (npos + 1) / 2) / (npos * nneg)
 end
 
 -- a metric given as a function or a name of one in this module
@@ -268,6 +325,8 @@ function M.fit(o)
     tty, progress = true, true
   end
   local out = lg.output or io.stdout
+  local dist = dist_world()
+  if dist and not dist.is_main() then progress = false end
 
   local history = { loss = {}, val_loss = {}, lr = {}, time = {} }
   for _, m in ipairs(metrics) do history[m[1]] = {} end
@@ -349,6 +408,7 @@ function M.fit(o)
         logs[m[1]] = count > 0 and msums[i] / count or 0 / 0
       end
     end
+    if dist then average_logs(dist, logs) end
     if sched and not per_batch then
       sched:step(logs.val_loss or logs.loss)
     end
@@ -502,6 +562,10 @@ function Checkpoint:on_epoch_end(state)
     value.optimizer = state.optimizer:state_dict()
   end
   if v ~= nil then value[self.monitor] = v end
+  -- every rank took part in the state dicts (a ZeroOptimizer gathers);
+  -- rank 1 alone writes
+  local dist = dist_world()
+  if dist and not dist.is_main() then return end
   local ok, err = lg.save(path, value)
   if ok == nil and err then
     error("Checkpoint: " .. tostring(err), 0)
@@ -523,6 +587,9 @@ function M.CSVLogger(o)
 end
 
 function CSVLogger:on_train_begin()
+  local dist = dist_world()
+  self.silent = dist and not dist.is_main()
+  if self.silent then return end
   local f, err = io.open(self.path, self.append and "a" or "w")
   if not f then error("CSVLogger: " .. tostring(err), 0) end
   self.file, self.columns = f, nil
@@ -530,6 +597,7 @@ function CSVLogger:on_train_begin()
 end
 
 function CSVLogger:on_epoch_end(state)
+  if self.silent then return end
   local logs = state.logs
   if not self.columns then
     local cols = { "loss" }
