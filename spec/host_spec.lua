@@ -110,6 +110,23 @@ describe("embedding lgrad", function()
     assert.matches("(%d+) passed, 0 failed\n$", out)
   end)
 
+  -- the C-API fuzzer: random tensors, NULLs, revoked tensors, dims and
+  -- indices out of range, NaN and infinities, bad enums into every public
+  -- function; each call returns a result or fails with a message (under
+  -- make sanitize, ASan and UBSan halt on the first report)
+  it("survives 20,000 random calls to the public C functions", function()
+    local b = build("tests/c_api_fuzz.c", true)
+    assert.equals("", b.warnings)
+    local out, err, code = sh("timeout 600 " .. quote(b.exe) .. " 20000 1")
+    assert.equals(0, code, out .. err)
+    local calls, failed, fns = out:match(
+      "calls: (%d+), failed with a message: (%d+), functions: (%d+)")
+    assert.truthy(calls, out)
+    assert.is_true(tonumber(calls) >= 20000)
+    assert.is_true(tonumber(failed) > 0 and tonumber(failed) < tonumber(calls))
+    assert.is_true(tonumber(fns) >= 80)
+  end)
+
   it("trains from host memory and infers in C from the weights", function()
     local out, err, code = sh(quote(build("examples/host_train.c").exe) ..
                               " examples/host_train.lua")

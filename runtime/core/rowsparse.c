@@ -14,6 +14,11 @@
 
 lg_tensor *lg_rowsparse_attach(lg_tensor *values, lg_tensor *rows,
                                int64_t dim0) {
+  if (LG_UNUSABLE(values) || LG_UNUSABLE(rows)) {
+    lg_seterr("lg_rowsparse_attach: argument %d is NULL or revoked",
+              (LG_UNUSABLE(values)) ? 1 : 2);
+    return NULL;
+  }
   if (!values || !rows)
     return NULL;
   lg_release(values->sparse_rows);
@@ -39,6 +44,10 @@ static lg_tensor *values_of(const lg_tensor *g) {
 }
 
 lg_tensor *lg_rowsparse_to_dense(const lg_tensor *g) {
+  if ((g && g->storage->revoked)) {
+    lg_seterr("lg_rowsparse_to_dense: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   int64_t shape[LG_MAX_DIMS];
   memcpy(shape, g->shape, sizeof(int64_t) * g->ndim);
   shape[0] = g->sparse_dim0;
@@ -85,6 +94,11 @@ static bool same_dense_shape(const lg_tensor *a, const lg_tensor *b) {
 }
 
 lg_tensor *lg_rowsparse_add(const lg_tensor *a, const lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_rowsparse_add: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 2);
+    return NULL;
+  }
   if (!same_dense_shape(a, b)) {
     lg_seterr("sparse gradient: adding gradients of different shapes or "
               "dtypes");
@@ -140,6 +154,11 @@ lg_tensor *lg_rowsparse_add(const lg_tensor *a, const lg_tensor *b) {
 }
 
 int lg_rowsparse_add_into(lg_tensor *dense, const lg_tensor *sp) {
+  if (LG_UNUSABLE(dense) || LG_UNUSABLE(sp)) {
+    lg_seterr("lg_rowsparse_add_into: argument %d is NULL or revoked",
+              (LG_UNUSABLE(dense)) ? 1 : 2);
+    return -1;
+  }
   bool fits = dense->dtype == sp->dtype && dense->ndim == sp->ndim &&
               dense->shape[0] == sp->sparse_dim0 && lg_is_contiguous(dense);
   for (int i = 1; fits && i < sp->ndim; i++)
@@ -171,6 +190,11 @@ int lg_rowsparse_add_into(lg_tensor *dense, const lg_tensor *sp) {
 }
 
 int lg_grad_accumulate(lg_tensor **acc, lg_tensor *g) {
+  if (!acc || (g && g->storage->revoked)) {
+    lg_seterr("lg_grad_accumulate: argument %d is NULL or revoked",
+              (!acc) ? 1 : 2);
+    return -1;
+  }
   lg_tensor *a = *acc;
   if (!a) {
     *acc = lg_retain(g);

@@ -577,6 +577,16 @@ lg_tensor *lg_embedding_bag(lg_tensor *weight, lg_tensor *indices,
                             lg_tensor *offsets, lg_tensor *per_sample_weights,
                             lg_bag_mode mode, int64_t padding_idx, bool sparse,
                             int64_t index_base) {
+  if ((weight && weight->storage->revoked) ||
+      (indices && indices->storage->revoked) || LG_UNUSABLE(offsets) ||
+      LG_UNUSABLE(per_sample_weights)) {
+    lg_seterr("lg_embedding_bag: argument %d is NULL or revoked",
+              ((weight && weight->storage->revoked))     ? 1
+              : ((indices && indices->storage->revoked)) ? 2
+              : (LG_UNUSABLE(offsets))                   ? 3
+                                                         : 4);
+    return NULL;
+  }
   if (mode != LG_BAG_SUM && mode != LG_BAG_MEAN && mode != LG_BAG_MAX) {
     lg_seterr("embedding_bag: mode must be sum, mean or max");
     return NULL;
@@ -588,6 +598,12 @@ lg_tensor *lg_embedding_bag(lg_tensor *weight, lg_tensor *indices,
 lg_tensor *lg_embedding_rows(lg_tensor *indices, lg_tensor *weight,
                              int64_t padding_idx, bool sparse,
                              int64_t index_base) {
+  if ((indices && indices->storage->revoked) ||
+      (weight && weight->storage->revoked)) {
+    lg_seterr("lg_embedding_rows: argument %d is NULL or revoked",
+              ((indices && indices->storage->revoked)) ? 1 : 2);
+    return NULL;
+  }
   return bag_op("embedding", weight, indices, NULL, NULL, LG_BAG_SINGLE,
                 padding_idx, sparse, index_base);
 }
