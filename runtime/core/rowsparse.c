@@ -44,7 +44,7 @@ static lg_tensor *values_of(const lg_tensor *g) {
 }
 
 lg_tensor *lg_rowsparse_to_dense(const lg_tensor *g) {
-  if ((g && g->storage->revoked)) {
+  if (LG_UNUSABLE(g)) {
     lg_seterr("lg_rowsparse_to_dense: argument %d is NULL or revoked", 1);
     return NULL;
   }

@@ -577,14 +577,14 @@ lg_tensor *lg_embedding_bag(lg_tensor *weight, lg_tensor *indices,
                             lg_tensor *offsets, lg_tensor *per_sample_weights,
                             lg_bag_mode mode, int64_t padding_idx, bool sparse,
                             int64_t index_base) {
-  if ((weight && weight->storage->revoked) ||
-      (indices && indices->storage->revoked) || LG_UNUSABLE(offsets) ||
-      LG_UNUSABLE(per_sample_weights)) {
+  if (LG_UNUSABLE(weight) || LG_UNUSABLE(indices) ||
+      (offsets && offsets->storage->revoked) ||
+      (per_sample_weights && per_sample_weights->storage->revoked)) {
     lg_seterr("lg_embedding_bag: argument %d is NULL or revoked",
-              ((weight && weight->storage->revoked))     ? 1
-              : ((indices && indices->storage->revoked)) ? 2
-              : (LG_UNUSABLE(offsets))                   ? 3
-                                                         : 4);
+              LG_UNUSABLE(weight) ? 1 : LG_UNUSABLE(indices) ? 2
+                                    : (offsets && offsets->storage->revoked)
+                                        ? 3
+                                        : 4);
     return NULL;
   }
   if (mode != LG_BAG_SUM && mode != LG_BAG_MEAN && mode != LG_BAG_MAX) {
