@@ -202,14 +202,6 @@ local function attach(layers, retain, training_only)
   end
 end
 
-local function detach_hooks(layers)
-  for _, L in ipairs(layers) do
-    if L.handle then L.handle.remove() end
-    L.handle = nil
-    L.calls = {}
-  end
-end
-
 -- per-sample gradients by parameter from the layers' calls: grad_of(li,
 -- i, call) gives the output gradient of layer li's call i (or nil), scale
 -- multiplies it
@@ -322,7 +314,10 @@ function M.per_sample_grads(model, loss_fn, x, y, opts)
     -- more calls than lg.grad takes: the outputs retain their gradients
     -- through one backward, the parameters' .grad are put back after it
     local saved = {}
-    for i, p in ipairs(params) do saved[i] = p.grad or false end
+    for i, p in ipairs(params) do
+      saved[i] = p.grad or false
+      p.grad = nil   -- backward may accumulate into a .grad in place
+    end
     for _, o in ipairs(outs) do o:retain_grad() end
     local bok, berr = pcall(loss.backward, loss)
     for i, p in ipairs(params) do p.grad = saved[i] or nil end
@@ -451,6 +446,8 @@ local function log_a_int(q, sigma, alpha)
   return log_a
 end
 
+local MAX_TERMS = 100000
+
 local function log_a_frac(q, sigma, alpha)
   local a0, a1 = -huge, -huge
   local z0 = sigma * sigma * log(1 / q - 1) + 0.5
@@ -474,12 +471,28 @@ local function log_a_frac(q, sigma, alpha)
     end
     i = i + 1
     if math.max(s0, s1) < -30 then break end
+    if i >= MAX_TERMS then
+      error(fmt("rdp: the series at order %g did not converge in %d terms "
+        .. "(sample_rate %g, noise_multiplier %g)", alpha, MAX_TERMS, q,
+        sigma), 0)
+    end
   end
   return log_add(a0, a1)
 end
 
 --- The RDP of one step of the sampled Gaussian mechanism at order alpha.
 function M.rdp(q, sigma, alpha)
+  if type(q) ~= "number" or not (q >= 0 and q <= 1) then
+    error("rdp: sample_rate must be in [0, 1] (got " .. tostring(q) .. ")", 2)
+  end
+  if type(sigma) ~= "number" or not (sigma >= 0) then
+    error("rdp: noise_multiplier must be a number >= 0 (got "
+      .. tostring(sigma) .. ")", 2)
+  end
+  if type(alpha) ~= "number" or not (alpha > 1) then
+    error("rdp: the order alpha must be a number > 1 (got " .. tostring(alpha)
+      .. ")", 2)
+  end
   if q == 0 then return 0 end
   if sigma == 0 then return huge end
   if q == 1 then return alpha / (2 * sigma * sigma) end
@@ -520,13 +533,31 @@ local function check_noise(fname, sigma)
   end
 end
 
+-- one step's RDP at each default order, by "sigma|q" (a few hundred
+-- entries at most: a run has a handful of settings)
+local rdp_cache, rdp_cached = {}, 0
+local function rdp_vector(sigma, q, orders)
+  local key = fmt("%.17g|%.17g", sigma, q)
+  local v = orders == ORDERS and rdp_cache[key]
+  if v then return v end
+  v = {}
+  for i, a in ipairs(orders) do v[i] = M.rdp(q, sigma, a) end
+  if orders == ORDERS then
+    if rdp_cached >= 512 then rdp_cache, rdp_cached = {}, 0 end
+    rdp_cache[key], rdp_cached = v, rdp_cached + 1
+  end
+  return v
+end
+
 -- epsilon and the best order for history {{sigma, q, steps}...}
 local function privacy_spent(history, delta, orders)
   orders = orders or ORDERS
+  local vecs = {}
+  for k, h in ipairs(history) do vecs[k] = rdp_vector(h[1], h[2], orders) end
   local best, best_alpha = huge, nil
-  for _, a in ipairs(orders) do
+  for i, a in ipairs(orders) do
     local r = 0
-    for _, h in ipairs(history) do r = r + M.rdp(h[2], h[1], a) * h[3] end
+    for k, h in ipairs(history) do r = r + vecs[k][i] * h[3] end
     local eps = r - (log(delta) + log(a)) / (a - 1) + log((a - 1) / a)
     if eps == eps and eps < best then best, best_alpha = eps, a end
   end
@@ -654,6 +685,33 @@ DPOptimizer.__index = function(self, k)
   return rawget(self, "original_optimizer")[k]
 end
 
+-- Linear on (B, in) inputs called once needs no per-sample gradient to
+-- be clipped (ghost clipping, Li et al. 2021; Opacus's fast gradient
+-- clipping): sample b's gradient g_b x_b^T has the norm |g_b| |x_b|, and
+-- the clipped sum is one product (f * G)^T X
+local ghost = {}
+ghost[nn.Linear] = {
+  norm2 = function(m, x, g)
+    local gg = (g * g):sum(2)
+    local s = gg * (x * x):sum(2)
+    if m.bias then s = s + gg end
+    return s
+  end,
+  clipped_sum = function(m, x, gf)
+    local r = { weight = lg.matmul(gf:t(), x) }
+    if m.bias then r.bias = gf:sum(1) end
+    return r
+  end,
+}
+
+local function ghost_of(L)
+  local gr = ghost[getmetatable(L.module)]
+  if not gr or L.shared or #L.calls ~= 1 then return nil end
+  local call = L.calls[1]
+  if call[1]:dim() ~= 2 or not call[2].grad then return nil end
+  return gr
+end
+
 -- the per-sample gradients of the last forward and backward: clipped to
 -- max_grad_norm as one flat vector per sample, summed, noised, scaled
 function DPOptimizer:_privatize()
@@ -665,34 +723,53 @@ function DPOptimizer:_privatize()
     end
   end
   local scale = self.loss_reduction == "mean" and B or 1
-  local acc = collect(layers, function(_, _, call) return call[2].grad end,
-    scale)
+  local ghosts = {}
+  for li, L in ipairs(layers) do ghosts[li] = ghost_of(L) or false end
+  local acc = collect(layers, function(li, _, call)
+    return not ghosts[li] and call[2].grad or nil
+  end, scale)
   local std = self.noise_multiplier * C
   local prev = lg.set_grad_enabled(false)
   local ok, err = pcall(function()
-    local factor
-    if B > 0 then
-      local sq
-      for _, p in ipairs(self._params) do
-        local gs = acc[p]
-        if gs then
-          local s = (gs * gs):reshape(B, -1):sum(2)
-          sq = sq and sq + s or s
-        end
-      end
-      if sq then
-        factor = (C / (sq:sqrt() + 1e-6)):clamp(0, 1)
-        self.last_clip_fraction = factor:lt(1):sum():item() / B
+    local sq
+    local function add(s) sq = sq and sq + s or s end
+    for li, gr in ipairs(ghosts) do
+      if gr then
+        local L = layers[li]
+        local x, g = L.calls[1][1], L.calls[1][2].grad
+        if scale ~= 1 then g = g * scale end
+        L.ghost_g = g
+        add(gr.norm2(L.module, x, g))
       end
     end
     for _, p in ipairs(self._params) do
       local gs = acc[p]
-      local g
-      if gs and factor then
+      if gs then add((gs * gs):reshape(B, -1):sum(2)) end
+    end
+    local factor
+    if sq then
+      factor = (C / (sq:sqrt() + 1e-6)):clamp(0, 1)
+      self.last_clip_fraction = factor:lt(1):sum():item() / B
+    end
+    local sums = {}
+    for li, gr in ipairs(ghosts) do
+      if gr then
+        local L = layers[li]
+        local g = L.ghost_g
+        L.ghost_g = nil
+        local r = gr.clipped_sum(L.module, L.calls[1][1],
+          g * factor:to(g:dtype()):view(B, 1))
+        for _, e in ipairs(L.params) do sums[e[2]] = r[e[1]] end
+      end
+    end
+    for _, p in ipairs(self._params) do
+      local gs = acc[p]
+      local g = sums[p]
+      if not g and gs and factor then
         local shape = { B }
         for _ = 2, gs:dim() do shape[#shape + 1] = 1 end
         g = (gs * factor:to(gs:dtype()):view(shape)):sum(1)
-      else
+      elseif not g then
         g = lg.zeros(p:shape(), { dtype = p:dtype() })
       end
       if std > 0 then
@@ -822,9 +899,19 @@ function PrivacyEngine:make_private(o)
   check_noise(fname, o.noise_multiplier)
   local model, loader = o.model, o.data_loader
   local layers = layers_of(fname, model)
-  local params = {}
+  local params, owner = {}, {}
   for _, L in ipairs(layers) do
-    for _, e in ipairs(L.params) do params[#params + 1] = e[2] end
+    for _, e in ipairs(L.params) do
+      local p = e[2]
+      if owner[p] then
+        -- a parameter shared by two layers: their per-sample gradients
+        -- add up before clipping
+        L.shared, owner[p].shared = true, true
+      else
+        owner[p] = L
+        params[#params + 1] = p
+      end
+    end
   end
   local n = #loader.dataset
   local seed = o.seed
