@@ -76,6 +76,12 @@ lg.plot.heatmap { panels = panels, columns = 5, cell = 4, path = path,
     .. "against)" }
 print("heat maps: " .. path)
 
+local dscore = lg.no_grad(function()
+  local idx = target:view(n, 1)
+  return (model(x):gather(2, idx) - model(lg.zeros_like(x)):gather(2, idx))
+    :abs():mean():item()
+end)
+print(string.format("mean |f(x) - f(0)| of the target score: %.3f", dscore))
 for _, method in ipairs { "riemann_trapezoid", "gausslegendre" } do
   local parts = {}
   for _, steps in ipairs { 16, 64, 256 } do

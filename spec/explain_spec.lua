@@ -6,16 +6,8 @@ local lg = require "lgrad"
 local E = lg.explain
 local nn = lg.nn
 
-local function err_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(e)
-end
-
-local function has(s, sub)
-  assert.is_truthy(s:find(sub, 1, true),
-    string.format("%q does not contain %q", s, sub))
-end
+local helpers = require "helpers"
+local err_of, has = helpers.err_of, helpers.has
 
 local function maxdiff(a, b) return (a - b):abs():max():item() end
 

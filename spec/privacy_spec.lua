@@ -8,16 +8,8 @@ local nn = lg.nn
 
 local fixture = dofile("spec/fixtures/privacy.lua")
 
-local function err_of(fn, ...)
-  local ok, e = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  return tostring(e)
-end
-
-local function has(s, sub)
-  assert.is_truthy(s:find(sub, 1, true),
-    string.format("%q does not contain %q", s, sub))
-end
+local helpers = require "helpers"
+local err_of, has = helpers.err_of, helpers.has
 
 local function maxdiff(a, b)
   return (a - b):abs():max():item()
@@ -315,7 +307,7 @@ describe("DP-SGD", function()
     local ds = problem(400)
     local loader = lg.data.DataLoader(ds, { sample_rate = 0.05, seed = 3 })
     assert.are.equal(20, #loader)
-    local sizes, total, seen = {}, 0, {}
+    local sizes, total = {}, 0
     for _ = 1, 5 do
       local n = 0
       for xb, yb in loader:iter() do
@@ -325,7 +317,6 @@ describe("DP-SGD", function()
         total = total + xb:size(1)
       end
       assert.are.equal(20, n)
-      seen[#seen + 1] = total
     end
     local distinct = 0
     for _ in pairs(sizes) do distinct = distinct + 1 end
@@ -545,5 +536,30 @@ describe("dp_fmnist scenario", function()
       assert.is_not_nil(a, out)
       assert.is_true(tonumber(e) <= tonumber(target) + 1e-9, out)
     end
+  end)
+end)
+
+describe("Module:register_forward_hook", function()
+  it("sees each call's inputs and outputs until removed", function()
+    local m = nn.Linear(3, 2)
+    local seen = {}
+    local h = m:register_forward_hook(function(mod, args, out)
+      seen[#seen + 1] = { mod, args.n, args[1], out }
+    end)
+    local x = lg.randn(4, 3)
+    local y = m(x)
+    assert.are.equal(1, #seen)
+    assert.are.equal(m, seen[1][1])
+    assert.are.equal(1, seen[1][2])
+    assert.are.equal(x, seen[1][3])
+    assert.are.equal(y, seen[1][4])
+    h.remove()
+    m(x)
+    assert.are.equal(1, #seen)
+    -- hooks stay out of parameters and state dicts
+    assert.are.equal(2, #m:parameters())
+    assert.is_nil(m:state_dict()._forward_hooks)
+    has(err_of(m.register_forward_hook, m, 1),
+      "register_forward_hook: expected a function (got number)")
   end)
 end)

@@ -17,21 +17,9 @@ local lg = require "lgrad"
 
 local M = {}
 
+local options = require("lgrad.nn")._options
 local fmt = string.format
 local is_tensor = lg.is_tensor
-
-local function options(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or is_tensor(opts) then
-    error(fmt("%s: options must be a table (got %s)", fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then
-      error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3)
-    end
-  end
-  return opts
-end
 
 -- target as a (B, 1) int64 index tensor
 local function target_index(fname, target, B, C)

@@ -111,6 +111,7 @@ local function options(fname, opts, allowed)
   end
   return opts
 end
+M._options = options -- shared with lg.explain and lg.privacy
 
 local function set_of(list)
   local s = {}

@@ -485,11 +485,11 @@ function M.rdp(q, sigma, alpha)
   if type(q) ~= "number" or not (q >= 0 and q <= 1) then
     error("rdp: sample_rate must be in [0, 1] (got " .. tostring(q) .. ")", 2)
   end
-  if type(sigma) ~= "number" or not (sigma >= 0) then
+  if type(sigma) ~= "number" or sigma ~= sigma or sigma < 0 then
     error("rdp: noise_multiplier must be a number >= 0 (got "
       .. tostring(sigma) .. ")", 2)
   end
-  if type(alpha) ~= "number" or not (alpha > 1) then
+  if type(alpha) ~= "number" or alpha ~= alpha or alpha <= 1 then
     error("rdp: the order alpha must be a number > 1 (got " .. tostring(alpha)
       .. ")", 2)
   end
@@ -527,7 +527,7 @@ local function check_rate(fname, q)
 end
 
 local function check_noise(fname, sigma)
-  if type(sigma) ~= "number" or not (sigma >= 0) or sigma == huge then
+  if type(sigma) ~= "number" or sigma ~= sigma or sigma < 0 or sigma == huge then
     error(fmt("%s: noise_multiplier must be a finite number >= 0 (got %s)",
       fname, tostring(sigma)), 3)
   end
@@ -635,7 +635,7 @@ function M.noise_for_epsilon(o)
   end
   local target, delta, q = o.target_epsilon, o.delta or o.target_delta,
     o.sample_rate
-  if type(target) ~= "number" or not (target > 0) then
+  if type(target) ~= "number" or target ~= target or target <= 0 then
     error(fmt("%s: target_epsilon must be a positive number (got %s)",
       fname, tostring(target)), 2)
   end
@@ -854,13 +854,9 @@ local function check_make(fname, o)
   if type(o) ~= "table" then
     error(fname .. ": expected one table of options", 3)
   end
-  for k in pairs(o) do
-    if not make_keys[k] then
-      error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3)
-    end
-  end
+  nn._options(fname, o, make_keys)
   local c = o.max_grad_norm
-  if type(c) ~= "number" or not (c > 0) or c == huge then
+  if type(c) ~= "number" or c ~= c or c <= 0 or c == huge then
     error(fmt("%s: max_grad_norm must be a finite number > 0 (got %s)",
       fname, tostring(c)), 3)
   end
@@ -950,7 +946,7 @@ function PrivacyEngine:make_private_with_epsilon(o)
   if o.noise_multiplier ~= nil then
     error(fname .. ": give target_epsilon, not noise_multiplier", 2)
   end
-  if type(o.epochs) ~= "number" or not (o.epochs > 0) then
+  if type(o.epochs) ~= "number" or o.epochs ~= o.epochs or o.epochs <= 0 then
     error(fmt("%s: epochs must be a positive number (got %s)", fname,
       tostring(o.epochs)), 2)
   end
