@@ -231,6 +231,30 @@ describe("DP-SGD", function()
       assert.are.equal(math.huge, engine:get_epsilon(1e-5))
     end)
 
+  it("loss_reduction = \"sum\": the loop's summed loss, no division",
+    function()
+      local ds = problem(12)
+      local m1, m2 = model_of(9), model_of(9)
+      local o1 = lg.optim.SGD(m1:parameters(), { lr = 0.01 })
+      for xb, yb in lg.data.DataLoader(ds, { batch_size = 6 }):iter() do
+        o1:zero_grad()
+        ce_sum(m1(xb), yb):backward()
+        o1:step()
+      end
+      local model, opt, loader = P.PrivacyEngine():make_private {
+        model = m2, optimizer = lg.optim.SGD(m2:parameters(), { lr = 0.01 }),
+        data_loader = lg.data.DataLoader(ds, { batch_size = 6 }),
+        noise_multiplier = 0, max_grad_norm = 1e9, poisson_sampling = false,
+        loss_reduction = "sum" }
+      for xb, yb in loader:iter() do
+        opt:zero_grad()
+        ce_sum(model(xb), yb):backward()
+        opt:step()
+      end
+      local p1, p2 = m1:parameters(), m2:parameters()
+      for i = 1, #p1 do assert.is_true(maxdiff(p1[i], p2[i]) < 1e-12) end
+    end)
+
   -- one DP step of lr 1 and noise 0 against clipping by hand
   local function clip_case(m, x, y, C)
     local params = m:parameters()
@@ -562,4 +586,58 @@ describe("Module:register_forward_hook", function()
     has(err_of(m.register_forward_hook, m, 1),
       "register_forward_hook: expected a function (got number)")
   end)
+end)
+
+describe("loop_rule", function()
+  before_each(function()
+    f64()
+    lg.manual_seed(31)
+  end)
+  after_each(restore)
+
+  it("gives any layer of independent samples its per-sample gradients",
+    function()
+      -- a gated layer with its own parameter and a Linear child, two
+      -- outputs both used by the loss
+      local Gated = nn.Module:extend("Gated")
+      function Gated:init()
+        self.gate = nn.Parameter(lg.randn(4))
+        self.proj = nn.Linear(4, 4)
+      end
+      function Gated:forward(x)
+        local h = self.proj(x) * self.gate:sigmoid()
+        return h:tanh(), h:sum(2, true)
+      end
+      P.register_rule(Gated, P.loop_rule())
+      local Model = nn.Module:extend("UsesGated")
+      function Model:init()
+        self.g = Gated()
+        self.out = nn.Linear(5, 3)
+      end
+      function Model:forward(x)
+        local a, b = self.g(x)
+        return self.out(lg.cat({ a, b }, 2))
+      end
+      local m = Model()
+      local x, y = lg.randn(5, 4), lg.randint(1, 3, { 5 })
+      assert.is_true(check_per_sample(m, ce, x, y) < 1e-12)
+      -- and through DP-SGD (noise 0, no clipping) it is plain SGD
+      local m2 = Model()
+      local sgd = Model()
+      sgd:load_state_dict(m2:state_dict())
+      local o1 = lg.optim.SGD(sgd:parameters(), { lr = 0.1 })
+      o1:zero_grad()
+      ce(sgd(x), y):backward()
+      o1:step()
+      local model, opt = P.PrivacyEngine():make_private { model = m2,
+        optimizer = lg.optim.SGD(m2:parameters(), { lr = 0.1 }),
+        data_loader = lg.data.DataLoader(lg.data.TensorDataset(x, y),
+          { batch_size = 5 }), noise_multiplier = 0, max_grad_norm = 1e9,
+        poisson_sampling = false }
+      opt:zero_grad()
+      ce(model(x), y):backward()
+      opt:step()
+      local p1, p2 = sgd:parameters(), m2:parameters()
+      for i = 1, #p1 do assert.is_true(maxdiff(p1[i], p2[i]) < 1e-12) end
+    end)
 end)

@@ -138,14 +138,6 @@ rules[nn.LayerNorm] = function(m, x, g)
   return r
 end
 
---- Adds a per-sample rule for a module class: fn(module, input,
--- output_grad) returns {param name = (B, shape) tensor}.
-function M.register_rule(cls, fn)
-  if type(cls) ~= "table" or type(fn) ~= "function" then
-    error("register_rule: expected a module class and a function", 2)
-  end
-  rules[cls] = fn
-end
 
 ---------------------------------------------------------------------------
 -- layers, hooks and the one backward pass
@@ -188,33 +180,50 @@ local function layers_of(fname, model)
   return layers
 end
 
--- hooks keeping each call's input and output (when a graph is recorded);
--- retain: the outputs keep their gradient for a later backward
+-- hooks keeping each call's arguments and the outputs that are part of a
+-- graph: call = {x = first argument, args = {...}, outs = {[k] = k-th
+-- output}}; retain: the outputs keep their gradient for a later backward
+local suspended = false -- set while a loop rule runs a layer again
+
 local function attach(layers, retain, training_only)
   for _, L in ipairs(layers) do
-    L.handle = L.module:register_forward_hook(function(m, args, out)
-      if not is_tensor(out) or not out.requires_grad then return end
-      if training_only and not m.training then return end
-      if retain then out:retain_grad() end
-      local calls = L.calls
-      calls[#calls + 1] = { args[1], out }
+    L.handle = L.module:register_forward_hook(function(m, args, ...)
+      if suspended or (training_only and not m.training) then return end
+      local res = table.pack(...)
+      local outs, any = {}, false
+      for k = 1, res.n do
+        local o = res[k]
+        if is_tensor(o) and o.requires_grad then
+          if retain then o:retain_grad() end
+          outs[k], any = o, true
+        end
+      end
+      if any then
+        local calls = L.calls
+        calls[#calls + 1] = { x = args[1], args = args, outs = outs }
+      end
     end)
   end
 end
 
 -- per-sample gradients by parameter from the layers' calls: grad_of(li,
--- i, call) gives the output gradient of layer li's call i (or nil), scale
--- multiplies it
+-- i, call) gives the gradients of layer li's call i's outputs ({[k] =
+-- gradient}, or nil), scale multiplies them.  A rule is called as
+-- rule(module, x, g, call, grads): g is the first output's gradient
 local function collect(layers, grad_of, scale)
   local acc = {}
   local prev = lg.set_grad_enabled(false)
   local ok, err = pcall(function()
     for li, L in ipairs(layers) do
       for i, call in ipairs(L.calls) do
-        local g = grad_of(li, i, call)
+        local gs = grad_of(li, i, call)
+        local g = gs and gs[1]
         if g then
-          if scale ~= 1 then g = g * scale end
-          local r = L.rule(L.module, call[1], g)
+          local scaled = {}
+          for k, gk in pairs(gs) do
+            scaled[k] = scale ~= 1 and gk * scale or gk
+          end
+          local r = L.rule(L.module, call.x, scaled[1], call, scaled)
           for _, e in ipairs(L.params) do
             local gs = r[e[1]]
             if gs then
@@ -229,6 +238,71 @@ local function collect(layers, grad_of, scale)
   lg.set_grad_enabled(prev)
   if not ok then error(err, 0) end
   return acc
+end
+
+--- Adds a per-sample rule for a module class: fn(module, input,
+-- output_grad, call, grads) returns {param name = (B, shape) tensor} for
+-- the module's own parameters (call.args: the call's arguments, grads:
+-- {[k] = gradient of its k-th output}).
+function M.register_rule(cls, fn)
+  if type(cls) ~= "table" or type(fn) ~= "function" then
+    error("register_rule: expected a module class and a function", 2)
+  end
+  rules[cls] = fn
+end
+
+-- arguments of sample b: each tensor argument narrowed to b on dim 1
+local function slice_dim1(_, args, b)
+  local out = { n = args.n }
+  for i = 1, args.n do
+    local a = args[i]
+    out[i] = is_tensor(a) and a:dim() > 0 and a:narrow(1, b, 1) or a
+  end
+  return out
+end
+
+local function dim1() return 1 end
+
+--- A rule for any layer whose samples do not interact (no BatchNorm
+-- inside, no randomness in its forward): the layer runs again on each
+-- sample's arguments alone (slice(module, args, b), default: tensors
+-- narrowed on dim 1) and its own parameters are differentiated against
+-- that sample's output gradients (output k's batch dimension is
+-- out_dim(module, k), default 1).  B small backward passes through this
+-- layer only; the rest of the model still runs once.
+function M.loop_rule(slice, out_dim)
+  slice, out_dim = slice or slice_dim1, out_dim or dim1
+  return function(m, _, _, call, grads)
+    local own = own_params(m)
+    local params = {}
+    for i, e in ipairs(own) do params[i] = e[2] end
+    local B = call.outs[1]:size(out_dim(m, 1))
+    local per = {}
+    for i = 1, #params do per[i] = {} end
+    suspended = true
+    local ok, err = pcall(lg.enable_grad, function()
+      for b = 1, B do
+        local args = slice(m, call.args, b)
+        local res = table.pack(m:forward(table.unpack(args, 1, args.n)))
+        local total
+        for k, g in pairs(grads) do
+          local o = res[k]
+          local term = (o * g:narrow(out_dim(m, k), b, 1):reshape(o:shape()))
+            :sum()
+          total = total and total + term or term
+        end
+        local gs = lg.grad(total, params, { allow_unused = true })
+        for i, p in ipairs(params) do
+          per[i][b] = gs[i] or lg.zeros(p:shape(), { dtype = p:dtype() })
+        end
+      end
+    end)
+    suspended = false
+    if not ok then error(err, 0) end
+    local r = {}
+    for i, e in ipairs(own) do r[e[1]] = lg.stack(per[i], 1) end
+    return r
+  end
 end
 
 -- the factor from the batch loss's output gradients to each sample's
@@ -299,17 +373,22 @@ function M.per_sample_grads(model, loss_fn, x, y, opts)
   local outs, where = {}, {}
   for li, L in ipairs(layers) do
     for i, call in ipairs(L.calls) do
-      outs[#outs + 1] = call[2]
-      where[#outs] = { li, i }
+      for k, o in pairs(call.outs) do
+        outs[#outs + 1] = o
+        where[#outs] = { li, i, k }
+      end
     end
   end
   local grads = {}
+  local function put(w, g)
+    grads[w[1]] = grads[w[1]] or {}
+    local byk = grads[w[1]][w[2]] or {}
+    grads[w[1]][w[2]] = byk
+    byk[w[3]] = g
+  end
   if #outs > 0 and #outs <= MAX_GRAD_OUTPUTS then
     local gs = lg.grad(loss, outs, { allow_unused = true })
-    for k, w in ipairs(where) do
-      grads[w[1]] = grads[w[1]] or {}
-      grads[w[1]][w[2]] = gs[k]
-    end
+    for k, w in ipairs(where) do put(w, gs[k]) end
   elseif #outs > 0 then
     -- more calls than lg.grad takes: the outputs retain their gradients
     -- through one backward, the parameters' .grad are put back after it
@@ -322,10 +401,7 @@ function M.per_sample_grads(model, loss_fn, x, y, opts)
     local bok, berr = pcall(loss.backward, loss)
     for i, p in ipairs(params) do p.grad = saved[i] or nil end
     if not bok then error(berr, 0) end
-    for k, w in ipairs(where) do
-      grads[w[1]] = grads[w[1]] or {}
-      grads[w[1]][w[2]] = outs[k].grad
-    end
+    for k, w in ipairs(where) do put(w, outs[k].grad) end
   end
   local acc = collect(layers, function(li, i)
     return grads[li] and grads[li][i]
@@ -708,7 +784,11 @@ local function ghost_of(L)
   local gr = ghost[getmetatable(L.module)]
   if not gr or L.shared or #L.calls ~= 1 then return nil end
   local call = L.calls[1]
-  if call[1]:dim() ~= 2 or not call[2].grad then return nil end
+  local out = call.outs[1]
+  if not is_tensor(call.x) or call.x:dim() ~= 2 or not out or not out.grad
+  then
+    return nil
+  end
   return gr
 end
 
@@ -716,17 +796,20 @@ end
 -- max_grad_norm as one flat vector per sample, summed, noised, scaled
 function DPOptimizer:_privatize()
   local layers, C = self._layers, self.max_grad_norm
-  local B = 0
+  local B = self._batch
   for _, L in ipairs(layers) do
-    for _, call in ipairs(L.calls) do
-      if call[2].grad then B = math.max(B, call[2]:size(1)) end
-    end
+    local x = L.calls[1] and L.calls[1].x
+    if not B and is_tensor(x) and x:dim() > 0 then B = x:size(1) end
   end
+  B = B or 0
   local scale = self.loss_reduction == "mean" and B or 1
   local ghosts = {}
   for li, L in ipairs(layers) do ghosts[li] = ghost_of(L) or false end
   local acc = collect(layers, function(li, _, call)
-    return not ghosts[li] and call[2].grad or nil
+    if ghosts[li] then return nil end
+    local gs = {}
+    for k, o in pairs(call.outs) do gs[k] = o.grad end
+    return gs
   end, scale)
   local std = self.noise_multiplier * C
   local prev = lg.set_grad_enabled(false)
@@ -736,7 +819,7 @@ function DPOptimizer:_privatize()
     for li, gr in ipairs(ghosts) do
       if gr then
         local L = layers[li]
-        local x, g = L.calls[1][1], L.calls[1][2].grad
+        local x, g = L.calls[1].x, L.calls[1].outs[1].grad
         if scale ~= 1 then g = g * scale end
         L.ghost_g = g
         add(gr.norm2(L.module, x, g))
@@ -757,7 +840,7 @@ function DPOptimizer:_privatize()
         local L = layers[li]
         local g = L.ghost_g
         L.ghost_g = nil
-        local r = gr.clipped_sum(L.module, L.calls[1][1],
+        local r = gr.clipped_sum(L.module, L.calls[1].x,
           g * factor:to(g:dtype()):view(B, 1))
         for _, e in ipairs(L.params) do sums[e[2]] = r[e[1]] end
       end
@@ -793,6 +876,7 @@ function DPOptimizer:step(closure)
   local loss
   if closure then loss = lg.enable_grad(closure) end
   self:_privatize()
+  self._batch = nil
   self.original_optimizer:step()
   self.accountant:step { noise_multiplier = self.noise_multiplier,
     sample_rate = self.sample_rate }
@@ -801,6 +885,7 @@ end
 
 function DPOptimizer:zero_grad()
   for _, L in ipairs(self._layers) do L.calls = {} end
+  self._batch = nil
   self.original_optimizer:zero_grad()
 end
 
@@ -921,7 +1006,16 @@ function PrivacyEngine:make_private(o)
       steps = #loader, seed = (seed * 31 + 7) & 0x7FFFFFFF })
   end
   attach(layers, true, true)
-  local opt = setmetatable({
+  local opt
+  -- the batch size of each training forward: the model's input's first
+  -- dimension
+  model:register_forward_hook(function(m, args)
+    local x = args[1]
+    if m.training and is_tensor(x) and x:dim() > 0 and opt then
+      opt._batch = x:size(1)
+    end
+  end)
+  opt = setmetatable({
     original_optimizer = o.optimizer,
     noise_multiplier = o.noise_multiplier,
     max_grad_norm = o.max_grad_norm,
