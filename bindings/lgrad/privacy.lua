@@ -45,6 +45,10 @@ local SUPPORTED = "Linear, Conv2d, Embedding, LayerNorm"
 
 local rules = {}
 M.rules = rules
+-- classes whose rule needs dropout 0: class -> fn(module) true when not
+local needs_no_dropout = {}
+-- rules that work from any output's gradient (loop_rule's)
+local any_output = setmetatable({}, { __mode = "k" })
 
 -- (B, ..., n) -> (B, T, n)
 local function rows3(t)
@@ -173,6 +177,12 @@ local function layers_of(fname, model)
           path == "" and "(the model)" or path, table.concat(names, ", "),
           SUPPORTED), 3)
       end
+      local nd = needs_no_dropout[getmetatable(m)]
+      if nd and nd(m) then
+        error(fmt("%s: per-sample gradients of %s '%s' need its dropout to "
+          .. "be 0 (each sample's second run would draw other masks)",
+          fname, tostring(m.__name), path == "" and "(the model)" or path), 3)
+      end
       layers[#layers + 1] = { module = m, rule = rule, params = own,
         calls = {} }
     end
@@ -217,18 +227,18 @@ local function collect(layers, grad_of, scale)
     for li, L in ipairs(layers) do
       for i, call in ipairs(L.calls) do
         local gs = grad_of(li, i, call)
-        local g = gs and gs[1]
-        if g then
+        -- closed forms need the first output's gradient, loop rules any
+        if gs and (gs[1] or (any_output[L.rule] and next(gs))) then
           local scaled = {}
           for k, gk in pairs(gs) do
             scaled[k] = scale ~= 1 and gk * scale or gk
           end
           local r = L.rule(L.module, call.x, scaled[1], call, scaled)
           for _, e in ipairs(L.params) do
-            local gs = r[e[1]]
-            if gs then
+            local per = r[e[1]]
+            if per then
               local p = e[2]
-              acc[p] = acc[p] and acc[p] + gs or gs
+              acc[p] = acc[p] and acc[p] + per or per
             end
           end
         end
@@ -272,11 +282,12 @@ local function dim1() return 1 end
 -- layer only; the rest of the model still runs once.
 function M.loop_rule(slice, out_dim)
   slice, out_dim = slice or slice_dim1, out_dim or dim1
-  return function(m, _, _, call, grads)
+  local function rule(m, _, _, call, grads)
     local own = own_params(m)
     local params = {}
     for i, e in ipairs(own) do params[i] = e[2] end
-    local B = call.outs[1]:size(out_dim(m, 1))
+    local k1, o1 = next(call.outs)
+    local B = o1:size(out_dim(m, k1))
     local per = {}
     for i = 1, #params do per[i] = {} end
     suspended = true
@@ -303,6 +314,93 @@ function M.loop_rule(slice, out_dim)
     for i, e in ipairs(own) do r[e[1]] = lg.stack(per[i], 1) end
     return r
   end
+  any_output[rule] = true
+  return rule
+end
+
+-- narrows each tensor argument i to sample b on dim_of(i) (nil: passed
+-- whole); the same tensor twice gives the same slice (self-attention)
+local function slice_by(args, b, dim_of)
+  local out, seen = { n = args.n }, {}
+  for i = 1, args.n do
+    local a = args[i]
+    local d = is_tensor(a) and a:dim() > 0 and dim_of(i, a)
+    if d then
+      seen[a] = seen[a] or a:narrow(d, b, 1)
+      out[i] = seen[a]
+    else
+      out[i] = a
+    end
+  end
+  return out
+end
+
+-- an options argument (a plain table) with its per-sample tensors
+-- narrowed: fields[name] = the batch dimension of that field
+local function slice_opts(out, b, fields)
+  for i = 1, out.n do
+    local o = out[i]
+    if type(o) == "table" and not is_tensor(o) then
+      local c = {}
+      for k, v in pairs(o) do
+        local d = fields[k]
+        c[k] = (d and is_tensor(v)) and v:narrow(d, b, 1) or v
+      end
+      out[i] = c
+    end
+  end
+  return out
+end
+
+-- layers defined elsewhere in lg.nn that have no closed form here: the
+-- recurrent layers (one fused op per layer and direction: the gates'
+-- gradients of each step are not seen from outside) and attention's input
+-- projections run again per sample (loop_rule); their dropout must be 0
+-- (a second run would draw other masks)
+if nn.RNNBase then
+  local function rnn_slice(m, args, b)
+    return slice_opts(slice_by(args, b, function(i)
+      if i == 1 then return m.batch_first and 1 or 2 end
+      return 2 -- h0, c0: (L * D, B, H)
+    end), b, { lengths = 1 })
+  end
+  local function rnn_out_dim(m, k)
+    if k == 1 then return m.batch_first and 1 or 2 end
+    return 2
+  end
+  for _, name in ipairs { "RNN", "LSTM", "GRU" } do
+    if nn[name] then
+      rules[nn[name]] = M.loop_rule(rnn_slice, rnn_out_dim)
+      needs_no_dropout[nn[name]] = function(m)
+        return m.num_layers > 1 and m.dropout > 0
+      end
+      SUPPORTED = SUPPORTED .. ", " .. name
+    end
+  end
+end
+if nn.MultiheadAttention then
+  local MHA = nn.MultiheadAttention
+  local function mha_slice(m, args, b)
+    local out = slice_opts(slice_by(args, b, function(i)
+      if i <= 3 then return m.batch_first and 1 or 2 end -- query, key, value
+    end), b, { key_padding_mask = 1 })
+    local H = m.num_heads
+    for i = 4, out.n do
+      local o = out[i]
+      -- a (B * H, T, S) mask: sample b's H rows
+      if type(o) == "table" and not is_tensor(o) and is_tensor(o.attn_mask)
+          and o.attn_mask:dim() == 3 then
+        o.attn_mask = o.attn_mask:narrow(1, (b - 1) * H + 1, H)
+      end
+    end
+    return out
+  end
+  rules[MHA] = M.loop_rule(mha_slice, function(m, k)
+    if k == 1 then return m.batch_first and 1 or 2 end
+    return 1 -- the attention weights, (B, ...)
+  end)
+  needs_no_dropout[MHA] = function(m) return m.dropout > 0 end
+  SUPPORTED = SUPPORTED .. ", MultiheadAttention"
 end
 
 -- the factor from the batch loss's output gradients to each sample's
