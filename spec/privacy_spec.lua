@@ -641,3 +641,92 @@ describe("loop_rule", function()
       for i = 1, #p1 do assert.is_true(maxdiff(p1[i], p2[i]) < 1e-12) end
     end)
 end)
+
+-- the recurrent and attention layers, where lg.nn has them
+describe("per_sample_grads of recurrent and attention layers", function()
+  before_each(function()
+    f64()
+    lg.manual_seed(41)
+  end)
+  after_each(restore)
+
+  local x, y
+  local function data()
+    x, y = lg.randn(4, 5, 3), lg.randint(1, 2, { 4 })
+  end
+
+  it("RNN, LSTM, GRU: outputs and final states, stacked, both directions",
+    function()
+      if not nn.LSTM then
+        pending("lg.nn has no recurrent layers here")
+        return
+      end
+      data()
+      local Clf = nn.Module:extend("RecurrentClassifier")
+      function Clf:init(cls, opts, use_out)
+        self.rnn = cls(3, 4, opts)
+        local D = opts.bidirectional and 2 or 1
+        self.head = nn.Linear(use_out and 4 * D or 4, 2)
+        self.use_out = use_out
+      end
+      function Clf:forward(inp)
+        local out, h = self.rnn(inp)
+        if self.use_out then
+          if not self.rnn.batch_first then out = out:transpose(1, 2) end
+          return self.head(out:select(2, out:size(2)))
+        end
+        return self.head(h:select(1, h:size(1)))
+      end
+      for _, cls in ipairs { nn.RNN, nn.LSTM, nn.GRU } do
+        assert.is_true(check_per_sample(Clf(cls, { batch_first = true }),
+          ce, x, y) < 1e-12)
+        assert.is_true(check_per_sample(Clf(cls, { batch_first = true,
+          num_layers = 2, bidirectional = true }, true), ce, x, y) < 1e-12)
+      end
+      -- sequence-first input
+      local Seq = nn.Module:extend("SeqFirst")
+      function Seq:init()
+        self.rnn = nn.GRU(3, 4)
+        self.head = nn.Linear(4, 2)
+      end
+      function Seq:forward(inp)
+        local out = self.rnn(inp:transpose(1, 2))
+        return self.head(out:select(1, out:size(1)))
+      end
+      assert.is_true(check_per_sample(Seq(), ce, x, y) < 1e-12)
+      has(err_of(P.per_sample_grads, Clf(nn.LSTM, { batch_first = true,
+        num_layers = 2, dropout = 0.5 }), ce, x, y),
+        "per_sample_grads: per-sample gradients of LSTM 'rnn' need its "
+          .. "dropout to be 0")
+    end)
+
+  it("MultiheadAttention and a TransformerEncoderLayer", function()
+    if not nn.MultiheadAttention then
+      pending("lg.nn has no attention layers here")
+      return
+    end
+    data()
+    local Att = nn.Module:extend("AttentionClassifier")
+    function Att:init(enc)
+      self.emb = nn.Linear(3, 8)
+      if enc then
+        self.enc = nn.TransformerEncoderLayer(8, 2, { dim_feedforward = 16,
+          dropout = 0 })
+      else
+        self.att = nn.MultiheadAttention(8, 2)
+      end
+      self.head = nn.Linear(8, 2)
+    end
+    function Att:forward(inp)
+      local h = self.emb(inp)
+      if self.enc then
+        h = self.enc(h)
+      else
+        h = self.att(h, h, h)
+      end
+      return self.head(h:mean(2))
+    end
+    assert.is_true(check_per_sample(Att(false), ce, x, y) < 1e-12)
+    assert.is_true(check_per_sample(Att(true), ce, x, y) < 1e-12)
+  end)
+end)

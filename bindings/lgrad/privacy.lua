@@ -1028,7 +1028,8 @@ end
 local make_keys = {}
 for _, k in ipairs { "model", "optimizer", "data_loader", "noise_multiplier",
   "max_grad_norm", "poisson_sampling", "loss_reduction", "generator", "seed",
-  "target_delta", "target_epsilon", "epochs", "epsilon_tolerance" } do
+  "target_delta", "target_epsilon", "epochs", "epsilon_tolerance",
+  "batch_first" } do
   make_keys[k] = true
 end
 
@@ -1070,6 +1071,7 @@ end
 -- sample rate 1 / #data_loader (poisson_sampling = false keeps the
 -- loader).  Options: noise_multiplier, max_grad_norm (> 0),
 -- loss_reduction ("mean": the loop's loss averages over the batch),
+-- batch_first (true: the model's input is (B, ...); false: (T, B, ...)),
 -- generator (an lg.Generator for the noise) or seed, target_delta (for
 -- the epsilon fit reports; 1e-5).
 function PrivacyEngine:make_private(o)
@@ -1106,11 +1108,12 @@ function PrivacyEngine:make_private(o)
   attach(layers, true, true)
   local opt
   -- the batch size of each training forward: the model's input's first
-  -- dimension
+  -- dimension (its second with batch_first = false, as Opacus's option)
+  local bdim = o.batch_first == false and 2 or 1
   model:register_forward_hook(function(m, args)
     local x = args[1]
-    if m.training and is_tensor(x) and x:dim() > 0 and opt then
-      opt._batch = x:size(1)
+    if m.training and is_tensor(x) and x:dim() >= bdim and opt then
+      opt._batch = x:size(bdim)
     end
   end)
   opt = setmetatable({
