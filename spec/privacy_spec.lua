@@ -463,6 +463,10 @@ describe("bad input is named before any step", function()
       "make_private: unknown option 'noise'")
     has(err_of(e.make_private, e, args { loss_reduction = "max" }),
       "make_private: loss_reduction must be \"mean\" or \"sum\"")
+    local o = args {}
+    e:make_private(o)
+    has(err_of(e.make_private, e, o),
+      "make_private: the model is already private")
     local acct = P.RDPAccountant()
     has(err_of(acct.get_epsilon, acct, 0),
       "RDPAccountant:get_epsilon: delta must be a number in (0, 1)")

@@ -1011,6 +1011,10 @@ function M.is_private(opt)
   return type(opt) == "table" and getmetatable(opt) == DPOptimizer
 end
 
+-- models already hooked by make_private (a second set of hooks would
+-- count every call twice)
+local private_models = setmetatable({}, { __mode = "k" })
+
 local PrivacyEngine = {}
 PrivacyEngine.__index = PrivacyEngine
 PrivacyEngine.__name = "lgrad.privacy.PrivacyEngine"
@@ -1080,6 +1084,10 @@ function PrivacyEngine:make_private(o)
   check_noise(fname, o.noise_multiplier)
   local model, loader = o.model, o.data_loader
   local layers = layers_of(fname, model)
+  if private_models[model] then
+    error(fname .. ": the model is already private (make_private was "
+      .. "called on it before)", 2)
+  end
   local params, owner = {}, {}
   for _, L in ipairs(layers) do
     for _, e in ipairs(L.params) do
@@ -1106,6 +1114,7 @@ function PrivacyEngine:make_private(o)
       steps = #loader, seed = (seed * 31 + 7) & 0x7FFFFFFF })
   end
   attach(layers, true, true)
+  private_models[model] = true
   local opt
   -- the batch size of each training forward: the model's input's first
   -- dimension (its second with batch_first = false, as Opacus's option)
