@@ -156,9 +156,10 @@ local ig_opts = { baseline = true, steps = true, method = true,
 --- Integrated gradients (Sundararajan et al. 2017): (x - baseline) times
 -- the integral over alpha of the gradient at baseline + alpha (x -
 -- baseline), by opts.method (default "riemann_trapezoid") with opts.steps
--- points (50), the points of internal_batch_size samples (default: all
--- steps of one sample... B * steps rows) run as one batch.  baseline: a
--- tensor of x's shape (or of one sample's, or a number), default zeros.
+-- points (50).  The B * steps interpolated inputs go through the model as
+-- one batch, or in batches of about internal_batch_size rows (whole steps
+-- of all B samples each).  baseline: a tensor of x's shape (or one that
+-- broadcasts to it, or a number), default zeros.
 -- Returns the attributions and the completeness error per sample:
 -- sum(attributions) - (f_t(x) - f_t(baseline)), a (B) tensor.
 function M.integrated_gradients(model, x, target, opts)
