@@ -500,6 +500,15 @@ describe("RDP accountant", function()
     end
     -- q = 1 is the Gaussian mechanism: alpha / (2 sigma^2)
     assert.are.equal(2.5 / 8, P.rdp(1, 2, 2.5))
+    -- a term exactly at erfc(0) (z0 - j = 0) ends
+    local r = P.rdp(0.5, 0.5, 1.5)
+    assert.is_true(r > 1.49 and r < 1.5)
+    has(err_of(P.rdp, 0.5, 1e-300, 1.5), "rdp: the series at order 1.5 is "
+      .. "not a number (sample_rate 0.5, noise_multiplier 1e-300)")
+    has(err_of(P.rdp, 0.5, 0.5, 9999.5), "did not converge in 50000 terms")
+    has(err_of(P.rdp, 0.5, 0.5, 1e300),
+      "rdp: the order alpha must be a number in (1, 10000]")
+    has(err_of(P.rdp, 1.5, 1, 2), "rdp: sample_rate must be in [0, 1]")
   end)
 
   it("Opacus's published value (sigma 1.5, q 0.04, 90 epochs)", function()

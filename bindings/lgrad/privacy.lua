@@ -566,11 +566,13 @@ local function erfc_small(x)
     n = n + 1
     term = term * 2 * x2 / (2 * n + 1)
     sum = sum + term
-  until term < 1e-17 * sum
+  until term <= 1e-17 * sum -- x = 0: the first term is 0
   return 1 - 2 / SQRT_PI * exp(-x2) * sum
 end
 
 local function log_erfc_large(x)
+  -- past 1e8 the continued fraction is x itself to double precision
+  if x > 1e8 then return -x * x - log(SQRT_PI) - log(x) end
   local tiny = 1e-300
   local f, c, d = x, x, 0
   for k = 1, 10000 do
@@ -588,6 +590,7 @@ local function log_erfc_large(x)
 end
 
 local function log_erfc(x)
+  if x ~= x then return x end
   if x >= 3 then return log_erfc_large(x) end
   if x >= 0 then return log(erfc_small(x)) end
   if x > -3 then return log(2 - erfc_small(-x)) end
@@ -595,41 +598,33 @@ local function log_erfc(x)
 end
 M._log_erfc = log_erfc
 
--- binom(alpha, i) for real alpha and integer i >= 0
-local function binom(alpha, i)
-  local c = 1
-  for k = 1, i do c = c * (alpha - k + 1) / k end
-  return c
-end
-
-local function lgamma_int_binom(n, i)
-  -- log C(n, i) for integers, by a product in log space
-  local s = 0
-  for k = 1, i do s = s + log((n - i + k) / k) end
-  return s
-end
-
 local function log_a_int(q, sigma, alpha)
   local log_a = -huge
   local lq, l1q = log(q), log1p(-q)
+  local lc = 0 -- log C(alpha, i), from log C(alpha, i - 1)
   for i = 0, alpha do
-    local s = lgamma_int_binom(alpha, i) + i * lq + (alpha - i) * l1q
+    if i > 0 then lc = lc + log((alpha - i + 1) / i) end
+    local s = lc + i * lq + (alpha - i) * l1q
       + (i * i - i) / (2 * sigma * sigma)
     log_a = log_add(log_a, s)
   end
   return log_a
 end
 
-local MAX_TERMS = 100000
+-- the fractional-order series stops at MAX_TERMS terms with an error
+-- (realistic settings need a few thousand; sample rates near 1/2 with
+-- noise below 1 need far more, which takes minutes in Opacus too)
+local MAX_TERMS = 50000
 
 local function log_a_frac(q, sigma, alpha)
   local a0, a1 = -huge, -huge
   local z0 = sigma * sigma * log(1 / q - 1) + 0.5
   local lq, l1q = log(q), log1p(-q)
   local r2s = sqrt(2) * sigma
-  local i = 0
+  local i, coef = 0, 1
   while true do
-    local coef = binom(alpha, i)
+    -- binom(alpha, i), from binom(alpha, i - 1)
+    if i > 0 then coef = coef * (alpha - i + 1) / i end
     local lc = log(math.abs(coef))
     local j = alpha - i
     local t0 = lc + i * lq + j * l1q
@@ -645,6 +640,10 @@ local function log_a_frac(q, sigma, alpha)
     end
     i = i + 1
     if math.max(s0, s1) < -30 then break end
+    if s0 ~= s0 or s1 ~= s1 then
+      error(fmt("rdp: the series at order %g is not a number (sample_rate "
+        .. "%g, noise_multiplier %g)", alpha, q, sigma), 0)
+    end
     if i >= MAX_TERMS then
       error(fmt("rdp: the series at order %g did not converge in %d terms "
         .. "(sample_rate %g, noise_multiplier %g)", alpha, MAX_TERMS, q,
@@ -653,6 +652,8 @@ local function log_a_frac(q, sigma, alpha)
   end
   return log_add(a0, a1)
 end
+
+local MAX_ORDER = 10000
 
 --- The RDP of one step of the sampled Gaussian mechanism at order alpha.
 function M.rdp(q, sigma, alpha)
@@ -663,9 +664,10 @@ function M.rdp(q, sigma, alpha)
     error("rdp: noise_multiplier must be a number >= 0 (got "
       .. tostring(sigma) .. ")", 2)
   end
-  if type(alpha) ~= "number" or alpha ~= alpha or alpha <= 1 then
-    error("rdp: the order alpha must be a number > 1 (got " .. tostring(alpha)
-      .. ")", 2)
+  if type(alpha) ~= "number" or alpha ~= alpha or alpha <= 1
+      or (alpha > MAX_ORDER and alpha ~= huge) then
+    error(fmt("rdp: the order alpha must be a number in (1, %d] (got %s)",
+      MAX_ORDER, tostring(alpha)), 2)
   end
   if q == 0 then return 0 end
   if sigma == 0 then return huge end
