@@ -40,7 +40,7 @@ typedef struct {
 static const char *const kind_names[] = {
     "GD",        "SGD",    "Adam",  "AdamW", "RMSprop", "Adagrad",
     "Adadelta",  "Adamax", "NAdam", "RAdam", "Rprop",   "ASGD",
-    "Adafactor", "Muon",   "Lion",  "LBFGS", NULL};
+    "Adafactor", "Muon",   "Lion",  "LBFGS", "SparseAdam", NULL};
 
 lg_optim *lgL_checkoptim(lua_State *L, int idx) {
   optim_box *b = luaL_checkudata(L, idx, LGL_OPTIM);

@@ -80,6 +80,11 @@ struct lg_tensor {
   lg_node *grad_fn;
   bool grad_fn_weak;    /* saved output of its own grad_fn: not retained */
   lg_tensor *next_free; /* header free list */
+  /* the kind of a gradient: when sparse_rows is set this tensor is
+   * row-sparse, holding only the rows listed there (int64, sorted, unique,
+   * 0-based) of a tensor whose dim 0 has sparse_dim0 rows */
+  lg_tensor *sparse_rows;
+  int64_t sparse_dim0;
 };
 
 /* ---- errors ---- */
@@ -387,6 +392,45 @@ lg_tensor *lg_node_saved(lg_node *node, int i);
 void lg_node_release(lg_node *n);
 /* accumulate g into *acc (new tensor on first use) */
 int lg_accumulate(lg_tensor **acc, lg_tensor *g);
+
+/* ---- row-sparse gradients (core/rowsparse.c) ----
+ * An embedding's gradient touches few rows of a big table.  A row-sparse
+ * tensor is a dense block of values (nnz, d...) whose sparse_rows lists
+ * which rows of a (sparse_dim0, d...) tensor they are.  The engine keeps
+ * such a gradient sparse in a leaf's .grad (sparse + sparse merges the row
+ * lists, sparse + dense gives dense); everything else sees it densified. */
+static inline bool lg_is_row_sparse(const lg_tensor *t) {
+  return t && t->sparse_rows != NULL;
+}
+/* makes values (nnz, d...) row-sparse over rows (int64 (nnz), sorted and
+ * unique, retained) of a tensor with dim0 rows; returns values or NULL */
+lg_tensor *lg_rowsparse_attach(lg_tensor *values, lg_tensor *rows,
+                               int64_t dim0);
+/* the dense tensor (dim0, d...) a row-sparse one stands for */
+lg_tensor *lg_rowsparse_to_dense(const lg_tensor *g);
+/* a + b for two row-sparse tensors of one shape: a new row-sparse tensor */
+lg_tensor *lg_rowsparse_add(const lg_tensor *a, const lg_tensor *b);
+/* dense += sparse, in place (bumps dense's version) */
+int lg_rowsparse_add_into(lg_tensor *dense, const lg_tensor *sp);
+/* *acc += g where either may be row-sparse (the rule of a leaf's .grad) */
+int lg_grad_accumulate(lg_tensor **acc, lg_tensor *g);
+
+/* ---- embedding bags (ops/embedding.c) ----
+ * weight (V, D); indices int64 (N) with offsets (B) holding each bag's
+ * first position, or indices (B, L) and offsets NULL; indices, offsets and
+ * padding_idx are in index_base (1 from Lua).  per_sample_weights (N or
+ * (B, L), sum mode only) or NULL.  Out (B, D); empty bags give zeros.
+ * sparse: weight's gradient is row-sparse. */
+typedef enum { LG_BAG_SUM, LG_BAG_MEAN, LG_BAG_MAX, LG_BAG_SINGLE } lg_bag_mode;
+lg_tensor *lg_embedding_bag(lg_tensor *weight, lg_tensor *indices,
+                            lg_tensor *offsets, lg_tensor *per_sample_weights,
+                            lg_bag_mode mode, int64_t padding_idx, bool sparse,
+                            int64_t index_base);
+/* embedding (out (indices.shape..., D)) with the choice of a row-sparse
+ * gradient; padding rows are read but get no gradient */
+lg_tensor *lg_embedding_rows(lg_tensor *indices, lg_tensor *weight,
+                             int64_t padding_idx, bool sparse,
+                             int64_t index_base);
 
 /* ---- optimizers ----
  *   lg_optim *o = lg_optim_new("Adam");            -- any of lg.optim's names

@@ -292,6 +292,13 @@ void lg_mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
 }
 
 int lg_accumulate(lg_tensor **acc, lg_tensor *g) {
+  if (lg_is_row_sparse(g)) {
+    /* only a leaf's .grad stays sparse; anything else sees it dense */
+    lg_tensor *d = lg_rowsparse_to_dense(g);
+    int rc = d ? lg_accumulate(acc, d) : -1;
+    lg_release(d);
+    return rc;
+  }
   if (!*acc) {
     *acc = lg_retain(g);
     return 0;
@@ -381,6 +388,26 @@ static lg_tensor *tiny_full(const lg_tensor *t, double v) {
 /* ---- leaf accumulation ---- */
 
 static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
+  if (lg_is_row_sparse(g) || lg_is_row_sparse(leaf->grad)) {
+    if (!create_graph && (lg_is_row_sparse(g) || lg_same_shape(g, leaf)))
+      return lg_grad_accumulate(&leaf->grad, g);
+    /* a differentiable .grad, or a dense g to reduce first: go dense */
+    lg_tensor *d = lg_is_row_sparse(g) ? lg_rowsparse_to_dense(g) : NULL;
+    if (lg_is_row_sparse(leaf->grad)) {
+      lg_tensor *old = leaf->grad;
+      leaf->grad = lg_rowsparse_to_dense(old);
+      lg_release(old);
+      if (!leaf->grad) {
+        lg_release(d);
+        return -1;
+      }
+    }
+    if (lg_is_row_sparse(g) && !d)
+      return -1;
+    int rc = accumulate_leaf(leaf, d ? d : g, create_graph);
+    lg_release(d);
+    return rc;
+  }
   if (g->dtype != leaf->dtype || !lg_same_shape(g, leaf)) {
     lg_tensor *r = lg_sum_to(g, leaf->ndim, leaf->shape);
     if (!r)

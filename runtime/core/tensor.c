@@ -149,6 +149,7 @@ void lg_release(lg_tensor *t) {
   lg_storage_release(t->storage);
   if (t->grad)
     lg_release(t->grad);
+  lg_release(t->sparse_rows);
   if (t->grad_fn) {
     if (t->grad_fn->retained_out == t)
       t->grad_fn->retained_out = NULL;

@@ -28,6 +28,7 @@ static const lg_optim_kind *const kinds[] = {&lg_optim_gd,
                                              &lg_optim_muon,
                                              &lg_optim_lion,
                                              &lg_optim_lbfgs,
+                                             &lg_optim_sparse_adam,
                                              NULL};
 
 /* ---- construction ---- */
@@ -58,6 +59,7 @@ static void free_param_state(lg_opt_param *p) {
     p->buf[k] = NULL;
     p->buflen[k] = 0;
   }
+  lg_opt_rows_free(p);
   p->has_state = false;
   p->step = 0;
   p->scal[0] = p->scal[1] = 0;
@@ -482,6 +484,30 @@ void lg_opt_parallel(int64_t n, void (*fn)(void *, int64_t, int64_t),
 static int check_grad(const lg_optim *o, int index, const lg_tensor *p,
                       const lg_tensor *g) {
   const char *on = o->kind->name;
+  if (lg_is_row_sparse(g)) {
+    if (!o->kind->update_sparse) {
+      lg_seterr("%s.step: parameter %d has a sparse gradient, which %s does "
+                "not support (use SparseAdam, SGD or Adagrad for it, or an "
+                "embedding with sparse = false)",
+                on, index + 1, on);
+      return -1;
+    }
+    if (g->dtype != p->dtype || g->sparse_dim0 != (p->ndim ? p->shape[0] : 1) ||
+        g->ndim != p->ndim || !lg_is_contiguous(g) ||
+        !lg_is_contiguous(p)) {
+      lg_seterr("%s.step: the sparse gradient of parameter %d does not fit "
+                "the parameter",
+                on, index + 1);
+      return -1;
+    }
+    return 0;
+  }
+  if (!o->kind->update) {
+    lg_seterr("%s.step: parameter %d has a dense gradient; %s does not "
+              "support dense gradients, please consider Adam instead",
+              on, index + 1, on);
+    return -1;
+  }
   if (g->dtype != p->dtype) {
     lg_seterr("%s.step: the gradient of parameter %d has dtype %s, the "
               "parameter %s",
@@ -529,6 +555,10 @@ int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
   o->busy = true;
   int rc = 0;
   if (o->kind->step) {
+    for (int i = 0; i < o->nparams; i++)
+      if (lg_is_row_sparse(o->params[i].t->grad) &&
+          (rc = check_grad(o, i, o->params[i].t, o->params[i].t->grad)) < 0)
+        goto done;
     rc = o->kind->step(o, closure, ctx, &l);
     goto done;
   }
@@ -543,7 +573,12 @@ int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
     lg_opt_param *p = &o->params[i];
     if (!p->t->grad)
       continue;
-    rc = o->kind->update(o, &o->groups[p->group], p, p->t->grad);
+    if (lg_is_row_sparse(p->t->grad)) {
+      rc = o->kind->update_sparse(o, &o->groups[p->group], p, p->t->grad);
+    } else {
+      rc = o->kind->update(o, &o->groups[p->group], p, p->t->grad);
+      p->rows_known = false; /* a dense step may have touched any row */
+    }
     if (rc < 0)
       goto done;
     lg_bump_version(p->t);
@@ -562,6 +597,21 @@ int lg_optim_zero_grad(lg_optim *o, bool set_to_none) {
       continue;
     if (set_to_none) {
       t->grad = NULL;
+      lg_release(g);
+    } else if (lg_is_row_sparse(g)) {
+      /* zeros of a sparse gradient: no rows */
+      int64_t shape[LG_MAX_DIMS], none = 0;
+      memcpy(shape, g->shape, sizeof(int64_t) * g->ndim);
+      shape[0] = 0;
+      lg_tensor *rows = lg_empty(LG_INT64, 1, &none);
+      lg_tensor *z = rows ? lg_empty(g->dtype, g->ndim, shape) : NULL;
+      if (!z) {
+        lg_release(rows);
+        return -1;
+      }
+      lg_rowsparse_attach(z, rows, g->sparse_dim0);
+      lg_release(rows);
+      t->grad = z;
       lg_release(g);
     } else if (g->grad_fn || g->requires_grad || !lg_is_contiguous(g)) {
       /* a gradient with history is replaced by detached zeros */
@@ -711,6 +761,7 @@ int lg_optim_state_set_tensor(lg_optim *o, int index, const char *key,
   void *b = lg_opt_buf(p, k, n, 0, NULL);
   if (!b)
     return -1;
+  p->rows_known = false;
   const void *from = lg_data_ptr(src);
   if (src->dtype == p->t->dtype) {
     memcpy(b, from, (size_t)n * lg_dtype_size(src->dtype));

@@ -150,6 +150,28 @@ int lg_reg_apply(double l1, double l2, int n, lg_tensor **params) {
     lg_tensor *g = p->grad;
     if (check_float("apply", "the grad", i, g) < 0)
       return -1;
+    if (lg_is_row_sparse(g)) {
+      /* a row-sparse gradient gets the penalty of the rows it holds only
+       * (lazy regularization: a step stays O(rows used)) */
+      if (!lg_is_contiguous(p) || p->dtype != g->dtype) {
+        lg_seterr("apply: parameter %d must be contiguous and of its sparse "
+                  "gradient's dtype",
+                  i + 1);
+        return -1;
+      }
+      int64_t nnz = g->shape[0], m = nnz ? lg_numel(g) / nnz : 0;
+      const int64_t *rows = lg_data_ptr(g->sparse_rows);
+      const char *xb = lg_data_ptr(p);
+      char *gb = lg_data_ptr(g);
+      for (int64_t r = 0; r < nnz; r++)
+        for (int64_t k = 0; k < m; k++) {
+          double x = load(p->dtype, xb, rows[r] * m + k);
+          double v = load(g->dtype, gb, r * m + k) + l1 * sgn(x) + l2 * x;
+          store(g->dtype, gb, r * m + k, v);
+        }
+      bump(g);
+      continue;
+    }
     if (!lg_same_shape(p, g)) {
       char a[200], b[200];
       lg_seterr("apply: parameter %d has shape %s but its grad %s", i + 1,
