@@ -346,7 +346,8 @@ local function collect(prefix, t, depth)
     end
   end
 end
-for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist"}) do
+for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist", "explain",
+                      "privacy"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
 collect("lg.", lg, 0)

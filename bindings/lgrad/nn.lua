@@ -111,6 +111,7 @@ local function options(fname, opts, allowed)
   end
   return opts
 end
+M._options = options -- shared with lg.explain and lg.privacy
 
 local function set_of(list)
   local s = {}
@@ -166,8 +167,40 @@ local function module_newindex(self, k, v)
 end
 Module.__newindex = module_newindex
 
+-- forward hooks (register_forward_hook) run after forward, when any
 function Module.__call(self, ...)
-  return self:forward(...)
+  local hooks = rawget(self, "_forward_hooks")
+  if hooks == nil then return self:forward(...) end
+  local res = table.pack(self:forward(...))
+  local args = table.pack(...)
+  for i = 1, #hooks do hooks[i](self, args, table.unpack(res, 1, res.n)) end
+  return table.unpack(res, 1, res.n)
+end
+
+--- Registers fn(module, inputs, output...) to be called after each call
+-- of this module (inputs: the list of its arguments, with inputs.n), as
+-- torch's register_forward_hook.  Returns a handle whose remove() takes
+-- the hook off again.
+function Module:register_forward_hook(fn)
+  if type(fn) ~= "function" then
+    error("register_forward_hook: expected a function (got " .. type(fn)
+      .. ")", 2)
+  end
+  local old = rawget(self, "_forward_hooks") or {}
+  local hooks = table.move(old, 1, #old, 1, {})
+  hooks[#hooks + 1] = fn
+  rawset(self, "_forward_hooks", hooks)
+  local handle = {}
+  function handle.remove()
+    local cur = rawget(self, "_forward_hooks")
+    if not cur then return end
+    local kept = {}
+    for _, h in ipairs(cur) do
+      if h ~= fn then kept[#kept + 1] = h end
+    end
+    rawset(self, "_forward_hooks", #kept > 0 and kept or nil)
+  end
+  return handle
 end
 
 -- a new instance of class cls: internal fields first, then cls.init

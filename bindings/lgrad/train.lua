@@ -333,6 +333,12 @@ function M.fit(o)
   local keys = { "loss" }
   if val then keys[#keys + 1] = "val_loss" end
   for _, m in ipairs(metrics) do keys[#keys + 1] = m[1] end
+  local private = type(opt) == "table" and opt.accountant ~= nil
+    and type(opt.get_epsilon) == "function"
+  if private then
+    history.epsilon = {}
+    keys[#keys + 1] = "epsilon"
+  end
 
   local state = { model = model, optimizer = opt, history = history,
     epochs = epochs, epoch = 0, batch = 0, stop = false, logs = {} }
@@ -357,6 +363,12 @@ function M.fit(o)
     for xb, yb in data:iter() do
       b = b + 1
       opt:zero_grad()
+      if batch_size(xb, yb) == 0 then
+        -- an empty Poisson-sampled batch: a private optimizer's step is
+        -- its noise alone
+        opt:step()
+        goto next_batch
+      end
       local output = model(xb)
       local l = loss(output, yb)
       local lv = l:item()
@@ -395,6 +407,7 @@ function M.fit(o)
           out:flush()
         end
       end
+      ::next_batch::
     end
     local logs = { lr = lr }
     logs.loss = count > 0 and lsum / count or 0 / 0
@@ -409,6 +422,11 @@ function M.fit(o)
       end
     end
     if dist then average_logs(dist, logs) end
+    if private then
+      -- the privacy spent so far (DP optimizers of lg.privacy)
+      logs.epsilon = opt:get_epsilon()
+      history.epsilon[epoch] = logs.epsilon
+    end
     if sched and not per_batch then
       sched:step(logs.val_loss or logs.loss)
     end
