@@ -107,10 +107,12 @@ int luaopen_lgrad(lua_State *L);
 
 /* Loads lgrad into L: opens Lua's standard libraries unless `package` is
  * already loaded, puts lgrad's Lua submodules on package.path (found
- * from $LGRAD_LUADIR, or next to the executable: ../bindings for the
- * build tree, ../share/lua/5.4 for an installed prefix), registers
- * `require "lgrad"` and sets the global `lg`.  Returns LUA_OK, or an
- * error status with the message pushed on the stack. */
+ * from $LGRAD_LUADIR, then the install directory compiled in, then next
+ * to the executable: ../bindings for the build tree, ../share/lua/5.4 for
+ * an installed prefix), registers `require "lgrad"` and sets the global
+ * `lg`.  Returns LUA_OK, or an error status with the message pushed on
+ * the stack; when lgrad/nn.lua is found nowhere it fails at once, naming
+ * every place it looked. */
 int lgrad_open(lua_State *L);
 
 /* Pushes a tensor over the host's memory (contiguous, row-major; no

@@ -154,6 +154,16 @@ void lg_mem_trim(void);                     /* return cached blocks to libc */
 /* frees this thread's caches (tensor headers, graph nodes, blocks); runs
  * by itself when a thread that used lgrad exits, and at unload */
 void lg_thread_cleanup(void);
+/* A host's allocator for tensor memory, below lgrad's block cache: alloc
+ * returns size bytes aligned to `align` (64, or 2 MB for blocks of 2 MB and
+ * more; at least 64 is required) or NULL; free gets the same size back.
+ * Set it before the first tensor is made (later: -1); both NULL restores
+ * libc's.  Wrapped memory (lg_wrap) is the host's own and never passes
+ * here. */
+typedef void *(*lg_block_alloc_fn)(size_t size, size_t align, void *ctx);
+typedef void (*lg_block_free_fn)(void *p, size_t size, void *ctx);
+int lg_set_allocator(lg_block_alloc_fn alloc, lg_block_free_fn free_fn,
+                     void *ctx);
 lg_storage *lg_storage_new(size_t nbytes);  /* refcount 1, uninitialized */
 lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
                             void *ctx);

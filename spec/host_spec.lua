@@ -76,7 +76,8 @@ describe("embedding lgrad", function()
   it("compiles the host programs without warnings", function()
     for _, src in ipairs({ "examples/host_train.c", "tests/host_api_test.c",
                            "tests/host_threads_test.c",
-                           "tests/host_embed_test.c" }) do
+                           "tests/host_embed_test.c",
+                           "tests/host_alloc_test.c" }) do
       assert.equals("", build(src).warnings)
     end
   end)
@@ -107,6 +108,17 @@ describe("embedding lgrad", function()
     assert.equals("", err)
     assert.equals(0, code, out)
     assert.matches("interrupt latency, LBFGS step: [%d.]+ ms", out)
+    assert.matches("(%d+) passed, 0 failed\n$", out)
+  end)
+
+  it("takes tensor memory from the host's allocator", function()
+    local out, err, code = sh(quote(build("tests/host_alloc_test.c").exe))
+    assert.equals("", err)
+    assert.equals(0, code, out)
+    local a, f = out:match("blocks: (%d+) allocated, (%d+) freed")
+    assert.truthy(a, out)
+    assert.is_true(tonumber(a) > 0)
+    assert.equals(a, f)
     assert.matches("(%d+) passed, 0 failed\n$", out)
   end)
 
