@@ -1321,4 +1321,6 @@ activation("LogSoftmax",
   function(self, x) return log_softmax(x, self.dim) end,
   dim_init("LogSoftmax"), function(self) return "dim=" .. self.dim end)
 
+require("lgrad.nn_transformer")(M) -- attention and transformers
+
 return M
