@@ -15,12 +15,12 @@ LDLIBS_CORE = -ldl -lz -lm -lpthread
 B ?= build
 
 DEPS = lua5.4 liblua5.4-dev libopenblas-dev lua-busted libreadline-dev \
-  zlib1g-dev dataset-fashion-mnist fortunes
+  zlib1g-dev dataset-fashion-mnist fortunes fortunes-min
 DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/include/x86_64-linux-gnu/cblas.h /usr/bin/busted \
   /usr/include/readline/readline.h /usr/include/zlib.h \
   /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-  /usr/share/games/fortunes/science
+  /usr/share/games/fortunes/science /usr/share/games/fortunes/riddles
 
 RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 BD_SRC = $(filter-out bindings/main.c,$(wildcard bindings/*.c))
