@@ -67,12 +67,12 @@ static void FN(block_scores)(const struct attn *a, int64_t bh, int64_t i0,
   }
 }
 
-/* multiplies row r of a block of probabilities by the dropout factor */
-static void FN(block_dropout)(const struct attn *a, int64_t bh, int64_t i,
-                              int64_t j0, int64_t bc, real *row) {
+/* multiplies a row of probabilities by the dropout factors */
+static void FN(apply_dropout)(const struct attn *a, const unsigned char *keep,
+                              int64_t bc, real *row) {
   real keep_scale = (real)(1.0 / (1.0 - a->p));
   for (int64_t c = 0; c < bc; c++)
-    row[c] *= dropout_keep(a, bh, i, j0 + c) ? keep_scale : (real)0;
+    row[c] *= keep[c] ? keep_scale : (real)0;
 }
 
 /* work: s (Br x Bc), o (Br x Dv), m (Br), l (Br) */
@@ -112,8 +112,11 @@ static void FN(forward_head)(const struct attn *a, int64_t bh, real *work) {
         if (alpha != 1)
           for (int64_t d = 0; d < Dv; d++)
             o[r * Dv + d] *= alpha;
-        if (a->p > 0)
-          FN(block_dropout)(a, bh, i0 + r, j0, bc, row);
+        if (a->p > 0) {
+          unsigned char keep[BLOCK_KEYS];
+          dropout_row(a, bh, i0 + r, j0, bc, keep);
+          FN(apply_dropout)(a, keep, bc, row);
+        }
       }
       lg_gemm(a->dtype, false, false, br, Dv, bc, 1.0, s, Bc, vh + j0 * Dv,
               Dv, 1.0, o, Dv);
@@ -133,6 +136,7 @@ static void FN(backward_head)(const struct attn *a, int64_t bh, real *work) {
   int64_t Br = a->Br, Bc = a->Bc, D = a->D, Dv = a->Dv, Tq = a->Tq,
           Tk = a->Tk;
   real *p = work, *pz = p + Br * Bc, *dp = pz + Br * Bc, *delta = dp + Br * Bc;
+  unsigned char *keep = (unsigned char *)(delta + Tq); /* Br x Bc */
   const real *qh = (const real *)a->q + bh * Tq * D;
   const real *kh = (const real *)a->k + bh * Tk * D;
   const real *vh = (const real *)a->v + bh * Tk * Dv;
@@ -161,8 +165,10 @@ static void FN(backward_head)(const struct attn *a, int64_t bh, real *work) {
           row[c] = EXP(row[c] - ls);
           rowz[c] = row[c];
         }
-        if (a->p > 0)
-          FN(block_dropout)(a, bh, i0 + r, j0, bc, rowz);
+        if (a->p > 0) {
+          dropout_row(a, bh, i0 + r, j0, bc, keep + r * Bc);
+          FN(apply_dropout)(a, keep + r * Bc, bc, rowz);
+        }
       }
       /* dV_j += (P Z)^T dO_i; dP = dO_i V_j^T */
       lg_gemm(a->dtype, true, false, bc, Dv, br, 1.0, pz, Bc, doh + i0 * Dv,
@@ -172,11 +178,9 @@ static void FN(backward_head)(const struct attn *a, int64_t bh, real *work) {
       for (int64_t r = 0; r < br; r++) {
         real *row = p + r * Bc, *drow = dp + r * Bc, dl = delta[i0 + r];
         if (a->p > 0) {
+          const unsigned char *kr = keep + r * Bc;
           for (int64_t c = 0; c < bc; c++)
-            row[c] *= (dropout_keep(a, bh, i0 + r, j0 + c)
-                           ? drow[c] * keep_scale
-                           : (real)0) -
-                      dl;
+            row[c] *= (kr[c] ? drow[c] * keep_scale : (real)0) - dl;
         } else {
           for (int64_t c = 0; c < bc; c++)
             row[c] *= drow[c] - dl;
@@ -246,15 +250,21 @@ static int64_t mask_offset(const struct attn *a, int64_t bh) {
   return off;
 }
 
-/* element (bh, i, j) of the attention weights is kept by dropout */
-static bool dropout_keep(const struct attn *a, int64_t bh, int64_t i,
-                         int64_t j) {
+/* keep[c] for keys j0 .. j0 + n - 1 of row (bh, i): element e = (bh * Tq
+ * + i) * Tk + j of the weights is kept when word e % 4 of Philox block
+ * ctr + e / 4, as a uniform in [0, 1), is at least p; one block serves
+ * four neighbours */
+static void dropout_row(const struct attn *a, int64_t bh, int64_t i,
+                        int64_t j0, int64_t n, unsigned char *keep) {
   uint64_t e = ((uint64_t)bh * (uint64_t)a->Tq + (uint64_t)i) *
                    (uint64_t)a->Tk +
-               (uint64_t)j;
+               (uint64_t)j0;
   uint32_t w[4];
-  lg_philox_block(a->seed, a->ctr + e / 4, w);
-  return (double)w[e % 4] * (1.0 / 4294967296.0) >= a->p;
+  for (int64_t c = 0; c < n; c++, e++) {
+    if (c == 0 || e % 4 == 0)
+      lg_philox_block(a->seed, a->ctr + e / 4, w);
+    keep[c] = (double)w[e % 4] * (1.0 / 4294967296.0) >= a->p;
+  }
 }
 
 #define ATTN_REAL float
@@ -532,7 +542,11 @@ static int attention_backward(lg_node *node, lg_tensor *grad_out,
     a.dq = lg_data_ptr(dq);
     a.dk = lg_data_ptr(dk);
     a.dv = lg_data_ptr(dv);
-    rc = run_heads(&a, backward_range, (size_t)(3 * a.Br * a.Bc + a.Tq));
+    /* p, pz, dp, delta, then Br x Bc bytes of dropout decisions */
+    size_t elems = (size_t)(3 * a.Br * a.Bc + a.Tq) +
+                   ((size_t)(a.Br * a.Bc) + lg_dtype_size(a.dtype) - 1) /
+                       lg_dtype_size(a.dtype);
+    rc = run_heads(&a, backward_range, elems);
   }
   lg_tensor *res[3] = {dq, dk, dv};
   for (int i = 0; i < 3; i++) {
