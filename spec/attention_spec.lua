@@ -6,7 +6,7 @@
 -- a float64 gradcheck, dropout drawn from the generator, and memory that
 -- grows linearly in the sequence length.
 local lg = require "lgrad"
-local h = require "helpers"
+require "helpers" -- assert.allclose, assert.shape
 
 local F = lg.F
 local sdpa = F.scaled_dot_product_attention

@@ -6,7 +6,7 @@
 -- weights and the gradients of every input and every parameter.  The
 -- Transformer also loads torch's checkpoint from a safetensors file.
 local lg = require "lgrad"
-local h = require "helpers"
+require "helpers" -- assert.allclose, assert.shape
 
 local nn = lg.nn
 local fixture = dofile("spec/fixtures/attention.lua")

@@ -21,36 +21,11 @@ local lg = require "lgrad"
 local F = lg.F
 local init = require "lgrad.nn_init"
 local fmt = string.format
-local mtype = math.type
 local is_tensor = lg.is_tensor
 local sdpa = F.scaled_dot_product_attention
 
 local function shape_str(t)
   return "[" .. table.concat(t:shape(), ",") .. "]"
-end
-
-local function check_int(fname, what, v, min)
-  if mtype(v) ~= "integer" or v < min then
-    error(fmt("%s: %s must be an integer >= %d (got %s)", fname, what, min,
-      tostring(v)), 3)
-  end
-  return v
-end
-
--- opts (or {}) with every key in allowed (a list)
-local function options(fname, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or is_tensor(opts) then
-    error(fmt("%s: options must be a table (got %s)", fname, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    local known = false
-    for _, a in ipairs(allowed) do known = known or a == k end
-    if not known then
-      error(fmt("%s: unknown option '%s'", fname, tostring(k)), 3)
-    end
-  end
-  return opts
 end
 
 local function check_tensor(fname, what, t)
@@ -78,6 +53,13 @@ end
 return function(nn)
   local Module, Linear, LayerNorm, Dropout = nn.Module, nn.Linear,
     nn.LayerNorm, nn.Dropout
+  -- check_int(fname, what, v, min) and options(fname, opts, allowed set)
+  local check_int, nn_options = nn._check_int, nn._options
+  local function options(fname, opts, allowed)
+    local set = {}
+    for _, k in ipairs(allowed) do set[k] = true end
+    return nn_options(fname, opts, set)
+  end
 
   -------------------------------------------------------------------------
   -- MultiheadAttention
@@ -371,10 +353,29 @@ return function(nn)
       self.activation_name, tostring(self.norm_first))
   end
 
-  -- out_dropout(linear2(dropout(activation(linear1(x)))))
-  local function feed_forward(self, x, out_dropout)
-    return out_dropout(self.linear2(self.dropout(self._activation(
-      self.linear1(x)))))
+  -- x -> out_dropout(linear2(dropout(activation(linear1(x)))))
+  local function feed_forward(self, out_dropout)
+    return function(x)
+      return out_dropout(self.linear2(self.dropout(self._activation(
+        self.linear1(x)))))
+    end
+  end
+
+  -- x -> dropout(attention of x over memory (nil: over itself))
+  local function attention(attn, dropout, memory, mask, padding, causal)
+    local o = { attn_mask = mask, key_padding_mask = padding,
+      need_weights = false, is_causal = causal }
+    return function(x)
+      local kv = memory or x
+      return dropout((attn(x, kv, kv, o)))
+    end
+  end
+
+  -- one residual sub-block: x + f(norm(x)) with norm_first, else
+  -- norm(x + f(x))
+  local function residual(self, x, norm, f)
+    if self.norm_first then return x + f(norm(x)) end
+    return norm(x + f(x))
   end
 
   local function check_seq(fname, what, x, d_model, batch_first)
@@ -408,20 +409,9 @@ return function(nn)
     local fn = "TransformerEncoderLayer"
     check_seq(fn, "src", src, self.d_model, self.batch_first)
     o = options(fn, o, enc_call_opts)
-    local function sa(x)
-      return self.dropout1((self.self_attn(x, x, x, { attn_mask = o.src_mask,
-        key_padding_mask = o.src_key_padding_mask, need_weights = false,
-        is_causal = o.is_causal })))
-    end
-    local x = src
-    if self.norm_first then
-      x = x + sa(self.norm1(x))
-      x = x + feed_forward(self, self.norm2(x), self.dropout2)
-    else
-      x = self.norm1(x + sa(x))
-      x = self.norm2(x + feed_forward(self, x, self.dropout2))
-    end
-    return x
+    local x = residual(self, src, self.norm1, attention(self.self_attn,
+      self.dropout1, nil, o.src_mask, o.src_key_padding_mask, o.is_causal))
+    return residual(self, x, self.norm2, feed_forward(self, self.dropout2))
   end
 
   local TDL = Module:extend("TransformerDecoderLayer")
@@ -450,28 +440,13 @@ return function(nn)
         shape_str(tgt), shape_str(memory)), 2)
     end
     o = options(fn, o, dec_call_opts)
-    local function sa(x)
-      return self.dropout1((self.self_attn(x, x, x, { attn_mask = o.tgt_mask,
-        key_padding_mask = o.tgt_key_padding_mask, need_weights = false,
-        is_causal = o.tgt_is_causal })))
-    end
-    local function ca(x)
-      return self.dropout2((self.multihead_attn(x, memory, memory, {
-        attn_mask = o.memory_mask,
-        key_padding_mask = o.memory_key_padding_mask, need_weights = false,
-        is_causal = o.memory_is_causal })))
-    end
-    local x = tgt
-    if self.norm_first then
-      x = x + sa(self.norm1(x))
-      x = x + ca(self.norm2(x))
-      x = x + feed_forward(self, self.norm3(x), self.dropout3)
-    else
-      x = self.norm1(x + sa(x))
-      x = self.norm2(x + ca(x))
-      x = self.norm3(x + feed_forward(self, x, self.dropout3))
-    end
-    return x
+    local x = residual(self, tgt, self.norm1, attention(self.self_attn,
+      self.dropout1, nil, o.tgt_mask, o.tgt_key_padding_mask,
+      o.tgt_is_causal))
+    x = residual(self, x, self.norm2, attention(self.multihead_attn,
+      self.dropout2, memory, o.memory_mask, o.memory_key_padding_mask,
+      o.memory_is_causal))
+    return residual(self, x, self.norm3, feed_forward(self, self.dropout3))
   end
 
   -------------------------------------------------------------------------

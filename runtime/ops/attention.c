@@ -278,33 +278,26 @@ static void dropout_row(const struct attn *a, int64_t bh, int64_t i,
 #undef ATTN_REAL
 #undef ATTN_SUF
 
-static void forward_range(void *ctx, int64_t begin, int64_t end) {
+/* runs the heads begin .. end - 1 forward, or backward when a->dout is
+ * set, with one work buffer */
+static void heads_range(void *ctx, int64_t begin, int64_t end) {
   struct attn *a = ctx;
   void *work = lg_alloc(a->work_bytes);
   if (!work) {
     __atomic_store_n(&a->failed, 1, __ATOMIC_RELAXED);
     return;
   }
-  for (int64_t bh = begin; bh < end; bh++)
-    if (a->dtype == LG_FLOAT32)
+  bool f32 = a->dtype == LG_FLOAT32;
+  for (int64_t bh = begin; bh < end; bh++) {
+    if (!a->dout && f32)
       forward_head_f32(a, bh, work);
-    else
+    else if (!a->dout)
       forward_head_f64(a, bh, work);
-  lg_free(work, a->work_bytes);
-}
-
-static void backward_range(void *ctx, int64_t begin, int64_t end) {
-  struct attn *a = ctx;
-  void *work = lg_alloc(a->work_bytes);
-  if (!work) {
-    __atomic_store_n(&a->failed, 1, __ATOMIC_RELAXED);
-    return;
-  }
-  for (int64_t bh = begin; bh < end; bh++)
-    if (a->dtype == LG_FLOAT32)
+    else if (f32)
       backward_head_f32(a, bh, work);
     else
       backward_head_f64(a, bh, work);
+  }
   lg_free(work, a->work_bytes);
 }
 
@@ -315,10 +308,10 @@ static int64_t head_grain(const struct attn *a) {
   return per >= 65536 ? 1 : 65536 / (per > 0 ? per : 1);
 }
 
-static int run_heads(struct attn *a, lg_range_fn fn, size_t work_elems) {
+static int run_heads(struct attn *a, size_t work_elems) {
   a->work_bytes = work_elems * lg_dtype_size(a->dtype);
   a->failed = 0;
-  lg_parallel_for(a->BH, head_grain(a), fn, a);
+  lg_parallel_for(a->BH, head_grain(a), heads_range, a);
   if (a->failed) {
     lg_seterr("scaled_dot_product_attention: out of memory for the work "
               "blocks");
@@ -546,7 +539,7 @@ static int attention_backward(lg_node *node, lg_tensor *grad_out,
     size_t elems = (size_t)(3 * a.Br * a.Bc + a.Tq) +
                    ((size_t)(a.Br * a.Bc) + lg_dtype_size(a.dtype) - 1) /
                        lg_dtype_size(a.dtype);
-    rc = run_heads(&a, backward_range, elems);
+    rc = run_heads(&a, elems);
   }
   lg_tensor *res[3] = {dq, dk, dv};
   for (int i = 0; i < 3; i++) {
@@ -619,8 +612,7 @@ lg_tensor *lg_scaled_dot_product_attention(lg_tensor *q, lg_tensor *k,
   a.v = lg_data_ptr(vc);
   a.out = lg_data_ptr(out);
   a.lse = lg_data_ptr(lse);
-  if (run_heads(&a, forward_range,
-                (size_t)(a.Br * a.Bc + a.Br * a.Dv + 2 * a.Br)))
+  if (run_heads(&a, (size_t)(a.Br * a.Bc + a.Br * a.Dv + 2 * a.Br)))
     goto fail;
   lg_tensor *ins[3] = {q, k, v};
   if (lg_grad_enabled() && lg_any_requires_grad(3, ins)) {
