@@ -282,6 +282,7 @@ static void dropout_row(const struct attn *a, int64_t bh, int64_t i,
  * set, with one work buffer */
 static void heads_range(void *ctx, int64_t begin, int64_t end) {
   struct attn *a = ctx;
+  lg_thread_register(); /* a pool worker's cached blocks go at its exit */
   void *work = lg_alloc(a->work_bytes);
   if (!work) {
     __atomic_store_n(&a->failed, 1, __ATOMIC_RELAXED);
