@@ -494,14 +494,6 @@ static lg_tensor *contig_nograd(lg_tensor *t, lg_dtype d) {
 
 /* ---- backward ---- */
 
-static int refuse_twice(lg_node *node, lg_tensor *grad_out,
-                        lg_tensor **grads) {
-  lg_seterr("%s: differentiating its gradient again (double backward) is "
-            "not supported",
-            node->name);
-  return -1;
-}
-
 static int attention_backward(lg_node *node, lg_tensor *grad_out,
                               lg_tensor **grads) {
   struct attn_state *st = node->ctx;
@@ -544,17 +536,16 @@ static int attention_backward(lg_node *node, lg_tensor *grad_out,
   }
   lg_tensor *res[3] = {dq, dk, dv};
   for (int i = 0; i < 3; i++) {
-    if (rc == 0 && node->needs_grad[i]) {
+    if (rc == 0 && node->needs_grad[i])
       grads[i] = res[i];
-      if (lg_grad_enabled()) /* create_graph: refuse a second derivative */
-        lg_record(grads[i], node->name, refuse_twice, 1, &grad_out);
-    } else {
+    else
       lg_release(res[i]);
-    }
   }
   lg_release(dout);
   return rc;
 }
+/* under create_graph, a second derivative raises instead of being 0 */
+ONCE_DIFFERENTIABLE(attention_backward)
 
 /* ---- forward ---- */
 
@@ -618,7 +609,7 @@ lg_tensor *lg_scaled_dot_product_attention(lg_tensor *q, lg_tensor *k,
   lg_tensor *ins[3] = {q, k, v};
   if (lg_grad_enabled() && lg_any_requires_grad(3, ins)) {
     struct attn_state *st = calloc(1, sizeof *st);
-    lg_node *node = st ? lg_record(out, fn, attention_backward, 3, ins) : NULL;
+    lg_node *node = st ? lg_record(out, fn, attention_backward_once, 3, ins) : NULL;
     if (!node) {
       if (!st)
         lg_seterr("%s: out of memory", fn);
