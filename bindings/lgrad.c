@@ -132,6 +132,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lua_setfield(L, -2, "long");
   lgL_open_autograd(L);
   lgL_open_functional(L);
+  lgL_open_embedding(L);
   lgL_open_optim(L);
   lgL_open_sched(L);
   lgL_open_reg(L);

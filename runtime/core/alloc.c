@@ -232,6 +232,7 @@ lg_storage *lg_storage_new(size_t nbytes) {
   s->release = NULL;
   s->release_ctx = NULL;
   s->version = 0;
+  s->revoked = false;
   return s;
 }
 
@@ -248,7 +249,25 @@ lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
   s->release = rel;
   s->release_ctx = ctx;
   s->version = 0;
+  s->revoked = false;
   return s;
+}
+
+static void release_revoked(void *data, void *ctx) {
+  (void)data;
+  (void)ctx;
+}
+
+void lg_storage_revoke(lg_storage *s) {
+  if (!s || s->revoked)
+    return;
+  s->revoked = true;
+  if (s->release) { /* wrapped memory goes back to its owner now */
+    lg_release_fn rel = s->release;
+    s->release = release_revoked;
+    rel(s->data, s->release_ctx);
+    s->data = NULL;
+  }
 }
 
 void lg_storage_release(lg_storage *s) {

@@ -34,6 +34,10 @@ static inline int64_t lg_iter_istride(const lg_iter *it, int k) {
 /* advances to the next inner row; false at the end */
 bool lg_iter_next(lg_iter *it);
 
+/* -1 with "fname: tensor i of the list is NULL or revoked" for the first
+ * unusable tensor of ts[0 .. n-1] */
+int lg_check_list(const char *fname, int n, lg_tensor *const *ts);
+
 /* broadcast shape of a and b into out; -1 with an error when they clash */
 int lg_broadcast_shape(const char *fname, const lg_tensor *a,
                        const lg_tensor *b, int *ndim, int64_t *shape);

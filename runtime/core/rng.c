@@ -187,6 +187,10 @@ static int fill_random(lg_tensor *t, lg_generator *g, int kind, double a,
 }
 
 int lg_uniform_(lg_tensor *t, double lo, double hi, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_uniform_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (!(lo <= hi)) {
     lg_seterr("uniform_: expects lo <= hi, got %g and %g", lo, hi);
     return -1;
@@ -195,6 +199,10 @@ int lg_uniform_(lg_tensor *t, double lo, double hi, lg_generator *g) {
 }
 
 int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_normal_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (!(std >= 0)) {
     lg_seterr("normal_: std must be non-negative, got %g", std);
     return -1;
@@ -203,6 +211,10 @@ int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g) {
 }
 
 int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_randint_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (lo > hi) {
     lg_seterr("randint: empty range [%lld, %lld]", (long long)lo,
               (long long)hi);
@@ -212,6 +224,10 @@ int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g) {
 }
 
 int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_bernoulli_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (!(p >= 0 && p <= 1)) {
     lg_seterr("bernoulli_: probability %g not in [0, 1]", p);
     return -1;
@@ -221,6 +237,10 @@ int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
 
 lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,
                    lg_generator *g) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_rand: argument %d is NULL", 3);
+    return NULL;
+  }
   if (!lg_dtype_is_float(d)) {
     lg_seterr("rand: needs a float dtype, got %s", lg_dtype_name(d));
     return NULL;
@@ -235,6 +255,10 @@ lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,
 
 lg_tensor *lg_randn(lg_dtype d, int ndim, const int64_t *shape,
                     lg_generator *g) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_randn: argument %d is NULL", 3);
+    return NULL;
+  }
   if (!lg_dtype_is_float(d)) {
     lg_seterr("randn: needs a float dtype, got %s", lg_dtype_name(d));
     return NULL;
