@@ -293,6 +293,10 @@ local factories = {
                                      sparse = true, padding_idx = 2})
   end,
   function() return lg.nn.LayerNorm(3) end,
+  function() return lg.nn.MultiheadAttention(4, 2) end,
+  function()
+    return lg.nn.TransformerEncoderLayer(4, 2, {dim_feedforward = 8})
+  end,
   function()
     local ds = lg.data.TensorDataset(lg.randn(10, 3), lg.randint(1, 3, {10}))
     return lg.data.DataLoader(ds, {batch_size = 3, shuffle = true,

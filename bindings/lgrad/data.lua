@@ -508,4 +508,6 @@ end
 M.DataLoader_class = DataLoader
 M.TensorDataset_class = TensorDataset
 
+for k, v in pairs(require "lgrad.text") do M[k] = v end
+
 return M

@@ -1410,4 +1410,7 @@ activation("LogSoftmax",
   function(self, x) return log_softmax(x, self.dim) end,
   dim_init("LogSoftmax"), function(self) return "dim=" .. self.dim end)
 
+M._check_int, M._options = check_int, options -- for nn_transformer
+require("lgrad.nn_transformer")(M) -- attention and transformers
+
 return M

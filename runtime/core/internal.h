@@ -115,6 +115,13 @@ lg_tensor *lg_tiny_like(const lg_tensor *t, lg_dtype d);
 void lg_thread_register(void);
 void lg_autograd_thread_cleanup(void);
 
+/* Kernels that draw random numbers on several threads reserve a run of
+ * Philox blocks of g (NULL: the default generator) and compute block
+ * c0 + i themselves: the numbers depend only on the seed and position */
+uint64_t lg_generator_reserve(lg_generator *g, uint64_t nblocks,
+                              uint64_t *seed);
+void lg_philox_block(uint64_t seed, uint64_t ctr, uint32_t out[4]);
+
 /* threading for big element-wise loops */
 typedef void (*lg_range_fn)(void *ctx, int64_t begin, int64_t end);
 void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx);

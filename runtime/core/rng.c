@@ -67,6 +67,20 @@ static void philox(uint64_t ctr, uint64_t key, uint32_t out[4]) {
   out[3] = c3;
 }
 
+void lg_philox_block(uint64_t seed, uint64_t ctr, uint32_t out[4]) {
+  philox(ctr, seed, out);
+}
+
+uint64_t lg_generator_reserve(lg_generator *g, uint64_t nblocks,
+                              uint64_t *seed) {
+  if (!g)
+    g = &default_gen;
+  uint64_t c0 = g->counter;
+  g->counter += nblocks;
+  *seed = g->seed;
+  return c0;
+}
+
 /* uniform doubles in [0, 1) from 53 bits of two words */
 static inline double to_unit(uint32_t hi, uint32_t lo) {
   uint64_t v = ((uint64_t)hi << 32) | lo;
