@@ -17,19 +17,20 @@ SAN ?=
 VERSION := $(shell cat VERSION)
 SOVERSION = 0
 CFLAGS_ALL = -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -Wno-unused-parameter \
-  -pthread $(SAN) -DLG_VERSION='"$(VERSION)"' $(CPPFLAGS) $(CFLAGS)
+  -pthread $(SAN) -DLG_VERSION='"$(VERSION)"' \
+  -DLGRAD_LUADIR='"$(LUA_LMOD)"' $(CPPFLAGS) $(CFLAGS)
 LDLIBS_CORE = -ldl -lz -lm -lpthread
 B ?= build
 
 DEPS = lua5.4 liblua5.4-dev libopenblas-dev lua-busted libreadline-dev \
-  zlib1g-dev dataset-fashion-mnist fortunes
+  zlib1g-dev dataset-fashion-mnist fortunes fortunes-min
 DEPS += luarocks lua-ldoc pkg-config
 DEPS += openmpi-bin libopenmpi-dev
 DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/include/x86_64-linux-gnu/cblas.h /usr/bin/busted \
   /usr/include/readline/readline.h /usr/include/zlib.h \
   /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-  /usr/share/games/fortunes/science
+  /usr/share/games/fortunes/science /usr/share/games/fortunes/riddles
 DEP_FILES += /usr/bin/luarocks /usr/bin/ldoc /usr/bin/pkg-config
 DEP_FILES += /usr/bin/mpirun /usr/bin/mpicc
 

@@ -267,6 +267,12 @@ local function leaves()
                                               {dtype = p:dtype()})
                or lg.randn(p:shape(), {dtype = p:dtype()})
     end
+    if math.random(6) == 1 then -- a row-sparse gradient, as a table's
+      p.grad = nil
+      lg.F.embedding_bag(lg.randint(1, p:size(1), {3}), p,
+                         lg.tensor({1, 3}, {dtype = "int64"}),
+                         {mode = "sum", sparse = true}):sum():backward()
+    end
     ps[i] = p
   end
   return ps
@@ -302,7 +308,15 @@ local factories = {
   end,
   function() return lg.nn.BatchNorm1d(3) end,
   function() return lg.nn.Embedding(5, 3) end,
+  function()
+    return lg.nn.EmbeddingBag(6, 3, {mode = pick({"sum", "mean", "max"}),
+                                     sparse = true, padding_idx = 2})
+  end,
   function() return lg.nn.LayerNorm(3) end,
+  function() return lg.nn.MultiheadAttention(4, 2) end,
+  function()
+    return lg.nn.TransformerEncoderLayer(4, 2, {dim_feedforward = 8})
+  end,
   function()
     local ds = lg.data.TensorDataset(lg.randn(10, 3), lg.randint(1, 3, {10}))
     return lg.data.DataLoader(ds, {batch_size = 3, shuffle = true,
@@ -356,7 +370,8 @@ local function collect(prefix, t, depth)
     end
   end
 end
-for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist"}) do
+for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist", "explain",
+                      "privacy"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
 collect("lg.", lg, 0)

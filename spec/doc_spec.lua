@@ -83,6 +83,8 @@ local function modules()
     {"lg.autograd", lg.autograd, "autograd"},
     {"lg.dist", lg.dist, "dist"},
     {"lg.linalg", lg.linalg, "linalg"},
+    {"lg.explain", lg.explain, "explain"},
+    {"lg.privacy", lg.privacy, "privacy"},
   }
 end
 
