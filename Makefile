@@ -17,19 +17,22 @@ SAN ?=
 VERSION := $(shell cat VERSION)
 SOVERSION = 0
 CFLAGS_ALL = -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -Wno-unused-parameter \
-  -pthread $(SAN) -DLG_VERSION='"$(VERSION)"' $(CPPFLAGS) $(CFLAGS)
+  -pthread $(SAN) -DLG_VERSION='"$(VERSION)"' \
+  -DLGRAD_LUADIR='"$(LUA_LMOD)"' $(CPPFLAGS) $(CFLAGS)
 LDLIBS_CORE = -ldl -lz -lm -lpthread
 B ?= build
 
 DEPS = lua5.4 liblua5.4-dev libopenblas-dev lua-busted libreadline-dev \
-  zlib1g-dev dataset-fashion-mnist fortunes
+  zlib1g-dev dataset-fashion-mnist fortunes fortunes-min
 DEPS += luarocks lua-ldoc pkg-config
+DEPS += openmpi-bin libopenmpi-dev
 DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/include/x86_64-linux-gnu/cblas.h /usr/bin/busted \
   /usr/include/readline/readline.h /usr/include/zlib.h \
   /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz \
-  /usr/share/games/fortunes/science
+  /usr/share/games/fortunes/science /usr/share/games/fortunes/riddles
 DEP_FILES += /usr/bin/luarocks /usr/bin/ldoc /usr/bin/pkg-config
+DEP_FILES += /usr/bin/mpirun /usr/bin/mpicc
 
 RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 PROG_SRC = bindings/main.c bindings/cli/repl.c
@@ -40,9 +43,26 @@ HDRS = $(wildcard runtime/*.h runtime/*/*.h runtime/*/*.def bindings/*.h \
   bindings/cli/*.h)
 
 .PHONY: all lib deps demo test env install uninstall clean bench sanitize \
-  valgrind fuzz lint format doc deb deb-check
+  valgrind fuzz lint format doc deb deb-check mpi
 
-all: lib
+all: lib mpi
+
+# lg.dist's MPI piece: the one object linked with libmpi, loaded by
+# runtime/dist/dist.c with dlopen under mpirun, so that lgrad and lgrad.so
+# never need libmpi.  Built when mpicc (or pkg-config ompi) is found.
+MPI_SRC = runtime/dist/mpi/lgrad_mpi.c runtime/dist/mpi_api.h
+mpi:
+	@if command -v mpicc >/dev/null 2>&1 || \
+	    pkg-config --exists ompi 2>/dev/null; then \
+	  $(MAKE) --no-print-directory $(B)/lgrad_mpi.so; \
+	else echo "no mpicc: lgrad built without MPI (lg.dist is one rank)"; fi
+
+$(B)/lgrad_mpi.so: $(MPI_SRC) Makefile
+	@mkdir -p $(B)
+	if command -v mpicc >/dev/null 2>&1; then \
+	  mpicc -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -shared -o $@ $<; \
+	else $(CC) -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -shared \
+	  $$(pkg-config --cflags ompi) -o $@ $< $$(pkg-config --libs ompi); fi
 
 # what `make install` installs
 LIB_SO = $(B)/liblgrad.so.$(VERSION)
@@ -86,6 +106,10 @@ deps:
 	  fi; \
 	fi
 
+# from another directory: eval "$$(make -s -C DIR env)" (GNU make 4.3
+# prints "Entering directory" on stdout for -C before it reads this file,
+# and only -s or --no-print-directory on the command line turn that off;
+# each line below is also a valid shell command by itself)
 env:
 	@echo 'export LUA_PATH="$(CURDIR)/bindings/?.lua;$(CURDIR)/$(B)/?.lua;;"'
 	@echo 'export LUA_CPATH="$(CURDIR)/$(B)/?.so;;"'

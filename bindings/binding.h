@@ -26,6 +26,12 @@
 
 #include "../runtime/lgrad.h"
 
+/* errors start with the user's line, not one of lgrad's Lua modules
+ * (l_where.c) */
+int lgL_error(lua_State *L, const char *fmt, ...);
+void lgL_where(lua_State *L, int level);
+#define luaL_error lgL_error
+
 #define LGL_TENSOR "lgrad.Tensor"
 extern char lgL_tensor_mt_key; /* registry key of the Tensor metatable */
 
@@ -75,6 +81,19 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx);
 double lgL_optnumberfield(lua_State *L, int idx, const char *k, double def);
 int lgL_optbooleanfield(lua_State *L, int idx, const char *k, int def);
 lg_generator *lgL_optgenerator(lua_State *L, int opts_idx);
+/* raises "fname: unknown option 'k' (valid options: ...)" for a key of the
+ * table at idx not in the NULL-ended list */
+void lgL_checkopts(lua_State *L, int idx, const char *fname,
+                   const char *const *allowed);
+/* raises when a non-nil argument follows position last */
+void lgL_checknargs(lua_State *L, int last, const char *fname);
+/* a reduction's (dim [, keepdim] [, opts]) or ({dim =, keepdim =, ...})
+ * from idx: returns the 0-based dim or LG_ALL_DIMS; extra lists option
+ * keys besides dim and keepdim; with opts NULL, arguments after these
+ * raise, else *opts gets the table's index (0: none) */
+int lgL_reduce_args(lua_State *L, int idx, const lg_tensor *t,
+                    const char *fname, bool *keep, int *opts,
+                    const char *const *extra);
 
 void lgL_open_tensor(lua_State *L);
 void lgL_open_autograd(lua_State *L);
@@ -83,6 +102,12 @@ void lgL_open_optim(lua_State *L);
 void lgL_open_sched(lua_State *L);
 void lgL_open_reg(lua_State *L);
 void lgL_open_io(lua_State *L);
+void lgL_open_shape(lua_State *L);
+void lgL_open_where(lua_State *L);
+void lgL_open_linalg(lua_State *L);
+void lgL_open_attention(lua_State *L); /* into the lg.F table on top */
+void lgL_open_text(lua_State *L);
+void lgL_open_embedding(lua_State *L); /* after lgL_open_functional */
 
 
 

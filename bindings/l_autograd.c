@@ -339,6 +339,15 @@ static int function_call(lua_State *L) {
   return 1;
 }
 
+/* F.apply(...) as torch spells it (F:apply(...) too): F(...) */
+static int function_apply(lua_State *L) {
+  if (lua_rawequal(L, 1, lua_upvalueindex(1)))
+    lua_remove(L, 1);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  lua_insert(L, 1);
+  return function_call(L);
+}
+
 static int l_function(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "forward");
@@ -353,6 +362,9 @@ static int l_function(lua_State *L) {
     lua_insert(L, -2);
     lua_settable(L, -4);
   }
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, function_apply, 1);
+  lua_setfield(L, -2, "apply");
   luaL_setmetatable(L, LGL_FUNCTION);
   return 1;
 }

@@ -75,22 +75,6 @@ void lgL_push_index_out(lua_State *L, lg_tensor *idx0, const char *fname) {
   *box = one_based;
 }
 
-/* an optional dim argument; LG_ALL_DIMS when absent */
-static int opt_dim(lua_State *L, int idx, lg_tensor *t, const char *fname) {
-  if (lua_isnoneornil(L, idx) || lua_istable(L, idx) || lua_isboolean(L, idx))
-    return LG_ALL_DIMS;
-  return lgL_checkdim(L, idx, t->ndim, fname);
-}
-
-/* keepdim as a boolean or {keepdim = b} after the dim */
-static bool opt_keepdim(lua_State *L, int idx) {
-  if (lua_isboolean(L, idx))
-    return lua_toboolean(L, idx);
-  if (lua_istable(L, idx))
-    return lgL_optbooleanfield(L, idx, "keepdim", 0);
-  return false;
-}
-
 /* ---- binary ---- */
 
 static int binary_impl(lua_State *L, lg_binop op) {
@@ -300,9 +284,11 @@ static int o_clamp_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   double lo = lua_isnoneornil(L, 2) ? NAN : luaL_checknumber(L, 2);
   double hi = lua_isnoneornil(L, 3) ? NAN : luaL_checknumber(L, 3);
-  if (lg_grad_enabled() && t->requires_grad)
-    return luaL_error(L, "clamp_: in-place operation on a tensor that "
-                         "requires grad");
+  if (lg_inplace_records(t, 0, NULL)) {
+    lg_tensor *c = lg_inplace_begin("clamp_", t);
+    CHECK(L, "clamp_", !c || lg_inplace_end(t, c, lg_clamp(c, lo, hi)));
+    return push_self(L);
+  }
   lg_tensor **box = lgL_newbox(L);
   CHECK(L, "clamp_", !(*box = lg_clamp(t, lo, hi)));
   CHECK(L, "clamp_", lg_copy_(t, *box));
@@ -315,21 +301,39 @@ static int o_leaky_relu(lua_State *L) {
   return lgL_pushresult(L, "leaky_relu", lg_leaky_relu(t, s));
 }
 
-static int o_fill_(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
-  CHECK(L, "fill_", lg_fill_(t, v));
+/* t[{}] = src recorded in the graph (t or src requires grad) */
+static int assign_whole(lua_State *L, const char *fname, lg_tensor *t,
+                        lg_tensor *src) {
+  if (t->requires_grad)
+    CHECK(L, fname, lg_inplace_check(fname, t));
+  CHECK(L, fname, lg_index_assign(t, 0, NULL, src));
   return push_self(L);
 }
 
-static int o_zero_(lua_State *L) {
-  CHECK(L, "zero_", lg_zero_(lgL_checktensor(L, 1)));
+static int fill_impl(lua_State *L, const char *fname, double v) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  if (lg_inplace_records(t, 0, NULL)) {
+    lg_tensor **box = lgL_newbox(L);
+    CHECK(L, fname, !(*box = lg_scalar(t->dtype, v)));
+    return assign_whole(L, fname, t, *box);
+  }
+  CHECK(L, fname, lg_fill_(t, v));
   return push_self(L);
 }
+
+static int o_fill_(lua_State *L) {
+  lgL_checktensor(L, 1);
+  double v = lua_isboolean(L, 2) ? lua_toboolean(L, 2) : luaL_checknumber(L, 2);
+  return fill_impl(L, "fill_", v);
+}
+
+static int o_zero_(lua_State *L) { return fill_impl(L, "zero_", 0); }
 
 static int o_copy_(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lg_tensor *s = lgL_checktensorlike(L, 2, t->dtype);
+  if (lg_inplace_records(t, 1, &s))
+    return assign_whole(L, "copy_", t, s);
   CHECK(L, "copy_", lg_copy_(t, s));
   return push_self(L);
 }
@@ -366,8 +370,8 @@ static int o_bernoulli_(lua_State *L) {
 
 static int reduce_impl(lua_State *L, lg_redop op, const char *fname) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  int dim = opt_dim(L, 2, t, fname);
-  bool keep = opt_keepdim(L, dim == LG_ALL_DIMS ? 2 : 3);
+  bool keep;
+  int dim = lgL_reduce_args(L, 2, t, fname, &keep, NULL, NULL);
   return lgL_pushresult(L, fname, lg_reduce(op, t, dim, keep));
 }
 
@@ -382,12 +386,12 @@ static int maxmin(lua_State *L, bool is_min) {
   lg_tensor *t = lgL_checktensor(L, 1);
   if (lgL_totensor(L, 2))
     return binary_impl(L, is_min ? LG_OP_MINIMUM : LG_OP_MAXIMUM);
-  int dim = opt_dim(L, 2, t, fname);
+  bool keep;
+  int dim = lgL_reduce_args(L, 2, t, fname, &keep, NULL, NULL);
   if (dim == LG_ALL_DIMS)
     return lgL_pushresult(L, fname,
                           lg_reduce(is_min ? LG_RED_MIN : LG_RED_MAX, t,
-                                    LG_ALL_DIMS, false));
-  bool keep = opt_keepdim(L, 3);
+                                    LG_ALL_DIMS, keep));
   lg_tensor **vbox = lgL_newbox(L);
   lg_tensor *idx;
   CHECK(L, fname, lg_max_dim(t, dim, keep, is_min, vbox, &idx));
@@ -400,8 +404,8 @@ static int o_min(lua_State *L) { return maxmin(L, true); }
 static int argmaxmin(lua_State *L, bool is_min) {
   const char *fname = is_min ? "argmin" : "argmax";
   lg_tensor *t = lgL_checktensor(L, 1);
-  int dim = opt_dim(L, 2, t, fname);
-  bool keep = opt_keepdim(L, 3);
+  bool keep;
+  int dim = lgL_reduce_args(L, 2, t, fname, &keep, NULL, NULL);
   lg_tensor *r = lg_argmax(t, dim, keep, is_min);
   if (!r)
     return lgL_fail(L, fname);
@@ -414,14 +418,21 @@ static int o_argmin(lua_State *L) { return argmaxmin(L, true); }
 static int varstd(lua_State *L, bool sd) {
   const char *fname = sd ? "std" : "var";
   lg_tensor *t = lgL_checktensor(L, 1);
-  int dim = opt_dim(L, 2, t, fname);
-  int oi = dim == LG_ALL_DIMS ? 2 : 3;
-  bool keep = opt_keepdim(L, oi);
+  static const char *const extra[] = {"unbiased", NULL};
+  bool keep;
+  int oi;
+  int dim = lgL_reduce_args(L, 2, t, fname, &keep, &oi, extra);
   bool unbiased = true;
-  if (lua_istable(L, oi))
+  if (oi) {
     unbiased = lgL_optbooleanfield(L, oi, "unbiased", 1);
-  else if (lua_isboolean(L, oi + 1))
-    unbiased = lua_toboolean(L, oi + 1);
+    lgL_checknargs(L, oi, fname);
+  } else {
+    /* var(dim, keepdim, unbiased) */
+    int ui = dim == LG_ALL_DIMS ? 3 : 4;
+    if (lua_isboolean(L, ui))
+      unbiased = lua_toboolean(L, ui);
+    lgL_checknargs(L, lua_isboolean(L, ui) ? ui : ui - 1, fname);
+  }
   lg_tensor **box = lgL_newbox(L);
   CHECK(L, fname, !(*box = lg_var(t, dim, keep, unbiased)));
   if (sd) {
@@ -445,15 +456,15 @@ static int o_norm(lua_State *L) {
     p = INFINITY;
   else if (!lua_isnoneornil(L, 2))
     return luaL_argerror(L, 2, "p must be a number");
-  int dim = opt_dim(L, 3, t, "norm");
-  bool keep = opt_keepdim(L, dim == LG_ALL_DIMS ? 3 : 4);
+  bool keep;
+  int dim = lgL_reduce_args(L, 3, t, "norm", &keep, NULL, NULL);
   return lgL_pushresult(L, "norm", lg_norm(t, p, dim, keep));
 }
 
 static int o_logsumexp(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  int dim = opt_dim(L, 2, t, "logsumexp");
-  bool keep = opt_keepdim(L, dim == LG_ALL_DIMS ? 2 : 3);
+  bool keep;
+  int dim = lgL_reduce_args(L, 2, t, "logsumexp", &keep, NULL, NULL);
   return lgL_pushresult(L, "logsumexp", lg_logsumexp(t, dim, keep));
 }
 

@@ -45,7 +45,7 @@ lg_optim *lgL_checkoptim(lua_State *L, int idx) {
 }
 
 static int raise_runtime(lua_State *L) {
-  return luaL_error(L, "%s", lg_errmsg());
+  return luaL_error(L, "%s", lg_errmsg_based(1));
 }
 
 /* the type of the value at idx, with a userdata's __name ("lgrad.Tensor") */
@@ -216,7 +216,7 @@ static void add_group(lua_State *L, int box_idx, lg_optim *o, int list_idx,
     while (lua_next(L, group_idx)) {
       const char *k = lua_tostring(L, -2);
       if (strcmp(k, "params") && !lg_optim_find_spec(o, k) &&
-          lg_optim_set(o, g, k, lua_tonumber(L, -1)) < 0)
+          lg_optim_set_extra(o, g, k, lua_tonumber(L, -1)) < 0)
         raise_runtime(L);
       lua_pop(L, 1);
     }
@@ -492,7 +492,7 @@ static int group_newindex(lua_State *L) {
   if (lua_type(L, 3) != LUA_TNUMBER)
     return luaL_error(L, "param_groups: '%s' must be a number, not a %s", k,
                       luaL_typename(L, 3));
-  if (lg_optim_set(o, g, k, lua_tonumber(L, 3)) < 0)
+  if (lg_optim_set_extra(o, g, k, lua_tonumber(L, 3)) < 0)
     return raise_runtime(L);
   return 0;
 }
@@ -717,7 +717,7 @@ static int optim_load_state_dict(lua_State *L) {
     while (lua_next(L, -2)) {
       const char *k = lua_tostring(L, -2);
       if (strcmp(k, "params") && !lg_optim_find_spec(o, k) &&
-          lg_optim_set(o, g, k, lua_tonumber(L, -1)) < 0)
+          lg_optim_set_extra(o, g, k, lua_tonumber(L, -1)) < 0)
         return raise_runtime(L);
       lua_pop(L, 1);
     }

@@ -342,7 +342,7 @@ static int check_nested_numel(lua_State *L, nested_info *info) {
   lg_tensor *probe = lg_empty(LG_BOOL, info->ndim, info->shape);
   if (!probe) {
     char why[256];
-    snprintf(why, sizeof why, "%s", lg_errmsg());
+    snprintf(why, sizeof why, "%s", lg_errmsg_based(1));
     lg_seterr("tensor: the tables' lengths (#) give %lld elements, more "
               "than memory holds (%s)", (long long)n, why);
     return -1;
@@ -793,17 +793,96 @@ static int64_t check_index1(lua_State *L, lg_tensor *t, lua_Integer i) {
   if (t->ndim == 0)
     luaL_error(L, "index: cannot index a 0-d tensor (use item())");
   int64_t n = t->shape[0];
-  if (i == 0 || i > n || i < -n)
-    luaL_error(L, "index: index %I out of range for size %I", i, (lua_Integer)n);
+  if (i == 0)
+    luaL_error(L, "index: index 0 is out of range: indices are 1-based "
+                  "(1..%I, or -1 for the last)",
+               (lua_Integer)n);
+  if (i > n || i < -n)
+    luaL_error(L, "index: index %I out of range for size %I", i,
+               (lua_Integer)n);
   return i > 0 ? i - 1 : n + i;
 }
 
+/* an integer index, or a float with an integral value (as Lua tables take
+ * t[1.0] for t[1]) */
+static lua_Integer check_int_key(lua_State *L, int idx) {
+  int isint;
+  lua_Integer i = lua_tointegerx(L, idx, &isint);
+  if (!isint)
+    luaL_error(L, "index: tensor indices must be integers, got %s",
+               lua_tostring(L, idx));
+  return i;
+}
+
+/* Torch7's index table at idx (t[{2, {1, 3}, {}, {1, -1, 2}}]) into r;
+ * returns the number of entries */
+static int slice_spec(lua_State *L, int idx, lg_tensor *t, lg_slice_dim *r) {
+  lua_Integer n = luaL_len(L, idx);
+  if (n > t->ndim) {
+    char b[200];
+    luaL_error(L, "index: %I indices for a tensor of shape %s", n,
+               lg_shape_str(t, b, sizeof b));
+  }
+  for (int k = 0; k < n; k++) {
+    int64_t size = t->shape[k];
+    lua_geti(L, idx, k + 1);
+    int e = lua_gettop(L);
+    if (lua_type(L, e) == LUA_TNUMBER) {
+      lua_Integer i = check_int_key(L, e);
+      if (i == 0 || i > size || i < -size)
+        luaL_error(L, "index: index %I out of range for size %I of "
+                      "dimension %d (indices are 1-based, negative from "
+                      "the end)",
+                   i, (lua_Integer)size, k + 1);
+      r[k].select = true;
+      r[k].start = i > 0 ? i - 1 : size + i;
+      r[k].len = 1;
+      r[k].step = 1;
+    } else if (lua_istable(L, e) && !lgL_testtensor(L, e)) {
+      lua_Integer m = luaL_len(L, e), v[3] = {1, -1, 1};
+      if (m > 3)
+        luaL_error(L, "index: a range is {a, b [, step]}, got %I entries "
+                      "for dimension %d",
+                   m, k + 1);
+      for (int j = 0; j < m; j++) {
+        lua_geti(L, e, j + 1);
+        v[j] = check_int_key(L, lua_gettop(L));
+        lua_pop(L, 1);
+      }
+      if (m == 1)
+        v[1] = v[0];
+      lua_Integer a = v[0] < 0 ? size + v[0] + 1 : v[0];
+      lua_Integer b = v[1] < 0 ? size + v[1] + 1 : v[1];
+      if (v[2] < 1)
+        luaL_error(L, "index: step %I must be positive (dimension %d)",
+                   v[2], k + 1);
+      if (size == 0 && m == 0) {
+        a = 1;
+        b = 0;
+      }
+      if (a < 1 || a > size + 1 || b < a - 1 || b > size)
+        luaL_error(L, "index: range %I..%I out of bounds for size %I of "
+                      "dimension %d",
+                   v[0], v[1], (lua_Integer)size, k + 1);
+      r[k].select = false;
+      r[k].start = a - 1;
+      r[k].step = v[2];
+      r[k].len = b < a ? 0 : (b - a) / v[2] + 1;
+    } else {
+      luaL_error(L, "index: entry %d of an index table must be a number or "
+                    "a range table, got %s",
+                 k + 1, luaL_typename(L, e));
+    }
+    lua_pop(L, 1);
+  }
+  return (int)n;
+}
+
 static int t_index(lua_State *L) {
-  if (lua_type(L, 2) == LUA_TNUMBER) {
+  int kt = lua_type(L, 2); /* one type test: methods are the usual key */
+  if (kt == LUA_TNUMBER) {
     lg_tensor *t = lgL_checktensor(L, 1);
-    if (!lua_isinteger(L, 2))
-      return luaL_error(L, "index: tensor indices must be integers");
-    int64_t i = check_index1(L, t, lua_tointeger(L, 2));
+    int64_t i = check_index1(L, t, check_int_key(L, 2));
     if (t->ndim == 1) {
       int64_t o = t->offset + i * t->strides[0];
       if (t->dtype == LG_INT64)
@@ -814,6 +893,12 @@ static int t_index(lua_State *L) {
     }
     return lgL_pushresult(L, "index", lg_select(t, 0, i));
   }
+  if (kt == LUA_TTABLE) {
+    lg_tensor *t = lgL_checktensor(L, 1);
+    lg_slice_dim r[LG_MAX_DIMS];
+    int n = slice_spec(L, 2, t, r);
+    return lgL_pushresult(L, "index", lg_index_view(t, n, r));
+  }
   const char *k = lua_tostring(L, 2);
   if (!k)
     return luaL_error(L, "index: tensors are indexed by integers or names");
@@ -823,6 +908,8 @@ static int t_index(lua_State *L) {
   lua_pop(L, 1);
   lg_tensor *t = lgL_checktensor(L, 1);
   if (!strcmp(k, "grad")) {
+    if (lg_is_row_sparse(t->grad)) /* dense on demand, a fresh copy */
+      return lgL_pushresult(L, "grad", lg_rowsparse_to_dense(t->grad));
     if (t->grad)
       lgL_pushtensor(L, lg_retain(t->grad));
     else
@@ -847,31 +934,30 @@ static int t_index(lua_State *L) {
 
 static int t_newindex(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  if (lua_type(L, 2) == LUA_TNUMBER) {
-    if (!lua_isinteger(L, 2))
-      return luaL_error(L, "index: tensor indices must be integers");
-    int64_t i = check_index1(L, t, lua_tointeger(L, 2));
-    if (lg_grad_enabled() && t->requires_grad)
-      return luaL_error(L, "index: cannot assign into a tensor that "
-                           "requires grad (use no_grad)");
-    lg_tensor **box = lgL_newbox(L); /* holds the view until done */
-    if (!(*box = lg_select(t, 0, i)))
-      return lgL_fail(L, "index");
-    int rc;
+  if (lua_type(L, 2) == LUA_TNUMBER || lua_istable(L, 2)) {
+    lg_slice_dim r[LG_MAX_DIMS];
+    int n = 1;
+    if (lua_istable(L, 2)) {
+      n = slice_spec(L, 2, t, r);
+    } else {
+      r[0].select = true;
+      r[0].start = check_index1(L, t, check_int_key(L, 2));
+    }
+    lg_tensor **box = lgL_newbox(L); /* holds a number's tensor */
+    lg_tensor *src;
     if (lua_type(L, 3) == LUA_TNUMBER || lua_isboolean(L, 3)) {
       double v = lua_isboolean(L, 3) ? lua_toboolean(L, 3)
                                      : lua_tonumber(L, 3);
-      rc = lg_fill_(*box, v);
-    } else {
-      lg_tensor *src = lgL_totensor(L, 3);
-      if (!src)
-        return luaL_error(L, "index: can assign a number or a tensor, "
-                             "not a %s", luaL_typename(L, 3));
-      if (!lua_touserdata(L, 3) || !*(lg_tensor **)lua_touserdata(L, 3))
-        return luaL_error(L, "tensor is closed");
-      rc = lg_copy_(*box, src);
+      if (!(*box = lg_scalar(t->dtype, v)))
+        return lgL_fail(L, "index");
+      if (t->dtype == LG_INT64 && lua_isinteger(L, 3)) /* exact */
+        *(int64_t *)lg_data_ptr(*box) = lua_tointeger(L, 3);
+      src = *box;
+    } else if (!(src = lgL_totensor(L, 3))) {
+      return luaL_error(L, "index: can assign a number or a tensor, "
+                           "not a %s", luaL_typename(L, 3));
     }
-    if (rc)
+    if (lg_index_assign(t, n, r, src))
       return lgL_fail(L, "index");
     return 0;
   }
@@ -904,7 +990,30 @@ static int t_newindex(lua_State *L) {
   return luaL_error(L, "tensor has no assignable field '%s'", k);
 }
 
-static const luaL_Reg tensor_methods[] = {{"shape", t_shape},
+/* t:grad_is_sparse(): whether t.grad is kept row-sparse */
+static int t_grad_is_sparse(lua_State *L) {
+  lua_pushboolean(L, lg_is_row_sparse(lgL_checktensor(L, 1)->grad));
+  return 1;
+}
+
+/* t:grad_sparse(): the rows (1-based int64) a row-sparse .grad holds and
+ * their values (rows, ...); nil when .grad is dense or absent */
+static int t_grad_sparse(lua_State *L) {
+  lg_tensor *g = lgL_checktensor(L, 1)->grad;
+  if (!lg_is_row_sparse(g)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lgL_push_index_out(L, lg_retain(g->sparse_rows), "grad_sparse");
+  lg_tensor **box = lgL_newbox(L);
+  if (!(*box = lg_detach(g)))
+    return lgL_fail(L, "grad_sparse");
+  return 2;
+}
+
+static const luaL_Reg tensor_methods[] = {{"grad_is_sparse", t_grad_is_sparse},
+                                          {"grad_sparse", t_grad_sparse},
+                                          {"shape", t_shape},
                                           {"size", t_size},
                                           {"stride", t_stride},
                                           {"dim", t_dim},

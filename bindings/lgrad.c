@@ -1,6 +1,7 @@
 /*
  * lgrad.c -- luaopen_lgrad: the module table, dtypes, settings, and the
- * lazily loaded Lua submodules (nn, data, train, exp, plot).
+ * lazily loaded Lua submodules (nn, data, train, exp, plot, explain,
+ * privacy).
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -51,7 +52,8 @@ static int l_memory(lua_State *L) {
  * its module (lg.experiment is lgrad/exp.lua) */
 static const char *const lazy[][2] = {
     {"nn", "nn"},     {"data", "data"},         {"train", "train"},
-    {"plot", "plot"}, {"experiment", "exp"}, {NULL, NULL}};
+    {"plot", "plot"}, {"experiment", "exp"}, {"dist", "dist"},
+    {"explain", "explain"}, {"privacy", "privacy"}, {NULL, NULL}};
 
 static int module_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
@@ -111,6 +113,7 @@ static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads},
                                  {NULL, NULL}};
 
 LUALIB_API int luaopen_lgrad(lua_State *L);
+void lgL_open_dist(lua_State *L); /* l_dist.c: lg._dist */
 
 LUALIB_API int luaopen_lgrad(lua_State *L) {
   luaL_newlib(L, funcs);
@@ -135,10 +138,16 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lua_setfield(L, -2, "long");
   lgL_open_autograd(L);
   lgL_open_functional(L);
+  lgL_open_embedding(L);
   lgL_open_optim(L);
   lgL_open_sched(L);
   lgL_open_reg(L);
   lgL_open_io(L);
+  lgL_open_shape(L);
+  lgL_open_linalg(L);
+  lgL_open_where(L);
+  lgL_open_text(L);
+  lgL_open_dist(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");

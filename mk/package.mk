@@ -26,7 +26,7 @@ PC_LIBS_PRIVATE ?= $(LDLIBS_CORE)
 PC_REQUIRES_PRIVATE ?=
 
 LUA_FILES = $(wildcard bindings/lgrad/*.lua)
-PUB_HDRS = runtime/lgrad.h runtime/nn.h bindings/lgrad_host.h
+PUB_HDRS = runtime/lgrad.h runtime/nn.h runtime/tensor_api.h bindings/lgrad_host.h
 
 D = $(DESTDIR)
 # the files `make install` writes, for uninstall
@@ -54,7 +54,8 @@ install: lib
 	install -m 644 $(LIB_SO) $(D)$(LIBDIR)/liblgrad.so.$(VERSION)
 	ln -sf liblgrad.so.$(VERSION) $(D)$(LIBDIR)/liblgrad.so.$(SOVERSION)
 	ln -sf liblgrad.so.$(SOVERSION) $(D)$(LIBDIR)/liblgrad.so
-	install -m 644 runtime/nn.h bindings/lgrad_host.h $(D)$(INCDIR)/lgrad/
+	install -m 644 runtime/nn.h runtime/tensor_api.h bindings/lgrad_host.h \
+	  $(D)$(INCDIR)/lgrad/
 	install -m 644 runtime/ops/ops.def $(D)$(INCDIR)/lgrad/ops/  # lgrad.h reads it
 	sed 's/^#define LG_VERSION "unreleased"$$/#define LG_VERSION "$(VERSION)"/' \
 	  runtime/lgrad.h > $(D)$(INCDIR)/lgrad/lgrad.h

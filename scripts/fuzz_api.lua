@@ -205,6 +205,26 @@ local tables = {
     return setmetatable({}, {__len = function() return 2 ^ 40 end})
   end,
   function() return {n = pick(numbers), pick(numbers), pick(numbers)} end,
+  -- Torch7 index tables for t[{...}]: numbers, {}, {a}, {a, b}, {a, b, step}
+  function()
+    local idx = {}
+    for k = 1, math.random(0, 4) do
+      local r = math.random(5)
+      if r == 1 then idx[k] = pick(numbers)
+      elseif r == 2 then idx[k] = {}
+      elseif r == 3 then idx[k] = {pick(numbers)}
+      elseif r == 4 then idx[k] = {pick(numbers), pick(numbers)}
+      else idx[k] = {pick(numbers), pick(numbers), pick(numbers)} end
+    end
+    return idx
+  end,
+  function() return {descending = true, dim = pick(numbers)} end,
+  function() return {replacement = pick({true, false}), generator = lg.Generator(5)} end,
+  function() return {nan = pick(numbers), posinf = pick(numbers),
+                     neginf = pick(numbers)} end,
+  function() return {return_inverse = true, return_counts = true} end,
+  function() return {verbose = pick({true, false, 0, 1, 2, "auto"}),
+                     log_every = pick(numbers)} end,
   -- chart options that reach the drawing (lg.plot): numbers of every
   -- kind as data, limits and log axes
   function()
@@ -247,6 +267,12 @@ local function leaves()
                                               {dtype = p:dtype()})
                or lg.randn(p:shape(), {dtype = p:dtype()})
     end
+    if math.random(6) == 1 then -- a row-sparse gradient, as a table's
+      p.grad = nil
+      lg.F.embedding_bag(lg.randint(1, p:size(1), {3}), p,
+                         lg.tensor({1, 3}, {dtype = "int64"}),
+                         {mode = "sum", sparse = true}):sum():backward()
+    end
     ps[i] = p
   end
   return ps
@@ -282,7 +308,15 @@ local factories = {
   end,
   function() return lg.nn.BatchNorm1d(3) end,
   function() return lg.nn.Embedding(5, 3) end,
+  function()
+    return lg.nn.EmbeddingBag(6, 3, {mode = pick({"sum", "mean", "max"}),
+                                     sparse = true, padding_idx = 2})
+  end,
   function() return lg.nn.LayerNorm(3) end,
+  function() return lg.nn.MultiheadAttention(4, 2) end,
+  function()
+    return lg.nn.TransformerEncoderLayer(4, 2, {dim_feedforward = 8})
+  end,
   function()
     local ds = lg.data.TensorDataset(lg.randn(10, 3), lg.randint(1, 3, {10}))
     return lg.data.DataLoader(ds, {batch_size = 3, shuffle = true,
@@ -330,12 +364,14 @@ local function collect(prefix, t, depth)
     if type(v) == "function" and not skip[k] and not skipped(name) and
        wanted(name) then
       targets[#targets + 1] = {name, v}
-    elseif type(v) == "table" and k ~= "Tensor" and k ~= "_io" then
+    elseif type(v) == "table" and k ~= "Tensor" and k ~= "_io" and
+           k ~= "_dist" then
       collect(name .. ".", v, depth + 1)
     end
   end
 end
-for _, sub in ipairs({"nn", "data", "train", "exp", "plot"}) do
+for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist", "explain",
+                      "privacy"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
 collect("lg.", lg, 0)

@@ -81,6 +81,10 @@ local function modules()
     {"lg.exp", require "lgrad.exp", "exp"},
     {"lg.plot", lg.plot, "plot"},
     {"lg.autograd", lg.autograd, "autograd"},
+    {"lg.dist", lg.dist, "dist"},
+    {"lg.linalg", lg.linalg, "linalg"},
+    {"lg.explain", lg.explain, "explain"},
+    {"lg.privacy", lg.privacy, "privacy"},
   }
 end
 

@@ -243,7 +243,9 @@ describe("lg.train.fit", function()
     assert.has_error(function()
       lg.train.fit{model = m, loss = F.mse_loss, optimizer = opt,
                    data = data, epoch = 3}
-    end, "fit: unknown option 'epoch'")
+    end, "fit: unknown option 'epoch' (valid options: model, loss, " ..
+      "optimizer, data, epochs, scheduler, scheduler_step, val, metrics, " ..
+      "callbacks, verbose, log_every, progress, clip_grad_norm)")
     assert.has_error(function()
       lg.train.fit{model = m, loss = F.mse_loss, optimizer = opt,
                    data = {1, 2, 3}}
@@ -298,6 +300,34 @@ describe("lg.train progress", function()
 
   it("is silent with progress = false", function()
     assert.are.equal("", run(false))
+  end)
+
+  it("prints a line every N epochs off a terminal (verbose, log_every)",
+     function()
+    local function lines_of(opts)
+      local m = nn.Linear(3, 1)
+      local o = {model = m, loss = F.mse_loss,
+                 optimizer = lg.optim.SGD(m:parameters(), {lr = 0.01}),
+                 data = loader(x, y, 64), epochs = 200}
+      for k, v in pairs(opts) do o[k] = v end
+      local text = capture(function() lg.train.fit(o) end)
+      local epochs = {}
+      for e in text:gmatch("epoch (%d+)/200") do epochs[#epochs + 1] = tonumber(e) end
+      return epochs
+    end
+    if not lg.train.is_terminal() then
+      local auto = lines_of{}
+      assert.same({1, 10, 20, 30}, {auto[1], auto[2], auto[3], auto[4]})
+      assert.equal(21, #auto) -- 1, 10, 20, ..., 200
+    end
+    assert.equal(200, #lines_of{verbose = true})
+    assert.same({1, 50, 100, 150, 200}, lines_of{verbose = 1, log_every = 50})
+    assert.same({}, lines_of{verbose = false})
+    assert.same({}, lines_of{verbose = 0})
+    assert.has_error(function() lines_of{verbose = "loud"} end,
+      "fit: verbose must be \"auto\", true, false, 0, 1 or 2")
+    assert.has_error(function() lines_of{log_every = 0} end,
+      "fit: log_every must be a positive integer")
   end)
 
   it("is_terminal answers a boolean", function()

@@ -14,6 +14,8 @@
 -- interrupted run would have seen.
 
 local lg = require "lgrad"
+-- errors name the user's line, not this file's (lgrad/errpos.lua)
+local error = require("lgrad.errpos").error
 
 local M = {}
 
@@ -172,8 +174,17 @@ local function nbatches(n, bs, drop_last)
   return (n + bs - 1) // bs
 end
 
+-- samples per epoch: the whole dataset, or this rank's shard (distributed)
+local function epoch_samples(self)
+  local n, d = #self.dataset, self.distributed
+  if not d then return n end
+  if self.drop_last then return n // d.size end
+  return (n + d.size - 1) // d.size
+end
+
 DataLoader.__len = function(self)
-  return nbatches(#self.dataset, self.batch_size, self.drop_last)
+  if self.sample_rate then return self.steps end
+  return nbatches(epoch_samples(self), self.batch_size, self.drop_last)
 end
 
 DataLoader.__tostring = function(self)
@@ -234,7 +245,9 @@ end
 -- __index giving samples (tensors, numbers, or lists of them), whose
 -- batches are stacked.  opts: batch_size (1), shuffle (false), drop_last
 -- (false), seed (drawn from lg's default generator when omitted),
--- grow_batch (below).
+-- grow_batch (below), distributed (false; true: each rank of lg.dist gets
+-- a disjoint 1/N of every epoch's samples, with rank 1's seed, padded by
+-- repeating samples unless drop_last, as torch's DistributedSampler).
 --
 -- grow_batch = {noise_scale = true, model = m, loss = fn, every = 1,
 -- max = ...} raises batch_size during training as the gradient noise
@@ -263,11 +276,31 @@ function M.DataLoader(dataset, opts)
     error("DataLoader: batch_size must be a positive integer, got "
       .. tostring(bs), 2)
   end
+  local q, steps = opts.sample_rate, nil
+  if q ~= nil then
+    if type(q) ~= "number" or not (q > 0 and q <= 1) then
+      error("DataLoader: sample_rate must be in (0, 1], got " .. tostring(q),
+        2)
+    end
+    steps = opts.steps or math.floor(1 / q + 0.5)
+    if math.type(steps) ~= "integer" or steps < 1 then
+      error("DataLoader: steps must be a positive integer", 2)
+    end
+  end
   local seed = opts.seed
   if seed == nil then
     seed = lg.randint(0, 0x7FFFFFFF, { 1 }):item()
   elseif math.type(seed) ~= "integer" then
     error("DataLoader: seed must be an integer", 2)
+  end
+  local distributed
+  if opts.distributed then
+    -- DistributedSampler: every rank draws the permutation of rank 1's
+    -- seed and takes every size-th sample from its rank on
+    local dist = require "lgrad.dist"
+    distributed = { rank = dist.rank(), size = dist.world_size() }
+    local t = lg.tensor({ seed }, { dtype = lg.int64 })
+    seed = dist.broadcast(t, 1):item()
   end
   return setmetatable({
     dataset = dataset,
@@ -279,7 +312,10 @@ function M.DataLoader(dataset, opts)
     position = 0,   -- batches handed out in the current epoch
     _resume = false,
     grow_batch = grow_options(opts.grow_batch, len, bs),
+    distributed = distributed,
     batch_history = opts.grow_batch and {} or nil,
+    sample_rate = q,
+    steps = steps,
   }, DataLoader)
 end
 
@@ -349,22 +385,40 @@ end
 
 --- The order of the current epoch: a permutation, or nil for 1..n.
 function DataLoader:_order()
-  if not self.shuffle then return nil end
-  local g = lg.Generator(epoch_seed(self.seed, self.epoch))
-  return lg.randperm(#self.dataset, { generator = g })
+  local d = self.distributed
+  if not self.shuffle and not d then return nil end
+  local n = #self.dataset
+  local order
+  if self.shuffle then
+    local g = lg.Generator(epoch_seed(self.seed, self.epoch))
+    order = lg.randperm(n, { generator = g })
+  else
+    order = lg.range(1, n)
+  end
+  if not d then return order end
+  -- pad by repeating the start (or drop the tail), then every size-th
+  local per = epoch_samples(self)
+  local total = per * d.size
+  while order:size(1) < total do
+    order = lg.cat({ order, order:narrow(1, 1,
+      math.min(order:size(1), total - order:size(1))) }, 1)
+  end
+  order = order:narrow(1, 1, total)
+  return order:view(per, d.size):select(2, d.rank):contiguous()
 end
 
 --- Iterates over one epoch's batches: for xb, yb in loader:iter() do.
 -- Each call starts a new epoch, unless load_state_dict restored a loader
 -- in the middle of one, which then goes on where it stopped.
 function DataLoader:iter()
+  if self.sample_rate then return self:_poisson_iter() end
   if self._resume then
     self._resume = false
   else
     self.epoch = self.epoch + 1
     self.position = 0
   end
-  local n, bs = #self.dataset, self.batch_size
+  local n, bs = epoch_samples(self), self.batch_size
   local nb = nbatches(n, bs, self.drop_last)
   local order = self:_order()
   local epoch = self.epoch
@@ -389,6 +443,34 @@ function DataLoader:iter()
     end
     self.position = b
     return collate(self, idx)
+  end
+end
+
+-- Poisson sampling (sample_rate = q): each of an epoch's steps batches
+-- every sample independently with probability q, so batch sizes vary
+-- (an empty batch is possible) and a sample may appear in several
+-- batches of an epoch or in none, as differentially private SGD's
+-- analysis assumes (Opacus's DPDataLoader)
+function DataLoader:_poisson_iter()
+  self.epoch = self.epoch + 1
+  self.position = 0
+  local n, q, steps = #self.dataset, self.sample_rate, self.steps
+  local g = lg.Generator(epoch_seed(self.seed, self.epoch))
+  local epoch = self.epoch
+  local b = 0
+  return function()
+    if b >= steps or self.epoch ~= epoch then return nil end
+    b = b + 1
+    local u = lg.rand({ n }, { generator = g, dtype = lg.float64 }):totable()
+    local list, k = {}, 0
+    for i = 1, n do
+      if u[i] < q then
+        k = k + 1
+        list[k] = i
+      end
+    end
+    self.position = b
+    return collate(self, lg.tensor(list, { dtype = lg.int64 }))
   end
 end
 
@@ -427,5 +509,7 @@ end
 
 M.DataLoader_class = DataLoader
 M.TensorDataset_class = TensorDataset
+
+for k, v in pairs(require "lgrad.text") do M[k] = v end
 
 return M

@@ -29,6 +29,8 @@
 -- this epoch).
 
 local lg = require "lgrad"
+-- errors name the user's line, not this file's (lgrad/errpos.lua)
+local error = require("lgrad.errpos").error
 
 local M = {}
 
@@ -36,6 +38,29 @@ local fmt = string.format
 local is_tensor = lg.is_tensor
 local clock = lg.clock or os.clock
 local inf = math.huge
+
+-- lg.dist when this process is one of several ranks (mpirun), else nil
+local function dist_world()
+  local d = package.loaded["lgrad.dist"]
+  if d and d.active() then return d end
+end
+
+-- the numbers of an epoch's logs (not lr, time) averaged over the ranks;
+-- DataLoader{distributed = true} gives every rank as many samples
+local function average_logs(dist, logs)
+  local keys, vals = {}, {}
+  for k, v in pairs(logs) do
+    if type(v) == "number" and k ~= "lr" and k ~= "time" then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  if #keys == 0 then return end
+  for i, k in ipairs(keys) do vals[i] = logs[k] end
+  local t = dist.all_reduce(lg.tensor(vals, { dtype = lg.float64 }),
+    { op = "mean" }):totable()
+  for i, k in ipairs(keys) do logs[k] = t[i] end
+end
 
 ---------------------------------------------------------------------------
 -- metrics
@@ -50,6 +75,40 @@ function M.accuracy(output, target)
   local pred = output:argmax(-1)
   if target:dim() == output:dim() then target = target:argmax(-1) end
   return pred:eq(target):sum():item() / pred:numel()
+end
+
+--- The area under the ROC curve of scores (1-d, higher means positive)
+-- against labels (1-d, positive where > 0.5): the probability that a random
+-- positive scores above a random negative, ties counting one half (the
+-- Mann-Whitney statistic, as sklearn's roc_auc_score).  nil when labels
+-- hold one class only.
+function M.auc(scores, labels)
+  if not is_tensor(scores) or not is_tensor(labels) or scores:dim() ~= 1
+      or labels:dim() ~= 1 or scores:numel() ~= labels:numel() then
+    error("auc: scores and labels must be 1-d tensors of one length", 2)
+  end
+  local sorted, order = lg.no_grad(function()
+    return scores:detach():double():sort(1)
+  end)
+  local s = sorted:totable()
+  local pos = labels:index_select(1, order):gt(0.5):totable()
+  local n, npos, rank_sum = #s, 0, 0.0
+  local i = 1
+  while i <= n do
+    local j = i
+    while j < n and s[j + 1] == s[i] do j = j + 1 end
+    local mid = (i + j) / 2 -- the mean rank of a run of ties
+    for k = i, j do
+      if pos[k] then
+        npos = npos + 1
+        rank_sum = rank_sum + mid
+      end
+    end
+    i = j + 1
+  end
+  local nneg = n - npos
+  if npos == 0 or nneg == 0 then return nil end
+  return (rank_sum - npos * (npos + 1) / 2) / (npos * nneg)
 end
 
 -- a metric given as a function or a name of one in this module
@@ -188,10 +247,45 @@ end
 -- fit
 
 local fit_keys = {}
-for _, k in ipairs { "model", "loss", "optimizer", "data", "epochs",
-  "scheduler", "scheduler_step", "val", "metrics", "callbacks", "progress",
-  "clip_grad_norm" } do
-  fit_keys[k] = true
+local fit_key_list = { "model", "loss", "optimizer", "data", "epochs",
+  "scheduler", "scheduler_step", "val", "metrics", "callbacks", "verbose",
+  "log_every", "progress", "clip_grad_norm" }
+for _, k in ipairs(fit_key_list) do fit_keys[k] = true end
+
+-- what fit prints: a progress bar (on a terminal) and an epoch line every
+-- `every` epochs (nil: none).  verbose: "auto" (default) is the bar and a
+-- line per epoch on a terminal, elsewhere a line every log_every epochs
+-- (default: about 20 lines in all, and the first and last epochs); true or
+-- 1 a line per epoch; 2 the bar too; false or 0 nothing.  progress is
+-- verbose's older name (false: nothing, "bar": 2).
+local function display(o, epochs)
+  local verbose, every = o.verbose, o.log_every
+  if every ~= nil and (math.type(every) ~= "integer" or every < 1) then
+    error("fit: log_every must be a positive integer", 3)
+  end
+  if verbose == nil then
+    local p = o.progress
+    if p == false then
+      verbose = 0
+    elseif p == "bar" then
+      verbose = 2
+    elseif p == nil or p == true or p == "auto" then
+      verbose = "auto"
+    else
+      error("fit: progress must be true, false, \"auto\" or \"bar\"", 3)
+    end
+  end
+  if verbose == "auto" then
+    if not lg.output and M.is_terminal() then return true, every or 1 end
+    return false, every or math.max(1, math.ceil(epochs / 20))
+  elseif verbose == 2 then
+    return true, every or 1
+  elseif verbose == true or verbose == 1 then
+    return false, every or 1
+  elseif verbose == false or verbose == 0 then
+    return false, nil
+  end
+  error("fit: verbose must be \"auto\", true, false, 0, 1 or 2", 3)
 end
 
 local function check_loader(name, v)
@@ -224,13 +318,13 @@ end
 -- (loss is the mean training loss over the epoch's samples, lr the first
 -- group's rate during the epoch, time seconds).  See the top of this file.
 -- Options beyond the API's: clip_grad_norm (max norm of the gradients
--- before each step), progress (true, false, or nil: a bar on a terminal,
--- one line per epoch otherwise).
+-- before each step), verbose and log_every (see display above).
 function M.fit(o)
   if type(o) ~= "table" then error("fit: expected one table of options", 2) end
   for k in pairs(o) do
     if not fit_keys[k] then
-      error(fmt("fit: unknown option '%s'", tostring(k)), 2)
+      error(fmt("fit: unknown option '%s' (valid options: %s)", tostring(k),
+        table.concat(fit_key_list, ", ")), 2)
     end
   end
   local model, loss, opt, data = o.model, o.loss, o.optimizer, o.data
@@ -259,21 +353,23 @@ function M.fit(o)
   local params = clip and model:parameters()
   local val = o.val
 
-  local progress = o.progress
-  local tty = false
-  if progress == nil or progress == "auto" then
-    tty = M.is_terminal()
-    progress = true
-  elseif progress == "bar" then
-    tty, progress = true, true
-  end
-  local out = io.stdout
+  local tty, every = display(o, epochs)
+  local progress = every ~= nil
+  local out = lg.output or io.stdout
+  local dist = dist_world()
+  if dist and not dist.is_main() then progress = false end
 
   local history = { loss = {}, val_loss = {}, lr = {}, time = {} }
   for _, m in ipairs(metrics) do history[m[1]] = {} end
   local keys = { "loss" }
   if val then keys[#keys + 1] = "val_loss" end
   for _, m in ipairs(metrics) do keys[#keys + 1] = m[1] end
+  local private = type(opt) == "table" and opt.accountant ~= nil
+    and type(opt.get_epsilon) == "function"
+  if private then
+    history.epsilon = {}
+    keys[#keys + 1] = "epsilon"
+  end
 
   local state = { model = model, optimizer = opt, history = history,
     epochs = epochs, epoch = 0, batch = 0, stop = false, logs = {} }
@@ -298,6 +394,12 @@ function M.fit(o)
     for xb, yb in data:iter() do
       b = b + 1
       opt:zero_grad()
+      if batch_size(xb, yb) == 0 then
+        -- an empty Poisson-sampled batch: a private optimizer's step is
+        -- its noise alone
+        opt:step()
+        goto next_batch
+      end
       local output = model(xb)
       local l = loss(output, yb)
       local lv = l:item()
@@ -336,6 +438,7 @@ function M.fit(o)
           out:flush()
         end
       end
+      ::next_batch::
     end
     local logs = { lr = lr }
     logs.loss = count > 0 and lsum / count or 0 / 0
@@ -349,6 +452,12 @@ function M.fit(o)
         logs[m[1]] = count > 0 and msums[i] / count or 0 / 0
       end
     end
+    if dist then average_logs(dist, logs) end
+    if private then
+      -- the privacy spent so far (DP optimizers of lg.privacy)
+      logs.epsilon = opt:get_epsilon()
+      history.epsilon[epoch] = logs.epsilon
+    end
     if sched and not per_batch then
       sched:step(logs.val_loss or logs.loss)
     end
@@ -359,8 +468,8 @@ function M.fit(o)
     history.lr[epoch] = logs.lr
     history.time[epoch] = logs.time
     for _, m in ipairs(metrics) do history[m[1]][epoch] = logs[m[1]] end
-    if progress then
-      if tty then out:write("\r\27[K") end
+    if tty then out:write("\r\27[K") end
+    if progress and (epoch % every == 0 or epoch == 1 or epoch == epochs) then
       out:write(epoch_line(state, keys), "\n")
       out:flush()
     end
@@ -502,6 +611,10 @@ function Checkpoint:on_epoch_end(state)
     value.optimizer = state.optimizer:state_dict()
   end
   if v ~= nil then value[self.monitor] = v end
+  -- every rank took part in the state dicts (a ZeroOptimizer gathers);
+  -- rank 1 alone writes
+  local dist = dist_world()
+  if dist and not dist.is_main() then return end
   local ok, err = lg.save(path, value)
   if ok == nil and err then
     error("Checkpoint: " .. tostring(err), 0)
@@ -523,6 +636,9 @@ function M.CSVLogger(o)
 end
 
 function CSVLogger:on_train_begin()
+  local dist = dist_world()
+  self.silent = dist and not dist.is_main()
+  if self.silent then return end
   local f, err = io.open(self.path, self.append and "a" or "w")
   if not f then error("CSVLogger: " .. tostring(err), 0) end
   self.file, self.columns = f, nil
@@ -530,6 +646,7 @@ function CSVLogger:on_train_begin()
 end
 
 function CSVLogger:on_epoch_end(state)
+  if self.silent then return end
   local logs = state.logs
   if not self.columns then
     local cols = { "loss" }

@@ -36,7 +36,20 @@ void lg_set_anomaly_detection(bool on) {
 bool lg_anomaly_detection(void) { return anomaly; }
 bool lg_anomaly_forward(void) { return anomaly && !in_backward; }
 
-void lg_set_requires_grad(lg_tensor *t, bool on) { t->requires_grad = on; }
+int lg_set_requires_grad(lg_tensor *t, bool on) {
+  if (!t) {
+    lg_seterr("requires_grad_: argument 1 is NULL");
+    return -1;
+  }
+  if (on && !lg_dtype_is_float(t->dtype)) {
+    lg_seterr("requires_grad_: only floating-point tensors can require "
+              "gradients, not %s",
+              lg_dtype_name(t->dtype));
+    return -1;
+  }
+  t->requires_grad = on;
+  return 0;
+}
 
 bool lg_is_leaf(const lg_tensor *t) { return t->grad_fn == NULL; }
 
@@ -292,6 +305,13 @@ void lg_mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
 }
 
 int lg_accumulate(lg_tensor **acc, lg_tensor *g) {
+  if (lg_is_row_sparse(g)) {
+    /* only a leaf's .grad stays sparse; anything else sees it dense */
+    lg_tensor *d = lg_rowsparse_to_dense(g);
+    int rc = d ? lg_accumulate(acc, d) : -1;
+    lg_release(d);
+    return rc;
+  }
   if (!*acc) {
     *acc = lg_retain(g);
     return 0;
@@ -381,6 +401,26 @@ static lg_tensor *tiny_full(const lg_tensor *t, double v) {
 /* ---- leaf accumulation ---- */
 
 static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
+  if (lg_is_row_sparse(g) || lg_is_row_sparse(leaf->grad)) {
+    if (!create_graph && (lg_is_row_sparse(g) || lg_same_shape(g, leaf)))
+      return lg_grad_accumulate(&leaf->grad, g);
+    /* a differentiable .grad, or a dense g to reduce first: go dense */
+    lg_tensor *d = lg_is_row_sparse(g) ? lg_rowsparse_to_dense(g) : NULL;
+    if (lg_is_row_sparse(leaf->grad)) {
+      lg_tensor *old = leaf->grad;
+      leaf->grad = lg_rowsparse_to_dense(old);
+      lg_release(old);
+      if (!leaf->grad) {
+        lg_release(d);
+        return -1;
+      }
+    }
+    if (lg_is_row_sparse(g) && !d)
+      return -1;
+    int rc = accumulate_leaf(leaf, d ? d : g, create_graph);
+    lg_release(d);
+    return rc;
+  }
   if (g->dtype != leaf->dtype || !lg_same_shape(g, leaf)) {
     lg_tensor *r = lg_sum_to(g, leaf->ndim, leaf->shape);
     if (!r)
@@ -530,6 +570,66 @@ static int prune_for_capture(node_vec *all, int ncap, lg_tensor **capture_for) {
   return 0;
 }
 
+/* ---- the grad-ready hook: counts the edges into each leaf so that the
+ * last accumulation of a backward can be told ---- */
+
+static lg_grad_ready_fn grad_hook;
+static void *grad_hook_ctx;
+
+void lg_set_grad_ready_hook(lg_grad_ready_fn fn, void *ctx) {
+  grad_hook = fn;
+  grad_hook_ctx = ctx;
+}
+
+typedef struct {
+  lg_tensor **leaf; /* sorted, unique */
+  int64_t *left;    /* edges not yet processed */
+  int64_t n;
+} leaf_counts;
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (lg_tensor *const *)a;
+  uintptr_t y = (uintptr_t) * (lg_tensor *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int count_leaves(const node_vec *all, leaf_counts *lc) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < all->n; i++)
+    for (int k = 0; k < all->items[i]->ninputs; k++)
+      m += all->items[i]->edges[k].leaf != NULL;
+  lc->leaf = malloc((m ? m : 1) * sizeof *lc->leaf);
+  lc->left = malloc((m ? m : 1) * sizeof *lc->left);
+  if (!lc->leaf || !lc->left) {
+    lg_seterr("backward: out of memory");
+    return -1;
+  }
+  m = 0;
+  for (int64_t i = 0; i < all->n; i++)
+    for (int k = 0; k < all->items[i]->ninputs; k++)
+      if (all->items[i]->edges[k].leaf)
+        lc->leaf[m++] = all->items[i]->edges[k].leaf;
+  qsort(lc->leaf, m, sizeof *lc->leaf, cmp_ptr);
+  lc->n = 0;
+  for (int64_t i = 0; i < m; i++) {
+    if (lc->n && lc->leaf[lc->n - 1] == lc->leaf[i]) {
+      lc->left[lc->n - 1]++;
+      continue;
+    }
+    lc->leaf[lc->n] = lc->leaf[i];
+    lc->left[lc->n++] = 1;
+  }
+  return 0;
+}
+
+/* one edge into leaf has been processed: the hook hears of the last one */
+static int leaf_edge_done(leaf_counts *lc, lg_tensor *leaf) {
+  lg_tensor **p = bsearch(&leaf, lc->leaf, lc->n, sizeof *lc->leaf, cmp_ptr);
+  if (!p || --lc->left[p - lc->leaf] || !leaf->grad)
+    return 0;
+  return grad_hook(leaf, grad_hook_ctx);
+}
+
 /* Runs the graph from roots (with their gradients).  When capture is
  * non-NULL, gradients for the tensors in capture_for are stored there
  * instead of accumulating into leaves, and only the nodes that lead to
@@ -550,6 +650,7 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
     all.n = ready.n = 0;
   }
   int rc = -1;
+  leaf_counts lc = {0};
   /* 1. collect reachable nodes and count dependencies */
   for (int r = 0; r < nroots; r++) {
     lg_node *n = roots[r]->grad_fn;
@@ -581,6 +682,8 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
         n->edges[k].fn->deps++;
   }
   if (capture && prune_for_capture(&all, ncap, capture_for))
+    goto done;
+  if (grad_hook && !capture && count_leaves(&all, &lc))
     goto done;
   /* 2. seed the roots (a captured root with a grad_fn is captured when its
    * node runs, with every other gradient it receives) */
@@ -696,6 +799,8 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
             st = accumulate_leaf(e->leaf, gk, create_graph);
         }
       }
+      if (!st && e->leaf && lc.leaf)
+        st = leaf_edge_done(&lc, e->leaf);
       lg_release(gk);
       if (e->fn && --e->fn->deps == 0 && !st && vec_push(&ready, e->fn))
         st = -1;
@@ -708,8 +813,12 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
     }
   }
   lg_set_grad_enabled(was);
+  if (lc.leaf && grad_hook && grad_hook(NULL, grad_hook_ctx))
+    goto done;
   rc = 0;
 done:
+  free(lc.leaf);
+  free(lc.left);
   for (int64_t i = 0; i < all.n; i++) {
     all.items[i]->deps = 0;
     lg_release(all.items[i]->grad_accum);
@@ -741,6 +850,11 @@ static lg_tensor *default_grad(lg_tensor *root, const char *fname) {
 
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
                 bool create_graph) {
+  if (LG_UNUSABLE(root) || (grad && grad->storage->revoked)) {
+    lg_seterr("lg_backward: argument %d is NULL or revoked",
+              (LG_UNUSABLE(root)) ? 1 : 2);
+    return -1;
+  }
   if (!root->requires_grad) {
     lg_seterr("backward: the tensor does not require grad and has no "
               "grad_fn");
@@ -768,22 +882,33 @@ int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
 int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
             int nin, lg_tensor **inputs, lg_tensor **grads,
             bool retain_graph, bool create_graph, bool allow_unused) {
-  lg_tensor *gs[64];
-  if (nout > 64) {
-    lg_seterr("grad: at most 64 outputs");
+  if (!outputs || !inputs || !grads) {
+    lg_seterr("lg_grad: argument %d is NULL", (!outputs)  ? 2
+                                                         : (!inputs) ? 5
+                                                                     : 6);
     return -1;
   }
+  lg_tensor *gs[64];
+  if (nout > 64 || nout < 1 || nin < 0) {
+    lg_seterr("grad: %s", nout > 64 ? "at most 64 outputs"
+                          : nout < 1 ? "needs at least one output"
+                                     : "a negative number of inputs");
+    return -1;
+  }
+  if (lg_check_list("grad", nout, outputs) < 0 ||
+      lg_check_list("grad", nin, inputs) < 0)
+    return -1;
   for (int i = 0; i < nin; i++) {
     grads[i] = NULL;
     if (!inputs[i]->requires_grad) {
-      lg_seterr("grad: input %d does not require grad", i + 1);
+      lg_seterr("grad: input %I does not require grad", (long long)i);
       return -1;
     }
   }
   int k;
   for (k = 0; k < nout; k++) {
     if (!outputs[k]->requires_grad) {
-      lg_seterr("grad: output %d does not require grad", k + 1);
+      lg_seterr("grad: output %I does not require grad", (long long)k);
       break;
     }
     if (grad_outputs && grad_outputs[k]) {
@@ -801,9 +926,9 @@ int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
   if (!rc && !allow_unused)
     for (int i = 0; i < nin; i++)
       if (!grads[i]) {
-        lg_seterr("grad: input %d was not used in the graph (pass "
-                  "allow_unused = true)",
-                  i + 1);
+        lg_seterr("grad: input %I was not used in the graph (pass allow_unused "
+                  "= true)",
+                  (long long)i);
         rc = -1;
       }
   if (rc)

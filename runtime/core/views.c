@@ -23,6 +23,7 @@ lg_tensor *lg_make_view(lg_tensor *t, int ndim, const int64_t *shape,
     memcpy(v->strides, strides, ndim * sizeof *strides);
   v->offset = offset;
   v->storage = t->storage;
+  v->is_view = true;
   __atomic_add_fetch(&t->storage->refcount, 1, __ATOMIC_RELAXED);
   return v;
 }
@@ -137,6 +138,11 @@ static int infer_shape(const char *fname, const lg_tensor *t, int ndim,
 }
 
 lg_tensor *lg_view(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_view: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
   if (infer_shape("view", t, ndim, shape, s))
     return NULL;
@@ -150,6 +156,11 @@ lg_tensor *lg_view(lg_tensor *t, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_reshape(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_reshape: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
   if (infer_shape("reshape", t, ndim, shape, s))
     return NULL;
@@ -166,6 +177,10 @@ lg_tensor *lg_reshape(lg_tensor *t, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_flatten(lg_tensor *t, int start, int end) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_flatten: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   int nd = t->ndim;
   if (nd == 0) {
     int64_t one = 1;
@@ -192,6 +207,10 @@ lg_tensor *lg_flatten(lg_tensor *t, int start, int end) {
 }
 
 lg_tensor *lg_squeeze(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_squeeze: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS];
   int k = 0;
   if (dim == LG_ALL_DIMS) {
@@ -209,6 +228,10 @@ lg_tensor *lg_squeeze(lg_tensor *t, int dim) {
 }
 
 lg_tensor *lg_unsqueeze(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_unsqueeze: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim >= LG_MAX_DIMS) {
     lg_seterr("unsqueeze: at most %d dimensions", LG_MAX_DIMS);
     return NULL;
@@ -250,6 +273,10 @@ static int transpose_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_transpose(lg_tensor *t, int d0, int d1) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_transpose: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim == 0)
     return lg_make_view(t, 0, t->shape, t->strides, t->offset);
   if ((d0 = lg_wrap_dim("transpose", d0, t->ndim)) < 0 ||
@@ -286,6 +313,11 @@ static int permute_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
+  if (LG_UNUSABLE(t) || !dims) {
+    lg_seterr("lg_permute: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 2);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
   bool seen[LG_MAX_DIMS] = {0};
   int d[LG_MAX_DIMS];
@@ -293,7 +325,7 @@ lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
     if ((d[i] = lg_wrap_dim("permute", dims[i], t->ndim)) < 0)
       return NULL;
     if (seen[d[i]]) {
-      lg_seterr("permute: dimension %d repeated", d[i] + 1);
+      lg_seterr("permute: dimension %I repeated", (long long)d[i]);
       return NULL;
     }
     seen[d[i]] = true;
@@ -316,6 +348,11 @@ static int expand_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_expand: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   if (ndim < t->ndim || ndim > LG_MAX_DIMS) {
     char b[200];
     lg_seterr("expand: cannot expand %s to %d dimensions",
@@ -341,10 +378,10 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
       st[i] = 0;
     } else {
       char b[200];
-      lg_seterr("expand: size %lld of dimension %d of %s is not 1 and "
-                "cannot become %lld",
-                (long long)t->shape[j], j + 1, lg_shape_str(t, b, sizeof b),
-                (long long)want);
+      lg_seterr("expand: size %lld of dimension %I of %s is not 1 and cannot "
+                "become %lld",
+                (long long)t->shape[j], (long long)j,
+                lg_shape_str(t, b, sizeof b), (long long)want);
       return NULL;
     }
   }
@@ -361,22 +398,24 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
 
 /* ---- narrow / select and the "place into zeros" op they need ---- */
 
-/* narrow, select and their backward: a range along one dimension */
+/* narrow, slice, select and their backward: a range along one dimension
+ * (len elements from start by step) */
 struct slice_state {
   int dim;
-  int64_t start, len;
+  int64_t start, len, step;
 };
 #define SLICE(n) LG_NODE_STATE(n, struct slice_state)
 
 static int place_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_narrow(g, SLICE(n)->dim, SLICE(n)->start, SLICE(n)->len);
+  grads[0] = lg_slice(g, SLICE(n)->dim, SLICE(n)->start, SLICE(n)->len,
+                      SLICE(n)->step);
   return grads[0] ? 0 : -1;
 }
 
-/* zeros of shape with g written at [start, start+len) along dim */
+/* zeros of shape with g written at start, start + step, ... along dim */
 static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
                                    const int64_t *shape, int dim,
-                                   int64_t start) {
+                                   int64_t start, int64_t step) {
   lg_tensor *z = lg_zeros(g->dtype, ndim, shape);
   if (!z)
     return NULL;
@@ -388,6 +427,8 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
     return NULL;
   }
   slot->shape[dim] = len;
+  if (len > 1)
+    slot->strides[dim] *= step;
   bool was = lg_set_grad_enabled(false);
   int rc = lg_copy_(slot, g);
   lg_set_grad_enabled(was);
@@ -398,28 +439,34 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
   }
   lg_node *n = lg_record(z, "narrow_backward", place_backward, 1, &g);
   if (n)
-    *SLICE(n) = (struct slice_state){dim, start, len};
+    *SLICE(n) = (struct slice_state){dim, start, len, step};
   return z;
 }
 
 static int narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   grads[0] = place_into_zeros(g, n->ninput_shape, n->input_shape,
-                              SLICE(n)->dim, SLICE(n)->start);
+                              SLICE(n)->dim, SLICE(n)->start,
+                              SLICE(n)->step);
   return grads[0] ? 0 : -1;
 }
 
 lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_narrow: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if ((dim = lg_wrap_dim("narrow", dim, t->ndim)) < 0)
     return NULL;
   if (t->ndim == 0) {
     lg_seterr("narrow: cannot narrow a 0-d tensor");
     return NULL;
   }
-  if (start < 0 || len < 0 || start + len > t->shape[dim]) {
-    lg_seterr("narrow: range [%lld, %lld] out of bounds for size %lld of "
-              "dimension %d",
-              (long long)start + 1, (long long)(start + len),
-              (long long)t->shape[dim], dim + 1);
+  if (start < 0 || len < 0 || start > t->shape[dim] ||
+      len > t->shape[dim] - start) {
+    lg_seterr(
+        "narrow: range [%I, %lld] out of bounds for size %lld of dimension %I",
+        (long long)start, (long long)((uint64_t)start + (uint64_t)len),
+        (long long)t->shape[dim], (long long)dim);
     return NULL;
   }
   lg_tensor *v = lg_make_view(t, t->ndim, t->shape, t->strides,
@@ -430,7 +477,43 @@ lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
   lg_node *n = lg_record(v, "narrow", narrow_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    *SLICE(n) = (struct slice_state){dim, start, len};
+    *SLICE(n) = (struct slice_state){dim, start, len, 1};
+  }
+  return v;
+}
+
+lg_tensor *lg_slice(lg_tensor *t, int dim, int64_t start, int64_t len,
+                    int64_t step) {
+  if (t->ndim == 0) {
+    lg_seterr("slice: cannot slice a 0-d tensor");
+    return NULL;
+  }
+  if ((dim = lg_wrap_dim("slice", dim, t->ndim)) < 0)
+    return NULL;
+  if (step < 1) {
+    lg_seterr("slice: step must be positive, got %lld", (long long)step);
+    return NULL;
+  }
+  if (start < 0 || len < 0 ||
+      (len > 0 && (start >= t->shape[dim] ||
+                   (t->shape[dim] - 1 - start) / step < len - 1))) {
+    lg_seterr("slice: %lld elements from %lld by %lld out of bounds for "
+              "size %lld of dimension %d",
+              (long long)len, (long long)start + 1, (long long)step,
+              (long long)t->shape[dim], dim + 1);
+    return NULL;
+  }
+  lg_tensor *v = lg_make_view(t, t->ndim, t->shape, t->strides,
+                              t->offset + (len ? start * t->strides[dim] : 0));
+  if (!v)
+    return NULL;
+  v->shape[dim] = len;
+  if (len > 1)
+    v->strides[dim] *= step;
+  lg_node *n = lg_record(v, "slice", narrow_backward, 1, &t);
+  if (n) {
+    save_input_shape(n, t);
+    *SLICE(n) = (struct slice_state){dim, start, len, step};
   }
   return v;
 }
@@ -441,12 +524,16 @@ static int select_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   if (!u)
     return -1;
   grads[0] = place_into_zeros(u, n->ninput_shape, n->input_shape, dim,
-                              SLICE(n)->start);
+                              SLICE(n)->start, 1);
   lg_release(u);
   return grads[0] ? 0 : -1;
 }
 
 lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_select: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim == 0) {
     lg_seterr("select: cannot index a 0-d tensor");
     return NULL;
@@ -454,8 +541,8 @@ lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
   if ((dim = lg_wrap_dim("select", dim, t->ndim)) < 0)
     return NULL;
   if (index < 0 || index >= t->shape[dim]) {
-    lg_seterr("select: index %lld out of range for size %lld of dimension %d",
-              (long long)index + 1, (long long)t->shape[dim], dim + 1);
+    lg_seterr("select: index %I out of range for size %lld of dimension %I",
+              (long long)index, (long long)t->shape[dim], (long long)dim);
     return NULL;
   }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
@@ -472,7 +559,7 @@ lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
   lg_node *n = lg_record(v, "select", select_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    *SLICE(n) = (struct slice_state){dim, index, 1};
+    *SLICE(n) = (struct slice_state){dim, index, 1, 1};
   }
   return v;
 }
@@ -499,6 +586,10 @@ static lg_tensor *copy_out(lg_tensor *t, lg_dtype d, const char *name) {
 }
 
 lg_tensor *lg_contiguous(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_contiguous: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (lg_is_contiguous(t))
     return lg_retain(t);
   lg_tensor *c = copy_out(t, t->dtype, "contiguous");
@@ -508,6 +599,10 @@ lg_tensor *lg_contiguous(lg_tensor *t) {
 }
 
 lg_tensor *lg_clone(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_clone: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   lg_tensor *c = copy_out(t, t->dtype, "clone");
   if (c)
     lg_record(c, "clone", identity_backward, 1, &t);
@@ -520,6 +615,10 @@ static int to_dtype_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_to_dtype(lg_tensor *t, lg_dtype d) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_to_dtype: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if ((unsigned)d >= LG_NDTYPES) {
     lg_seterr("to: bad dtype");
     return NULL;
@@ -536,6 +635,10 @@ lg_tensor *lg_to_dtype(lg_tensor *t, lg_dtype d) {
 }
 
 lg_tensor *lg_detach(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_detach: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_make_view(t, t->ndim, t->shape, t->strides, t->offset);
 }
 
@@ -548,9 +651,14 @@ int lg_check_inplace(const char *fname, lg_tensor *t) {
       return -1;
     }
   if (lg_grad_enabled() && t->requires_grad) {
-    lg_seterr("%s: in-place operation on a tensor that requires grad "
-              "(use the out-of-place form, or run it under no_grad)",
-              fname);
+    if (!t->grad_fn)
+      lg_seterr("%s: a leaf Variable that requires grad is being used in "
+                "an in-place operation.",
+                fname);
+    else
+      lg_seterr("%s: this in-place operation is not recorded in a graph "
+                "(use the out-of-place form, or run it under no_grad)",
+                fname);
     return -1;
   }
   return 0;
@@ -571,9 +679,58 @@ int lg_check_inplace(const char *fname, lg_tensor *t) {
       } while (lg_iter_next(&it));                                            \
   } while (0)
 
+/* the lowest and one past the highest storage element t can touch */
+static void mem_extent(const lg_tensor *t, int64_t *lo, int64_t *hi) {
+  *lo = *hi = t->offset;
+  for (int i = 0; i < t->ndim; i++) {
+    if (t->shape[i] == 0) {
+      *hi = *lo;
+      return;
+    }
+    int64_t span = (t->shape[i] - 1) * t->strides[i];
+    if (span < 0)
+      *lo += span;
+    else
+      *hi += span;
+  }
+  *hi += 1;
+}
+
+bool lg_partial_overlap(const lg_tensor *dst, const lg_tensor *src) {
+  if (dst->storage != src->storage)
+    return false;
+  int64_t dlo, dhi, slo, shi;
+  mem_extent(dst, &dlo, &dhi);
+  mem_extent(src, &slo, &shi);
+  if (dlo >= dhi || slo >= shi || dhi <= slo || shi <= dlo)
+    return false;
+  /* element for element the same memory: each write reads only itself */
+  if (src->offset == dst->offset && src->ndim == dst->ndim &&
+      lg_same_shape(src, dst) &&
+      !memcmp(src->strides, dst->strides, dst->ndim * sizeof *dst->strides))
+    return false;
+  return true;
+}
+
 int lg_copy_(lg_tensor *dst, lg_tensor *src) {
+  if (LG_UNUSABLE(dst) || LG_UNUSABLE(src)) {
+    lg_seterr("lg_copy_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(dst)) ? 1 : 2);
+    return -1;
+  }
   if (lg_check_inplace("copy_", dst))
     return -1;
+  if (lg_partial_overlap(dst, src)) {
+    /* as if through a temporary: the source is read in full first */
+    bool was = lg_set_grad_enabled(false);
+    lg_tensor *tmp = lg_empty_shape_of(src, src->dtype);
+    int rc = tmp ? lg_copy_(tmp, src) : -1;
+    if (!rc)
+      rc = lg_copy_(dst, tmp);
+    lg_release(tmp);
+    lg_set_grad_enabled(was);
+    return rc;
+  }
   int nd;
   int64_t shape[LG_MAX_DIMS];
   if (lg_broadcast_shape("copy_", dst, src, &nd, shape))
@@ -633,6 +790,10 @@ int lg_copy_(lg_tensor *dst, lg_tensor *src) {
 }
 
 int lg_fill_(lg_tensor *t, double v) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_fill_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (lg_check_inplace("fill_", t))
     return -1;
   lg_tensor *s = lg_scalar(t->dtype, v);

@@ -6,6 +6,7 @@
  * converted, then one of three kernels runs: contiguous same-shape, a
  * scalar on one side, or the general strided iterator.
  */
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -32,8 +33,12 @@ const lg_op_info *lg_binop_info(lg_binop op) {
 const lg_op_info *lg_unop_info(lg_unop op) {
   return (unsigned)op < LG_NUNOPS ? &unop_info[op] : NULL;
 }
-const char *lg_binop_name(lg_binop op) { return binop_info[op].name; }
-const char *lg_unop_name(lg_unop op) { return unop_info[op].name; }
+const char *lg_binop_name(lg_binop op) {
+  return (unsigned)op < LG_NBINOPS ? binop_info[op].name : "?";
+}
+const char *lg_unop_name(lg_unop op) {
+  return (unsigned)op < LG_NUNOPS ? unop_info[op].name : "?";
+}
 
 /* the comparisons as a bit set, a constant, so the hot paths test one bit */
 #define LG_BINOP(ID, name, family, flags)                                     \
@@ -173,6 +178,11 @@ static inline double un_d(lg_unop op, double x) {
   case LG_OP_ERF: return erf(x);
   case LG_OP_SILU: return x / (1 + exp(-x));
   case LG_OP_LOG2: return log2(x);
+  case LG_OP_ISNAN: return isnan(x);
+  case LG_OP_ISINF: return isinf(x) != 0;
+  case LG_OP_ISFINITE: return isfinite(x);
+  case LG_OP_NAN_TO_NUM: /* nan 0, +-inf the largest finite double */
+    return isnan(x) ? 0 : isinf(x) ? (x > 0 ? DBL_MAX : -DBL_MAX) : x;
   default: return 0;
   }
 }
@@ -207,6 +217,8 @@ static inline float un_f(lg_unop op, float x) {
   case LG_OP_ERF: return erff(x);
   case LG_OP_SILU: return x / (1 + expf(-x));
   case LG_OP_LOG2: return log2f(x);
+  case LG_OP_NAN_TO_NUM: /* nan 0, +-inf the largest finite float */
+    return isnan(x) ? 0 : isinf(x) ? (x > 0 ? FLT_MAX : -FLT_MAX) : x;
   default: return 0;
   }
 }
@@ -775,6 +787,11 @@ static int save_binary(lg_node *n, lg_binop op, lg_tensor *a, lg_tensor *b,
 }
 
 lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_binary: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 2 : 3);
+    return NULL;
+  }
   if ((unsigned)op >= LG_NBINOPS) {
     lg_seterr("binary: bad op");
     return NULL;
@@ -947,6 +964,10 @@ static int scalar_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
                             bool scalar_first) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_binary_scalar: argument %d is NULL or revoked", 2);
+    return NULL;
+  }
   if ((unsigned)op >= LG_NBINOPS) {
     lg_seterr("binary: bad op");
     return NULL;
@@ -991,7 +1012,20 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
 }
 
 int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_binary_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 2 : 3);
+    return -1;
+  }
+  if ((unsigned)op >= LG_NBINOPS) {
+    lg_seterr("binary: bad op");
+    return -1;
+  }
   const char *name = binop_info[op].name;
+  if (lg_inplace_records(a, 1, &b) && !is_compare(op)) {
+    lg_tensor *c = lg_inplace_begin(name, a);
+    return c ? lg_inplace_end(a, c, lg_binary(op, c, b)) : -1;
+  }
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) || binary_compute_dtype(op, a->dtype, b->dtype) !=
@@ -1052,7 +1086,19 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
 }
 
 int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_binary_scalar_: argument %d is NULL or revoked", 2);
+    return -1;
+  }
+  if ((unsigned)op >= LG_NBINOPS) {
+    lg_seterr("binary: bad op");
+    return -1;
+  }
   const char *name = binop_info[op].name;
+  if (lg_inplace_records(a, 0, NULL) && !is_compare(op)) {
+    lg_tensor *c = lg_inplace_begin(name, a);
+    return c ? lg_inplace_end(a, c, lg_binary_scalar(op, c, s, false)) : -1;
+  }
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) ||
@@ -1068,6 +1114,11 @@ int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
 }
 
 int lg_axpy_(lg_tensor *a, double alpha, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_axpy_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 3);
+    return -1;
+  }
   if (lg_check_inplace("axpy_", a))
     return -1;
   if (a->dtype == b->dtype && lg_same_shape(a, b) && lg_is_contiguous(a) &&
@@ -1118,6 +1169,11 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     break;
   case LG_OP_LOG: /* g / x */
     r = lg_binary(LG_OP_DIV, g, x);
+    break;
+  case LG_OP_NAN_TO_NUM: /* g where x is finite, else 0 */
+    t = lg_unary(LG_OP_ISFINITE, x);
+    u = t ? lg_to_dtype(t, g->dtype) : NULL;
+    r = u ? lg_binary(LG_OP_MUL, g, u) : NULL;
     break;
   case LG_OP_LOG2: /* g / (x ln 2) */
     t = lg_binary_scalar(LG_OP_MUL, x, M_LN2, false);
@@ -1267,6 +1323,10 @@ static bool unary_saves_out(lg_unop op) {
 }
 
 lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_unary: argument %d is NULL or revoked", 2);
+    return NULL;
+  }
   if ((unsigned)op >= LG_NUNOPS) {
     lg_seterr("unary: bad op");
     return NULL;
@@ -1306,7 +1366,19 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
 }
 
 int lg_unary_(lg_unop op, lg_tensor *a) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_unary_: argument %d is NULL or revoked", 2);
+    return -1;
+  }
+  if ((unsigned)op >= LG_NUNOPS) {
+    lg_seterr("unary: bad op");
+    return -1;
+  }
   const char *name = unop_info[op].name;
+  if (lg_inplace_records(a, 0, NULL) && !is_predicate(op)) {
+    lg_tensor *c = lg_inplace_begin(name, a);
+    return c ? lg_inplace_end(a, c, lg_unary(op, c)) : -1;
+  }
   if (lg_check_inplace(name, a))
     return -1;
   if (is_predicate(op)) { /* the bool result stored back in a's dtype */
@@ -1357,6 +1429,10 @@ static int clamp_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_clamp: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!isnan(lo) && !isnan(hi) && lo > hi) {
     lg_seterr("clamp: min %g is greater than max %g", lo, hi);
     return NULL;
@@ -1415,6 +1491,10 @@ static int leaky_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_leaky_relu(lg_tensor *a, double slope) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_leaky_relu: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!lg_dtype_is_float(a->dtype)) {
     lg_seterr("leaky_relu: needs a float tensor, got %s",
               lg_dtype_name(a->dtype));
@@ -1477,6 +1557,13 @@ static int where_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_where(lg_tensor *cond, lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(cond) || LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_where: argument %d is NULL or revoked",
+              (LG_UNUSABLE(cond)) ? 1
+              : (LG_UNUSABLE(a))  ? 2
+                                  : 3);
+    return NULL;
+  }
   if (cond->dtype != LG_BOOL) {
     lg_seterr("where: the condition must be a bool tensor, got %s",
               lg_dtype_name(cond->dtype));

@@ -200,9 +200,9 @@ static int onecycle_get_lr(lg_sched *s, void *cc, double *out, double *moms,
   int64_t step = s->last_epoch;
   (void)cc;
   LG_SCHED_CHECK(step <= st->total_steps,
-                 "sched.OneCycle: tried to step %lld times; total_steps is "
+                 "sched.OneCycle: tried to step %I times; total_steps is "
                  "%lld",
-                 (long long)step + 1, (long long)st->total_steps);
+                 (long long)step, (long long)st->total_steps);
   *mom_key = st->cycle_momentum ? onecycle_mom_key(st) : NULL;
   for (int g = 0; g < s->ngroups; g++) {
     double start_step = 0;

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../optim/optim.h"
 #include "kind.h"
 
 static const lg_sched_kind_def *const kinds[LG_SCHED_NKINDS] = {
@@ -135,8 +136,8 @@ static int check_declared(const lg_sched_kind_def *k, const lg_sched_opts *o) {
 
 int lg_sched_group_get(lg_sched *s, int g, const char *key, double *v) {
   if (lg_optim_get(s->opt, g, key, v) < 0) {
-    lg_seterr("sched.%s: parameter group %d has no '%s'", s->def->name, g + 1,
-              key);
+    lg_seterr("sched.%s: parameter group %I has no '%s'", s->def->name,
+              (long long)g, key);
     return -1;
   }
   return 0;
@@ -148,9 +149,12 @@ bool lg_sched_group_has(lg_optim *o, int g, const char *key) {
 }
 
 int lg_sched_group_set(lg_sched *s, int g, const char *key, double v) {
-  if (lg_optim_set(s->opt, g, key, v) < 0) {
-    lg_seterr("sched.%s: cannot set '%s' of parameter group %d: %s",
-              s->def->name, key, g + 1, lg_errmsg());
+  int rc = lg_optim_is_option(s->opt, key)
+               ? lg_optim_set(s->opt, g, key, v)
+               : lg_optim_set_extra(s->opt, g, key, v);
+  if (rc < 0) {
+    lg_seterr("sched.%s: cannot set '%s' of parameter group %I: %s",
+              s->def->name, key, (long long)g, lg_errmsg());
     return -1;
   }
   return 0;

@@ -73,14 +73,18 @@ local workloads = {
   {"mlp-fmnist", "s/epoch", false, {"test_acc"}},
   {"wide-mlp", "GFLOP/s", true, {}},
   {"cnn-fmnist", "steps/s", true, {}},
+  -- described in scripts/bench/WORKLOADS.md; its peer lives in the repo
+  {"dlrm-sparse", "steps/s", true, {"cpu_ms", "median_ms", "min_ms"},
+   "scripts/bench/peers/dlrm_torch.py"},
 }
 for _, w in ipairs(workloads) do
   local name, unit, higher, extra = w[1], w[2], w[3], w[4]
+  local peer_script = w[5] or peer
   local lv, lx = runs(("%s scripts/bench/workloads.lua %s --threads %d")
                       :format(lgrad, name, threads), extra)
   local pv, px
   if have_torch then
-    pv, px = runs(("%s %s %s --threads %d"):format(python, peer, name,
+    pv, px = runs(("%s %s %s --threads %d"):format(python, peer_script, name,
                                                   threads), extra)
   end
   local note = {}
@@ -91,10 +95,44 @@ for _, w in ipairs(workloads) do
   if name == "scalar-sgd" and lx.w then
     note[#note + 1] = ("w %.3f b %.3f"):format(lx.w, lx.b)
   end
+  if name == "dlrm-sparse" and lx.cpu_ms then
+    for _, k in ipairs({"median_ms", "min_ms", "cpu_ms"}) do
+      note[#note + 1] = ("%s %.1f vs %s"):format(k, lx[k],
+        px and px[k] and ("%.1f"):format(px[k]) or "n/a")
+    end
+  end
   if not have_torch then note[#note + 1] = "PyTorch side missing" end
   row(name, unit, higher, lv, pv, table.concat(note, "; "))
   io.stderr:write(("bench: %s lgrad %s, PyTorch %s\n"):format(name,
     tostring(lv), tostring(pv)))
+end
+
+-- ddp-wide-mlp: 2 ranks of 1 thread under mpirun (lg.dist.DDP) against
+-- PyTorch DDP over gloo, and against lgrad's one process of 2 threads
+do
+  local mpirun = sh("command -v mpirun")
+  local lv, lx, pv
+  if mpirun and mpirun ~= "" then
+    local root = sh("id -u") == "0\n" and "--allow-run-as-root " or ""
+    lv, lx = runs(("timeout 600 mpirun -np 2 --oversubscribe %s%s --threads 1 "
+      .. "scripts/bench/ddp_wide_mlp.lua"):format(root, lgrad),
+      { "backward_ms", "backward_ms_no_comm", "wait_ms" })
+  end
+  if have_torch then
+    pv = runs(("%s %s ddp-wide-mlp --threads %d"):format(python, peer,
+      threads))
+  end
+  local one = runs(("%s scripts/bench/workloads.lua wide-mlp --threads %d")
+    :format(lgrad, threads))
+  row("ddp-wide-mlp", "GFLOP/s", true, lv, pv, ("lgrad one process of %d "
+    .. "threads %s GFLOP/s (%s); backward %s ms, %s ms without "
+    .. "communication"):format(threads, one and ("%.1f"):format(one) or "n/a",
+    lv and one and ("%.2fx"):format(lv / one) or "n/a",
+    lx and lx.backward_ms and ("%.0f"):format(lx.backward_ms) or "n/a",
+    lx and lx.backward_ms_no_comm
+      and ("%.0f"):format(lx.backward_ms_no_comm) or "n/a"))
+  io.stderr:write(("bench: ddp-wide-mlp lgrad %s, PyTorch %s\n")
+    :format(tostring(lv), tostring(pv)))
 end
 
 -- startup: the runtime loaded and one tiny op, as a whole process
