@@ -133,6 +133,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lgL_open_reg(L);
   lgL_open_io(L);
   lgL_open_text(L);
+  lgL_open_rnn(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");
