@@ -1321,4 +1321,7 @@ activation("LogSoftmax",
   function(self, x) return log_softmax(x, self.dim) end,
   dim_init("LogSoftmax"), function(self) return "dim=" .. self.dim end)
 
+M._util = { options = options, set_of = set_of, check_int = check_int }
+require("lgrad.nn_rnn")(M) -- RNN, LSTM, GRU and their cells
+
 return M
