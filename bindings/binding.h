@@ -76,6 +76,7 @@ void lgL_open_reg(lua_State *L);
 void lgL_open_io(lua_State *L);
 void lgL_open_text(lua_State *L);
 void lgL_open_rnn(lua_State *L);
+void lgL_functional_lazy(lua_State *L); /* lg.F's Lua half */
 
 
 

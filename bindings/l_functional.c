@@ -600,5 +600,6 @@ static const luaL_Reg functional[] = {
 
 void lgL_open_functional(lua_State *L) {
   luaL_newlib(L, functional);
+  lgL_functional_lazy(L);
   lua_setfield(L, -2, "F");
 }

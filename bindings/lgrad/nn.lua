@@ -1323,5 +1323,6 @@ activation("LogSoftmax",
 
 M._util = { options = options, set_of = set_of, check_int = check_int }
 require("lgrad.nn_rnn")(M) -- RNN, LSTM, GRU and their cells
+require("lgrad.nn_layers")(M) -- Conv1d, RMSNorm, GroupNorm, ..., loss modules
 
 return M
