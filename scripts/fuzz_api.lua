@@ -283,6 +283,16 @@ local factories = {
   function() return lg.nn.BatchNorm1d(3) end,
   function() return lg.nn.Embedding(5, 3) end,
   function() return lg.nn.LayerNorm(3) end,
+  function() return lg.nn.LSTM(3, 2, {num_layers = 2, bidirectional = true}) end,
+  function() return lg.nn.GRU(3, 2, {batch_first = true}) end,
+  function() return lg.nn.RNN(3, 2, {nonlinearity = "relu"}) end,
+  function() return lg.nn.LSTMCell(3, 2) end,
+  function() return lg.nn.Conv1d(2, 3, 3, {padding = "same"}) end,
+  function() return lg.nn.GroupNorm(1, 3) end,
+  function() return lg.nn.RMSNorm(3) end,
+  function() return lg.nn.ParameterList({lg.zeros(2)}) end,
+  function() return lg.nn.CrossEntropyLoss({label_smoothing = 0.1}) end,
+  function() return lg.data.CharTokenizer("abc") end,
   function()
     local ds = lg.data.TensorDataset(lg.randn(10, 3), lg.randint(1, 3, {10}))
     return lg.data.DataLoader(ds, {batch_size = 3, shuffle = true,

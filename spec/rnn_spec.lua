@@ -329,3 +329,22 @@ describe("recurrent modules reject bad input", function()
                           lg.zeros(8, 4), lg.zeros(8, 2)))
   end)
 end)
+
+describe("scripts/char_lstm.lua --small", function()
+  it("trains, validates and samples", function()
+    local bin = os.getenv("LGRAD_BIN") or "build/lgrad"
+    local p = assert(io.popen("timeout 600 " .. bin
+      .. " scripts/char_lstm.lua --small 2>&1"))
+    local out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    local val = tonumber(out:match("final validation loss: ([%d.]+)"))
+    assert.is_not_nil(val, out)
+    -- 114 byte values: a model that learned nothing scores log(114) = 4.74
+    assert.is_true(val > 0 and val < 4.74, out)
+    assert.is_truthy(out:find("iter    12  train loss", 1, true), out)
+    local sample = out:match("sample %(temperature 0.8%):\n(.-)\nfinal")
+    assert.is_not_nil(sample, out)
+    assert.equals("The ", sample:sub(1, 4))
+  end)
+end)

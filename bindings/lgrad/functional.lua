@@ -226,6 +226,8 @@ local function pool_matrix(out, n, dtype)
   return lg.tensor(rows, { dtype = dtype })
 end
 
+local MAX_POOL_CELLS = 1 << 24
+
 --- adaptive_avg_pool2d(x, output_size): x (N, C, H, W) or (C, H, W);
 -- output_size n, {h, w} (nil keeps that input size)
 function M.adaptive_avg_pool2d(x, size)
@@ -248,6 +250,11 @@ function M.adaptive_avg_pool2d(x, size)
   end
   if H < 1 or W < 1 then
     error(fmt("adaptive_avg_pool2d: the input %s is empty", shape_str(x)), 2)
+  end
+  -- the pooling matrices are (oh, H) and (ow, W)
+  if oh > MAX_POOL_CELLS // H or ow > MAX_POOL_CELLS // W then
+    error(fmt("adaptive_avg_pool2d: output_size (%d, %d) is too large for "
+      .. "the input %s", oh, ow, shape_str(x)), 2)
   end
   local ph = pool_matrix(oh, H, x:dtype())
   local pw = pool_matrix(ow, W, x:dtype())
