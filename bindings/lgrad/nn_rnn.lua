@@ -48,6 +48,16 @@ return function(nn)
 
   local GATES = { rnn_tanh = 1, rnn_relu = 1, lstm = 4, gru = 3 }
 
+  -- an Elman network's nonlinearity option: "tanh" (default) or "relu"
+  local function nonlinearity(name, opts)
+    local nl = type(opts) == "table" and opts.nonlinearity or "tanh"
+    if nl ~= "tanh" and nl ~= "relu" then
+      error(fmt("%s: nonlinearity must be \"tanh\" or \"relu\" (got %s)",
+        name, tostring(nl)), 3)
+    end
+    return nl
+  end
+
   ---------------------------------------------------------------------------
   -- RNN, LSTM, GRU
 
@@ -285,33 +295,26 @@ return function(nn)
     return out, hn
   end
 
+  -- a class named name over base, whose init is initf with the mode (an
+  -- Elman network's from its nonlinearity option)
+  local function define(base, initf, name, mode)
+    local cls = base:extend(name)
+    nn[name] = cls
+    function cls:init(nin, nhid, opts)
+      local nl = not mode and nonlinearity(name, opts) or nil
+      initf(self, name, mode or "rnn_" .. nl, nin, nhid, opts)
+      if nl then self.nonlinearity = nl end
+    end
+    return cls
+  end
+
   --- RNN(input_size, hidden_size [, {num_layers = 1, nonlinearity = "tanh",
   -- bias = true, batch_first = false, dropout = 0, bidirectional = false}])
-  local RNN = RNNBase:extend("RNN")
-  nn.RNN = RNN
-  function RNN:init(nin, nhid, opts)
-    local nl = type(opts) == "table" and opts.nonlinearity or "tanh"
-    if nl ~= "tanh" and nl ~= "relu" then
-      error(fmt("RNN: nonlinearity must be \"tanh\" or \"relu\" (got %s)",
-        tostring(nl)), 2)
-    end
-    base_init(self, "RNN", "rnn_" .. nl, nin, nhid, opts)
-    self.nonlinearity = nl
-  end
-
+  define(RNNBase, base_init, "RNN")
   --- LSTM(input_size, hidden_size [, opts]): out, h_n, c_n = lstm(x [, h0, c0])
-  local LSTM = RNNBase:extend("LSTM")
-  nn.LSTM = LSTM
-  function LSTM:init(nin, nhid, opts)
-    base_init(self, "LSTM", "lstm", nin, nhid, opts)
-  end
-
+  define(RNNBase, base_init, "LSTM", "lstm")
   --- GRU(input_size, hidden_size [, opts]): out, h_n = gru(x [, h0])
-  local GRU = RNNBase:extend("GRU")
-  nn.GRU = GRU
-  function GRU:init(nin, nhid, opts)
-    base_init(self, "GRU", "gru", nin, nhid, opts)
-  end
+  define(RNNBase, base_init, "GRU", "gru")
 
   ---------------------------------------------------------------------------
   -- cells: one step, the same fused kernels with T = 1
@@ -384,29 +387,9 @@ return function(nn)
   end
 
   --- RNNCell(input_size, hidden_size [, {bias, nonlinearity = "tanh"}])
-  local RNNCell = CellBase:extend("RNNCell")
-  nn.RNNCell = RNNCell
-  function RNNCell:init(nin, nhid, opts)
-    local nl = type(opts) == "table" and opts.nonlinearity or "tanh"
-    if nl ~= "tanh" and nl ~= "relu" then
-      error(fmt("RNNCell: nonlinearity must be \"tanh\" or \"relu\" (got %s)",
-        tostring(nl)), 2)
-    end
-    cell_init(self, "RNNCell", "rnn_" .. nl, nin, nhid, opts)
-    self.nonlinearity = nl
-  end
-
+  define(CellBase, cell_init, "RNNCell")
   --- LSTMCell(input_size, hidden_size [, {bias}]): h, c = cell(x [, h, c])
-  local LSTMCell = CellBase:extend("LSTMCell")
-  nn.LSTMCell = LSTMCell
-  function LSTMCell:init(nin, nhid, opts)
-    cell_init(self, "LSTMCell", "lstm", nin, nhid, opts)
-  end
-
+  define(CellBase, cell_init, "LSTMCell", "lstm")
   --- GRUCell(input_size, hidden_size [, {bias}]): h = cell(x [, h])
-  local GRUCell = CellBase:extend("GRUCell")
-  nn.GRUCell = GRUCell
-  function GRUCell:init(nin, nhid, opts)
-    cell_init(self, "GRUCell", "gru", nin, nhid, opts)
-  end
+  define(CellBase, cell_init, "GRUCell", "gru")
 end

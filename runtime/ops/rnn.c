@@ -179,10 +179,53 @@ static const char *mode_name(lg_rnn_mode mode) {
     for (int64_t i = 0; i < rows * H; i++)                                     \
       dax[i] =                                                                 \
           relu ? (h[i] > 0 ? dh[i] : (T)0) : dh[i] * ((T)1 - h[i] * h[i]);     \
+  }                                                                            \
+                                                                               \
+  /* one step of the forward: the kernel of the mode */                        \
+  static void step_fw_##SFX(lg_rnn_mode mode, int64_t rows, int64_t H,         \
+                            const void *xp, const void *hh, const void *bh,    \
+                            const void *hp, const void *cp, void *gates,       \
+                            void *c, void *hnl, void *h) {                     \
+    if (mode == LG_RNN_LSTM)                                                   \
+      lstm_fw_##SFX(rows, H, xp, hh, bh, cp, gates, c, h);                     \
+    else if (mode == LG_RNN_GRU)                                               \
+      gru_fw_##SFX(rows, H, xp, hh, bh, hp, gates, hnl, h);                    \
+    else                                                                       \
+      elman_fw_##SFX(rows, H, mode == LG_RNN_RELU, xp, hh, bh, h);             \
+  }                                                                            \
+                                                                               \
+  /* one step of the backward: dh (rows, H) is the carried gradient of h_t,    \
+   * gy that of the output; for the GRU dh is left holding dh_t z */           \
+  static void step_bw_##SFX(lg_rnn_mode mode, int64_t rows, int64_t H,         \
+                            const void *gates, const void *c, const void *cp,  \
+                            const void *hnl, const void *hp, const void *h,    \
+                            const void *gy, void *dh, void *dhtot, void *dc,   \
+                            void *dax, void *dah) {                            \
+    T *tot = dhtot;                                                            \
+    const T *carry = dh, *g = gy;                                              \
+    for (int64_t i = 0; i < rows * H; i++)                                     \
+      tot[i] = carry[i] + g[i];                                                \
+    if (mode == LG_RNN_LSTM)                                                   \
+      lstm_bw_##SFX(rows, H, gates, c, cp, tot, dc, dax);                      \
+    else if (mode == LG_RNN_GRU)                                               \
+      gru_bw_##SFX(rows, H, gates, hnl, hp, tot, dh, dax, dah);                \
+    else                                                                       \
+      elman_bw_##SFX(rows, H, mode == LG_RNN_RELU, h, tot, dax);               \
   }
 
 DEF_GATES(float, f32, expf, tanhf)
 DEF_GATES(double, f64, exp, tanh)
+
+typedef void (*step_fw_fn)(lg_rnn_mode, int64_t, int64_t, const void *,
+                           const void *, const void *, const void *,
+                           const void *, void *, void *, void *, void *);
+typedef void (*step_bw_fn)(lg_rnn_mode, int64_t, int64_t, const void *,
+                           const void *, const void *, const void *,
+                           const void *, const void *, const void *, void *,
+                           void *, void *, void *, void *);
+/* by dtype: [0] float32, [1] float64 */
+static const step_fw_fn step_fw[2] = {step_fw_f32, step_fw_f64};
+static const step_bw_fn step_bw[2] = {step_bw_f32, step_bw_f64};
 
 /* ==== the op's state between forward and backward ==== */
 
@@ -425,7 +468,6 @@ static int rnn_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
   int64_t T = s->T, B = s->B, I = s->I, H = s->H, G = s->G, N = s->N;
   int64_t GH = G * H;
   bool lstm = s->mode == LG_RNN_LSTM, gru = s->mode == LG_RNN_GRU;
-  bool relu = s->mode == LG_RNN_RELU;
   lg_tensor *g = dense(grad_out, d), *xc = dense(x, d);
   lg_tensor *wihc = dense(w_ih, d), *whhc = dense(w_hh, d);
   lg_tensor *h0c = dense(h0, d), *c0c = lstm ? dense(s->c0, d) : NULL;
@@ -458,52 +500,13 @@ static int rnn_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
     prev_rows(s, es, t, s->hs, h0p, hp);
     if (lstm)
       prev_rows(s, es, t, s->cs, lg_data_ptr(c0c), cprev);
-    /* the total gradient of h_t: carried plus the output's own */
-    const char *gy = gp + t * B * H * es;
-    if (d == LG_FLOAT32) {
-      float *a = (float *)dhtot;
-      const float *c = (const float *)dh, *y = (const float *)gy;
-      for (int64_t i = 0; i < bt * H; i++)
-        a[i] = c[i] + y[i];
-    } else {
-      double *a = (double *)dhtot;
-      const double *c = (const double *)dh, *y = (const double *)gy;
-      for (int64_t i = 0; i < bt * H; i++)
-        a[i] = c[i] + y[i];
-    }
     char *dx_t = dax + o * GH * es, *dh_t = dah + o * GH * es;
-    const char *gt = (const char *)s->gates + o * GH * es;
-    const char *ht = (const char *)s->hs + o * H * es;
+    step_bw[d == LG_FLOAT64](s->mode, bt, H, (char *)s->gates + o * GH * es,
+                             lstm ? (char *)s->cs + o * H * es : NULL, cprev,
+                             gru ? (char *)s->hnl + o * H * es : NULL, hp,
+                             (char *)s->hs + o * H * es, gp + t * B * H * es,
+                             dh, dhtot, dc, dx_t, dh_t);
     double beta = 0.0;
-    if (d == LG_FLOAT32) {
-      if (lstm)
-        lstm_bw_f32(bt, H, (const float *)gt,
-                    (const float *)((char *)s->cs + o * H * es),
-                    (const float *)cprev, (const float *)dhtot, (float *)dc,
-                    (float *)dx_t);
-      else if (gru)
-        gru_bw_f32(bt, H, (const float *)gt,
-                   (const float *)((char *)s->hnl + o * H * es),
-                   (const float *)hp, (const float *)dhtot, (float *)dh,
-                   (float *)dx_t, (float *)dh_t);
-      else
-        elman_bw_f32(bt, H, relu, (const float *)ht, (const float *)dhtot,
-                     (float *)dx_t);
-    } else {
-      if (lstm)
-        lstm_bw_f64(bt, H, (const double *)gt,
-                    (const double *)((char *)s->cs + o * H * es),
-                    (const double *)cprev, (const double *)dhtot, (double *)dc,
-                    (double *)dx_t);
-      else if (gru)
-        gru_bw_f64(bt, H, (const double *)gt,
-                   (const double *)((char *)s->hnl + o * H * es),
-                   (const double *)hp, (const double *)dhtot, (double *)dh,
-                   (double *)dx_t, (double *)dh_t);
-      else
-        elman_bw_f64(bt, H, relu, (const double *)ht, (const double *)dhtot,
-                     (double *)dx_t);
-    }
     if (gru)
       beta = 1.0; /* dh already holds the direct part dh z */
     /* dHprev (bt, H) = dA_h (bt, G H) W_hh (G H, H) */
@@ -658,34 +661,11 @@ lg_tensor *lg_rnn_layer(lg_rnn_mode mode, lg_tensor *x, lg_tensor *h0,
       prev_rows(s, es, t, s->cs, lg_data_ptr(c0c), cprev);
     /* HH (bt, G H) = Hprev W_hh^T */
     lg_gemm(d, false, true, bt, GH, H, 1.0, hprev, H, whh, H, 0.0, hh, GH);
-    const char *xt = xp + o * GH * es;
-    char *ht = (char *)s->hs + o * H * es;
-    char *gt = s->gates ? (char *)s->gates + o * GH * es : NULL;
-    if (d == LG_FLOAT32) {
-      if (lstm)
-        lstm_fw_f32(bt, H, (const float *)xt, (const float *)hh, bh,
-                    (const float *)cprev, (float *)gt,
-                    (float *)((char *)s->cs + o * H * es), (float *)ht);
-      else if (gru)
-        gru_fw_f32(bt, H, (const float *)xt, (const float *)hh, bh,
-                   (const float *)hprev, (float *)gt,
-                   (float *)((char *)s->hnl + o * H * es), (float *)ht);
-      else
-        elman_fw_f32(bt, H, mode == LG_RNN_RELU, (const float *)xt,
-                     (const float *)hh, bh, (float *)ht);
-    } else {
-      if (lstm)
-        lstm_fw_f64(bt, H, (const double *)xt, (const double *)hh, bh,
-                    (const double *)cprev, (double *)gt,
-                    (double *)((char *)s->cs + o * H * es), (double *)ht);
-      else if (gru)
-        gru_fw_f64(bt, H, (const double *)xt, (const double *)hh, bh,
-                   (const double *)hprev, (double *)gt,
-                   (double *)((char *)s->hnl + o * H * es), (double *)ht);
-      else
-        elman_fw_f64(bt, H, mode == LG_RNN_RELU, (const double *)xt,
-                     (const double *)hh, bh, (double *)ht);
-    }
+    step_fw[d == LG_FLOAT64](
+        mode, bt, H, xp + o * GH * es, hh, bh, hprev, cprev,
+        s->gates ? (char *)s->gates + o * GH * es : NULL,
+        lstm ? (char *)s->cs + o * H * es : NULL,
+        gru ? (char *)s->hnl + o * H * es : NULL, (char *)s->hs + o * H * es);
   }
   work_free(xp, bytes_xp);
   work_free(hh, bytes_bgh);
