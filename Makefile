@@ -26,7 +26,7 @@ RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 BD_SRC = $(filter-out bindings/main.c,$(wildcard bindings/*.c))
 RT_OBJ = $(RT_SRC:%.c=$(B)/%.o)
 BD_OBJ = $(BD_SRC:%.c=$(B)/%.o)
-HDRS = $(wildcard runtime/*.h runtime/*/*.h bindings/*.h)
+HDRS = $(wildcard runtime/*.h runtime/*/*.h runtime/*/*.def bindings/*.h)
 
 .PHONY: all deps demo test env install clean bench sanitize valgrind fuzz \
   lint format
@@ -65,12 +65,13 @@ env:
 
 install: all
 	install -d $(PREFIX)/bin $(PREFIX)/lib/lua/5.4 $(PREFIX)/share/lua/5.4/lgrad \
-	  $(PREFIX)/include/lgrad $(PREFIX)/lib
+	  $(PREFIX)/include/lgrad $(PREFIX)/include/lgrad/ops $(PREFIX)/lib
 	install -m 755 $(B)/lgrad $(PREFIX)/bin/lgrad
 	install -m 755 $(B)/lgrad.so $(PREFIX)/lib/lua/5.4/lgrad.so
 	install -m 644 bindings/lgrad/*.lua $(PREFIX)/share/lua/5.4/lgrad/
 	install -m 644 $(B)/liblgrad.a $(PREFIX)/lib/liblgrad.a
 	install -m 644 runtime/lgrad.h runtime/nn.h $(PREFIX)/include/lgrad/
+	install -m 644 runtime/ops/ops.def $(PREFIX)/include/lgrad/ops/
 	install -m 644 bindings/lgrad_host.h $(PREFIX)/include/lgrad/lgrad_host.h
 
 demo: deps all

@@ -389,16 +389,6 @@ static int f_batch_norm(lua_State *L) {
 
 /* ---- activations (the core's differentiable ops) ---- */
 
-#define UNARY(NAME, OP)                                                        \
-  static int f_##NAME(lua_State *L) {                                          \
-    return lgL_pushresult(L, #NAME, lg_unary(OP, lgL_checktensor(L, 1)));      \
-  }
-UNARY(relu, LG_OP_RELU)
-UNARY(sigmoid, LG_OP_SIGMOID)
-UNARY(tanh, LG_OP_TANH)
-UNARY(silu, LG_OP_SILU)
-UNARY(softplus, LG_OP_SOFTPLUS)
-
 /* gelu(x [, {approximate = "none" | "tanh"}]) or gelu(x, "tanh") */
 static int f_gelu(lua_State *L) {
   static const char *const keys[] = {"approximate", NULL};
@@ -577,12 +567,7 @@ static const luaL_Reg functional[] = {
     {"one_hot", f_one_hot},
     {"layer_norm", f_layer_norm},
     {"batch_norm", f_batch_norm},
-    {"relu", f_relu},
     {"gelu", f_gelu},
-    {"sigmoid", f_sigmoid},
-    {"tanh", f_tanh},
-    {"silu", f_silu},
-    {"softplus", f_softplus},
     {"leaky_relu", f_leaky_relu},
     {"softmax", f_softmax},
     {"log_softmax", f_log_softmax},
@@ -598,8 +583,10 @@ static const luaL_Reg functional[] = {
     {"kl_div", f_kl_div},
     {NULL, NULL}};
 
+/* lg.F already holds the activations of ops/ops.def (l_ops.c) */
 void lgL_open_functional(lua_State *L) {
-  luaL_newlib(L, functional);
+  lua_getfield(L, -1, "F");
+  luaL_setfuncs(L, functional, 0);
   lgL_functional_lazy(L);
-  lua_setfield(L, -2, "F");
+  lua_pop(L, 1);
 }

@@ -121,25 +121,6 @@ static int binary_impl(lua_State *L, lg_binop op) {
   return lgL_pushresult(L, fname, lg_binary_scalar(op, t, s, si == 1));
 }
 
-#define BINARY(name, op)                                                      \
-  static int o_##name(lua_State *L) { return binary_impl(L, op); }
-BINARY(add, LG_OP_ADD)
-BINARY(sub, LG_OP_SUB)
-BINARY(mul, LG_OP_MUL)
-BINARY(div, LG_OP_DIV)
-BINARY(pow, LG_OP_POW)
-BINARY(maximum, LG_OP_MAXIMUM)
-BINARY(minimum, LG_OP_MINIMUM)
-BINARY(atan2, LG_OP_ATAN2)
-BINARY(eq, LG_OP_EQ)
-BINARY(ne, LG_OP_NE)
-BINARY(lt, LG_OP_LT)
-BINARY(le, LG_OP_LE)
-BINARY(gt, LG_OP_GT)
-BINARY(ge, LG_OP_GE)
-BINARY(logical_and, LG_OP_AND)
-BINARY(logical_or, LG_OP_OR)
-
 static int binary_inplace(lua_State *L, lg_binop op, const char *fname) {
   lg_tensor *a = lgL_checktensor(L, 1);
   lg_tensor *b = lgL_totensor(L, 2);
@@ -153,18 +134,6 @@ static int binary_inplace(lua_State *L, lg_binop op, const char *fname) {
   LGL_ANOMALY(L, fname, 1);
   return push_self(L);
 }
-
-#define BINARY_(name, op)                                                     \
-  static int o_##name##_(lua_State *L) {                                      \
-    return binary_inplace(L, op, #name "_");                                  \
-  }
-BINARY_(add, LG_OP_ADD)
-BINARY_(sub, LG_OP_SUB)
-BINARY_(mul, LG_OP_MUL)
-BINARY_(div, LG_OP_DIV)
-BINARY_(pow, LG_OP_POW)
-BINARY_(maximum, LG_OP_MAXIMUM)
-BINARY_(minimum, LG_OP_MINIMUM)
 
 static int o_unm(lua_State *L) {
   return lgL_pushresult(L, "neg", lg_unary(LG_OP_NEG, lgL_checktensor(L, 1)));
@@ -188,32 +157,95 @@ static int unary_inplace(lua_State *L, lg_unop op) {
   return push_self(L);
 }
 
-#define UNARY(name, op)                                                       \
-  static int o_##name(lua_State *L) { return unary_impl(L, op); }             \
-  static int o_##name##_(lua_State *L) { return unary_inplace(L, op); }
-UNARY(neg, LG_OP_NEG)
-UNARY(exp, LG_OP_EXP)
-UNARY(log, LG_OP_LOG)
-UNARY(log1p, LG_OP_LOG1P)
-UNARY(sqrt, LG_OP_SQRT)
-UNARY(rsqrt, LG_OP_RSQRT)
-UNARY(abs, LG_OP_ABS)
-UNARY(sign, LG_OP_SIGN)
-UNARY(sin, LG_OP_SIN)
-UNARY(cos, LG_OP_COS)
-UNARY(tanh, LG_OP_TANH)
-UNARY(sigmoid, LG_OP_SIGMOID)
-UNARY(relu, LG_OP_RELU)
-UNARY(softplus, LG_OP_SOFTPLUS)
-UNARY(square, LG_OP_SQUARE)
-UNARY(reciprocal, LG_OP_RECIPROCAL)
-UNARY(floor, LG_OP_FLOOR)
-UNARY(ceil, LG_OP_CEIL)
-UNARY(round, LG_OP_ROUND)
-UNARY(logical_not, LG_OP_NOT)
-UNARY(expm1, LG_OP_EXPM1)
-UNARY(erf, LG_OP_ERF)
-UNARY(silu, LG_OP_SILU)
+/* ---- the generic dispatcher: every ops.def entry bound the same way ---- */
+
+/* one plain C function per entry and variant, so that a call costs no
+ * more than a hand-written binding would */
+#define LG_BINOP(ID, name, family, flags)                                     \
+  static int o_bin_##ID(lua_State *L) { return binary_impl(L, LG_OP_##ID); } \
+  static int o_bin_##ID##_(lua_State *L) { /* errors name "add_" */        \
+    return binary_inplace(L, LG_OP_##ID, #name "_");                          \
+  }
+#define LG_UNOP(ID, name, family, flags, Module)                              \
+  static int o_un_##ID(lua_State *L) { return unary_impl(L, LG_OP_##ID); }   \
+  static int o_un_##ID##_(lua_State *L) {                                     \
+    return unary_inplace(L, LG_OP_##ID);                                      \
+  }
+#include "../runtime/ops/ops.def"
+/* [op][0] the function, [op][1] the in-place twin */
+#define LG_BINOP(ID, name, family, flags) {o_bin_##ID, o_bin_##ID##_},
+static const lua_CFunction binop_fn[][2] = {
+#include "../runtime/ops/ops.def"
+};
+#define LG_UNOP(ID, name, family, flags, Module) {o_un_##ID, o_un_##ID##_},
+static const lua_CFunction unop_fn[][2] = {
+#include "../runtime/ops/ops.def"
+};
+
+/* sets t[name] = f in each of the tables at the given indices (0 ends) */
+static void set_function(lua_State *L, lua_CFunction f, const char *name,
+                         const int *tables) {
+  lua_pushcfunction(L, f);
+  for (; *tables; tables++) {
+    lua_pushvalue(L, -1);
+    lua_setfield(L, *tables, name);
+  }
+  lua_pop(L, 1);
+}
+
+/* registers every ops.def entry: the method, the lg. function (the same
+ * function), the in-place twin and, for activations, lg.F's function; fills
+ * lg.ops, the op table as Lua sees it ({name, arity, family, flags...}) */
+static void register_pointwise(lua_State *L, int methods, int module) {
+  lua_getfield(L, module, "F");
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, module, "F");
+  }
+  int F = lua_gettop(L);
+  lua_newtable(L);
+  int list = lua_gettop(L);
+  const int both[] = {methods, module, 0}, with_f[] = {methods, module, F, 0};
+  char name[40];
+  for (int arity = 1; arity <= 2; arity++) {
+    int n = arity == 1 ? LG_NUNOPS : LG_NBINOPS;
+    for (int op = 0; op < n; op++) {
+      const lg_op_info *o =
+          arity == 1 ? lg_unop_info((lg_unop)op) : lg_binop_info((lg_binop)op);
+      if (o->flags & LG_OPF_MANUAL)
+        continue;
+      const lua_CFunction *fn = arity == 1 ? unop_fn[op] : binop_fn[op];
+      set_function(L, fn[0], o->name, o->flags & LG_OPF_F ? with_f : both);
+      snprintf(name, sizeof name, "%s_", o->name);
+      if (o->flags & LG_OPF_INPLACE)
+        set_function(L, fn[1], name, both);
+      lua_createtable(L, 0, 8);
+      lua_pushstring(L, o->name);
+      lua_setfield(L, -2, "name");
+      lua_pushinteger(L, arity);
+      lua_setfield(L, -2, "arity");
+      lua_pushstring(L, o->family);
+      lua_setfield(L, -2, "family");
+      static const struct { unsigned flag; const char *key; } keys[] = {
+          {LG_OPF_DIFF, "differentiable"}, {LG_OPF_COMPARE, "comparison"},
+          {LG_OPF_INPLACE, "inplace"},     {LG_OPF_INT, "integer"},
+          {LG_OPF_F, "activation"}};
+      for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        lua_pushboolean(L, (o->flags & keys[k].flag) != 0);
+        lua_setfield(L, -2, keys[k].key);
+      }
+      if (o->module[0]) {
+        lua_pushstring(L, o->module);
+        lua_setfield(L, -2, "module");
+      }
+      lua_rawseti(L, list, (lua_Integer)lua_rawlen(L, list) + 1);
+    }
+  }
+  lua_setfield(L, module, "ops");
+  lua_pop(L, 1);
+}
 
 static int o_gelu(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
@@ -444,49 +476,38 @@ static int o_cumsum(lua_State *L) {
 
 /* ---- views and conversions ---- */
 
-static int o_view(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  int64_t shape[LG_MAX_DIMS];
+/* view/reshape(t, d1, d2, ...) or (t, {d1, d2, ...}): the shape into
+ * shape, its length returned */
+static int check_shape_args(lua_State *L, const char *fname,
+                            int64_t shape[LG_MAX_DIMS]) {
   int n = 0;
-  if (lua_istable(L, 2)) {
-    lua_Integer len = luaL_len(L, 2);
-    if (len > LG_MAX_DIMS)
-      return luaL_error(L, "view: at most %d dimensions", LG_MAX_DIMS);
-    for (int i = 1; i <= len; i++) {
+  bool table = lua_istable(L, 2);
+  int len = table ? (int)luaL_len(L, 2) : lua_gettop(L) - 1;
+  if (len > LG_MAX_DIMS)
+    return luaL_error(L, "%s: at most %d dimensions", fname, LG_MAX_DIMS);
+  for (int i = 1; i <= len; i++) {
+    if (table) {
       lua_geti(L, 2, i);
       shape[n++] = luaL_checkinteger(L, -1);
       lua_pop(L, 1);
-    }
-  } else {
-    for (int i = 2; i <= lua_gettop(L); i++) {
-      if (n >= LG_MAX_DIMS)
-        return luaL_error(L, "view: at most %d dimensions", LG_MAX_DIMS);
-      shape[n++] = luaL_checkinteger(L, i);
+    } else {
+      shape[n++] = luaL_checkinteger(L, i + 1);
     }
   }
+  return n;
+}
+
+static int o_view(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  int64_t shape[LG_MAX_DIMS];
+  int n = check_shape_args(L, "view", shape);
   return lgL_pushresult(L, "view", lg_view(t, n, shape));
 }
 
 static int o_reshape(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   int64_t shape[LG_MAX_DIMS];
-  int n = 0;
-  if (lua_istable(L, 2)) {
-    lua_Integer len = luaL_len(L, 2);
-    if (len > LG_MAX_DIMS)
-      return luaL_error(L, "reshape: at most %d dimensions", LG_MAX_DIMS);
-    for (int i = 1; i <= len; i++) {
-      lua_geti(L, 2, i);
-      shape[n++] = luaL_checkinteger(L, -1);
-      lua_pop(L, 1);
-    }
-  } else {
-    for (int i = 2; i <= lua_gettop(L); i++) {
-      if (n >= LG_MAX_DIMS)
-        return luaL_error(L, "reshape: at most %d dimensions", LG_MAX_DIMS);
-      shape[n++] = luaL_checkinteger(L, i);
-    }
-  }
+  int n = check_shape_args(L, "reshape", shape);
   return lgL_pushresult(L, "reshape", lg_reshape(t, n, shape));
 }
 
@@ -929,35 +950,6 @@ static int o_retain_grad(lua_State *L) {
 }
 
 static const luaL_Reg ops[] = {
-    {"add", o_add},
-    {"sub", o_sub},
-    {"mul", o_mul},
-    {"div", o_div},
-    {"pow", o_pow},
-    {"maximum", o_maximum},
-    {"minimum", o_minimum},
-    {"atan2", o_atan2},
-    {"eq", o_eq},
-    {"ne", o_ne},
-    {"lt", o_lt},
-    {"le", o_le},
-    {"gt", o_gt},
-    {"ge", o_ge},
-    {"logical_and", o_logical_and},
-    {"logical_or", o_logical_or},
-    {"add_", o_add_},
-    {"sub_", o_sub_},
-    {"mul_", o_mul_},
-    {"div_", o_div_},
-    {"pow_", o_pow_},
-    {"maximum_", o_maximum_},
-    {"minimum_", o_minimum_},
-#define U(n) {#n, o_##n}, {#n "_", o_##n##_}
-    U(neg), U(exp), U(log), U(log1p), U(sqrt), U(rsqrt), U(abs), U(sign),
-    U(sin), U(cos), U(tanh), U(sigmoid), U(relu), U(softplus), U(square),
-    U(reciprocal), U(floor), U(ceil), U(round), U(logical_not), U(expm1),
-    U(erf), U(silu),
-#undef U
     {"gelu", o_gelu},
     {"gelu_", o_gelu_},
     {"clamp", o_clamp},
@@ -1027,10 +1019,6 @@ static const luaL_Reg ops[] = {
     {"retain_grad", o_retain_grad},
     {NULL, NULL}};
 
-static const luaL_Reg metamethods[] = {{"__add", o_add}, {"__sub", o_sub},
-                                       {"__mul", o_mul}, {"__div", o_div},
-                                       {"__pow", o_pow}, {"__unm", o_unm},
-                                       {NULL, NULL}};
 
 void lgL_register_ops(lua_State *L, int methods, int module) {
   lua_pushvalue(L, methods);
@@ -1043,7 +1031,17 @@ void lgL_register_ops(lua_State *L, int methods, int module) {
   lua_pushcfunction(L, o_stack);
   lua_setfield(L, -2, "stack");
   lua_pop(L, 1);
+  register_pointwise(L, methods, module);
+  /* the arithmetic metamethods are the same functions as the methods */
+  static const char *const arith[][2] = {{"__add", "add"}, {"__sub", "sub"},
+                                         {"__mul", "mul"}, {"__div", "div"},
+                                         {"__pow", "pow"}};
   luaL_getmetatable(L, LGL_TENSOR);
-  luaL_setfuncs(L, metamethods, 0);
+  for (int i = 0; i < 5; i++) {
+    lua_getfield(L, methods, arith[i][1]);
+    lua_setfield(L, -2, arith[i][0]);
+  }
+  lua_pushcfunction(L, o_unm);
+  lua_setfield(L, -2, "__unm");
   lua_pop(L, 1);
 }

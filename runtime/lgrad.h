@@ -182,22 +182,37 @@ int lg_fill_(lg_tensor *t, double v);
 int lg_zero_(lg_tensor *t);
 
 /* ---- pointwise ---- */
+/* the element-wise ops, each named once in ops/ops.def; their flags */
+enum {
+  LG_OPF_DIFF = 1 << 0,      /* has a backward */
+  LG_OPF_COMPARE = 1 << 1,   /* bool result, never differentiable */
+  LG_OPF_INPLACE = 1 << 2,   /* has the in-place twin name_ */
+  LG_OPF_INT = 1 << 3,       /* int64 stays int64 */
+  LG_OPF_SAVES_OUT = 1 << 4, /* the backward reads the output */
+  LG_OPF_F = 1 << 5,         /* an activation, also in lg.F */
+  LG_OPF_MANUAL = 1 << 6     /* bound by hand (takes options) */
+};
 typedef enum {
-  LG_OP_ADD, LG_OP_SUB, LG_OP_MUL, LG_OP_DIV, LG_OP_POW,
-  LG_OP_MAXIMUM, LG_OP_MINIMUM, LG_OP_ATAN2,
-  LG_OP_EQ, LG_OP_NE, LG_OP_LT, LG_OP_LE, LG_OP_GT, LG_OP_GE,
-  LG_OP_AND, LG_OP_OR,
+#define LG_BINOP(ID, name, family, flags) LG_OP_##ID,
+#include "ops/ops.def"
   LG_NBINOPS
 } lg_binop;
 
 typedef enum {
-  LG_OP_NEG, LG_OP_EXP, LG_OP_LOG, LG_OP_LOG1P, LG_OP_SQRT, LG_OP_RSQRT,
-  LG_OP_ABS, LG_OP_SIGN, LG_OP_SIN, LG_OP_COS, LG_OP_TANH, LG_OP_SIGMOID,
-  LG_OP_RELU, LG_OP_GELU, LG_OP_GELU_TANH, LG_OP_SOFTPLUS, LG_OP_SQUARE,
-  LG_OP_RECIPROCAL, LG_OP_FLOOR, LG_OP_CEIL, LG_OP_ROUND, LG_OP_NOT,
-  LG_OP_EXPM1, LG_OP_ERF, LG_OP_SILU,
+#define LG_UNOP(ID, name, family, flags, Module) LG_OP_##ID,
+#include "ops/ops.def"
   LG_NUNOPS
 } lg_unop;
+
+/* one entry of the op table; index it with the op */
+typedef struct lg_op_info {
+  const char *name;   /* Lua and grad_fn name */
+  const char *family; /* "arith", "compare", "activation", ... */
+  unsigned flags;     /* LG_OPF_* */
+  const char *module; /* the nn class of an activation, or "" */
+} lg_op_info;
+const lg_op_info *lg_binop_info(lg_binop op); /* NULL when out of range */
+const lg_op_info *lg_unop_info(lg_unop op);
 
 const char *lg_binop_name(lg_binop op);
 const char *lg_unop_name(lg_unop op);
@@ -295,16 +310,27 @@ bool lg_anomaly_detection(void);
 
 /* Writing a differentiable op: compute the output without recording, then
  * call lg_record(); when it returns a node, save what backward needs with
- * lg_node_save() and parameters in node->ival / node->dval.  backward
+ * lg_node_save() (any number of tensors) and the op's parameters in a
+ * struct of its own kept in the node:
+ *     struct narrow_state { int dim; int64_t start, len; };
+ *     LG_NODE_STATE(node, struct narrow_state)->dim = dim;
+ * (zeroed when the node is recorded; its size is checked at compile time
+ * against LG_NODE_STATE_SIZE; larger state goes in ctx).  backward
  * receives the output gradient and fills grads[i] (new references, or NULL
  * for no gradient) for every input i where node->needs_grad[i]. */
 #define LG_NODE_INLINE 4
+#define LG_NODE_STATE_SIZE 160
 typedef int (*lg_backward_fn)(lg_node *node, lg_tensor *grad_out,
                               lg_tensor **grads);
 typedef struct lg_edge {
   lg_node *fn;      /* producer of the input, retained; or NULL */
   lg_tensor *leaf;  /* the input when it is a leaf requiring grad */
 } lg_edge;
+/* a shape kept by a node (a binary op's input shapes, to undo broadcasts) */
+typedef struct lg_shape {
+  int ndim;
+  int64_t dim[LG_MAX_DIMS];
+} lg_shape;
 struct lg_node {
   int64_t refcount;
   const char *name;
@@ -314,12 +340,18 @@ struct lg_node {
   bool *needs_grad;
   lg_edge edges_inline[LG_NODE_INLINE];
   bool needs_grad_inline[LG_NODE_INLINE];
-  int nsaved;
-  lg_tensor *saved[LG_NODE_INLINE];
-  uint64_t saved_version[LG_NODE_INLINE];
+  int nsaved, saved_cap;
+  lg_tensor **saved;         /* saved_inline, or a larger array */
+  uint64_t *saved_version;
+  lg_tensor *saved_inline[LG_NODE_INLINE];
+  uint64_t saved_version_inline[LG_NODE_INLINE];
   bool released; /* saved tensors freed after backward */
-  int64_t ival[LG_MAX_DIMS * 2 + 2];
-  double dval[4];
+  union {        /* the op's state struct, see LG_NODE_STATE */
+    int64_t i;
+    double d;
+    void *p;
+    unsigned char bytes[LG_NODE_STATE_SIZE];
+  } state;
   int ninput_shape;
   int64_t input_shape[LG_MAX_DIMS]; /* often needed to undo broadcasts */
   lg_dtype input_dtype;
@@ -331,6 +363,10 @@ struct lg_node {
   lg_tensor *grad_accum;
   lg_node *topo_next;
 };
+/* the node's state as a T *; does not compile when T is too large */
+#define LG_NODE_STATE(node, T)                                                \
+  ((T *)(void *)((node)->state.bytes +                                        \
+                 0 * sizeof(char[sizeof(T) <= LG_NODE_STATE_SIZE ? 1 : -1])))
 lg_node *lg_record(lg_tensor *out, const char *name, lg_backward_fn bw,
                    int n, lg_tensor **inputs);
 int lg_node_save(lg_node *node, lg_tensor *t);

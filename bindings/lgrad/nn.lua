@@ -1259,16 +1259,16 @@ local function activation(name, f, init_fn, repr_fn)
   return cls
 end
 
-local relu, tanh, sigmoid = F.relu, F.tanh, F.sigmoid
 local gelu, leaky_relu, softmax, log_softmax = F.gelu, F.leaky_relu,
   F.softmax, F.log_softmax
-local silu, softplus = F.silu, F.softplus
 
-activation("ReLU", function(_, x) return relu(x) end)
-activation("Tanh", function(_, x) return tanh(x) end)
-activation("Sigmoid", function(_, x) return sigmoid(x) end)
-activation("SiLU", function(_, x) return silu(x) end)
-activation("Softplus", function(_, x) return softplus(x) end)
+-- one class per activation of the op registry (runtime/ops/ops.def)
+for _, op in ipairs(lg.ops) do
+  if op.module then
+    local f = F[op.name]
+    activation(op.module, function(_, x) return f(x) end)
+  end
+end
 activation("Identity", function(_, x) return x end)
 
 --- GELU([{approximate = "none" | "tanh"}]) (or GELU("tanh"))

@@ -69,8 +69,7 @@ static lg_node *node_alloc(void) {
   }
   /* zero what ops and the engine read; edges and saved slots are
    * written before they are read */
-  memset(n->ival, 0, sizeof n->ival);
-  memset(n->dval, 0, sizeof n->dval);
+  memset(&n->state, 0, sizeof n->state);
   n->refcount = 1;
   n->name = NULL;
   n->backward = NULL;
@@ -78,6 +77,9 @@ static lg_node *node_alloc(void) {
   n->edges = NULL;
   n->needs_grad = NULL;
   n->nsaved = 0;
+  n->saved_cap = LG_NODE_INLINE;
+  n->saved = n->saved_inline;
+  n->saved_version = n->saved_version_inline;
   n->released = false;
   n->ninput_shape = 0;
   n->input_dtype = LG_FLOAT32;
@@ -126,6 +128,10 @@ void lg_node_release(lg_node *n) {
     if (cur->edges != cur->edges_inline) {
       free(cur->edges);
       free(cur->needs_grad);
+    }
+    if (cur->saved != cur->saved_inline) {
+      free(cur->saved);
+      free(cur->saved_version);
     }
     if (nfree_nodes < 4096) {
       cur->topo_next = free_nodes;
@@ -185,9 +191,25 @@ lg_node *lg_record(lg_tensor *out, const char *name, lg_backward_fn bw,
 }
 
 int lg_node_save(lg_node *node, lg_tensor *t) {
-  if (node->nsaved >= LG_NODE_INLINE) {
-    lg_seterr("%s: too many saved tensors", node->name);
-    return -1;
+  if (node->nsaved == node->saved_cap) { /* spill out of the node */
+    int cap = node->saved_cap * 2;
+    lg_tensor **sv = malloc(cap * sizeof *sv);
+    uint64_t *ver = malloc(cap * sizeof *ver);
+    if (!sv || !ver) {
+      free(sv);
+      free(ver);
+      lg_seterr("%s: out of memory saving tensors", node->name);
+      return -1;
+    }
+    memcpy(sv, node->saved, node->nsaved * sizeof *sv);
+    memcpy(ver, node->saved_version, node->nsaved * sizeof *ver);
+    if (node->saved != node->saved_inline) {
+      free(node->saved);
+      free(node->saved_version);
+    }
+    node->saved = sv;
+    node->saved_version = ver;
+    node->saved_cap = cap;
   }
   lg_tensor *s;
   if (t->grad_fn == node) {
@@ -224,23 +246,49 @@ lg_tensor *lg_node_saved(lg_node *node, int i) {
   return t;
 }
 
-void lg_node_set_shapes2(lg_node *n, const lg_tensor *a, const lg_tensor *b) {
-  n->ival[0] = a->ndim;
-  for (int i = 0; i < a->ndim; i++)
-    n->ival[1 + i] = a->shape[i];
-  n->ival[9] = b->ndim;
-  for (int i = 0; i < b->ndim; i++)
-    n->ival[10 + i] = b->shape[i];
+void lg_shape_of(lg_shape *s, const lg_tensor *t) {
+  s->ndim = t->ndim;
+  for (int i = 0; i < t->ndim; i++)
+    s->dim[i] = t->shape[i];
 }
 
-lg_tensor *lg_grad_reduce_to(lg_tensor *g, const int64_t *ival) {
-  int nd = (int)ival[0];
-  bool same = nd == g->ndim;
-  for (int i = 0; same && i < nd; i++)
-    same = g->shape[i] == ival[1 + i];
+void lg_node_set_shapes2(lg_node *n, const lg_tensor *a, const lg_tensor *b) {
+  lg_shape_of(&LG_BCAST(n)->a, a);
+  lg_shape_of(&LG_BCAST(n)->b, b);
+}
+
+lg_tensor *lg_grad_reduce_to(lg_tensor *g, const lg_shape *s) {
+  bool same = s->ndim == g->ndim;
+  for (int i = 0; same && i < s->ndim; i++)
+    same = g->shape[i] == s->dim[i];
   if (same)
     return lg_retain(g);
-  return lg_sum_to(g, nd, ival + 1);
+  return lg_sum_to(g, s->ndim, s->dim);
+}
+
+/* ---- backward functions that are not differentiable again ---- */
+
+static int twice_backward(lg_node *node, lg_tensor *grad_out,
+                          lg_tensor **grads) {
+  lg_seterr("%s: differentiating a gradient of this op again (double "
+            "backward) is not supported",
+            node->name);
+  return -1;
+}
+
+void lg_mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
+                  lg_tensor **grads) {
+  if (!lg_grad_enabled())
+    return;
+  lg_tensor *in[node->nsaved + 1];
+  int n = 0;
+  in[n++] = grad_out;
+  for (int i = 0; i < node->nsaved; i++)
+    if (node->saved[i])
+      in[n++] = node->saved[i];
+  for (int i = 0; i < node->ninputs; i++)
+    if (grads[i] && !grads[i]->grad_fn)
+      lg_record(grads[i], name, twice_backward, n, in);
 }
 
 int lg_accumulate(lg_tensor **acc, lg_tensor *g) {

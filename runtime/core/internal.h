@@ -58,10 +58,33 @@ static inline void lg_bump_version(lg_tensor *t) { t->storage->version++; }
 int lg_wrap_dim(const char *fname, int dim, int ndim);
 
 /* autograd helpers for op files */
-/* records binary shapes into node->ival: [0]=nda, [1..8], [9]=ndb, [10..17] */
+/* keeps t's shape (for undoing a broadcast in backward) */
+void lg_shape_of(lg_shape *s, const lg_tensor *t);
+/* the state of an op with two broadcast inputs (binary ops, where,
+ * matmul): their shapes, and which op */
+typedef struct lg_bcast_state {
+  lg_shape a, b;
+  int op;
+} lg_bcast_state;
+#define LG_BCAST(n) LG_NODE_STATE(n, lg_bcast_state)
+/* keeps a's and b's shapes in the node's lg_bcast_state */
 void lg_node_set_shapes2(lg_node *n, const lg_tensor *a, const lg_tensor *b);
-/* grad reduced to the shape stored in ival at base (ndim then dims) */
-lg_tensor *lg_grad_reduce_to(lg_tensor *g, const int64_t *ival);
+/* g summed down to the kept shape s (g itself, retained, when equal) */
+lg_tensor *lg_grad_reduce_to(lg_tensor *g, const lg_shape *s);
+/* Backward functions written with raw kernels give gradients that are not
+ * differentiable again.  Under create_graph, ONCE_DIFFERENTIABLE(fn) makes
+ * fn_once, which records a node on each gradient it returns so that
+ * differentiating through it raises instead of silently giving zero. */
+void lg_mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
+                  lg_tensor **grads);
+#define ONCE_DIFFERENTIABLE(fn)                                                \
+  static int fn##_once(lg_node *node, lg_tensor *grad_out,                     \
+                       lg_tensor **grads) {                                    \
+    int rc = fn(node, grad_out, grads);                                        \
+    if (!rc)                                                                   \
+      lg_mark_once(node, #fn, grad_out, grads);                                \
+    return rc;                                                                 \
+  }
 /* called when an op's output has NaN/Inf under anomaly detection */
 int lg_anomaly_check(const char *opname, lg_tensor *t, bool backward);
 

@@ -238,8 +238,14 @@ lg_tensor *lg_unsqueeze(lg_tensor *t, int dim) {
   return v ? record_reshape(v, t, "unsqueeze") : NULL;
 }
 
+/* what transpose keeps for backward */
+struct transpose_state {
+  int d0, d1;
+};
+
 static int transpose_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_transpose(g, (int)n->ival[0], (int)n->ival[1]);
+  const struct transpose_state *st = LG_NODE_STATE(n, struct transpose_state);
+  grads[0] = lg_transpose(g, st->d0, st->d1);
   return grads[0] ? 0 : -1;
 }
 
@@ -260,17 +266,21 @@ lg_tensor *lg_transpose(lg_tensor *t, int d0, int d1) {
   if (!v)
     return NULL;
   lg_node *n = lg_record(v, "transpose", transpose_backward, 1, &t);
-  if (n) {
-    n->ival[0] = d0;
-    n->ival[1] = d1;
-  }
+  if (n)
+    *LG_NODE_STATE(n, struct transpose_state) =
+        (struct transpose_state){d0, d1};
   return v;
 }
 
+struct permute_state {
+  int dims[LG_MAX_DIMS];
+};
+
 static int permute_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
+  const int *dims = LG_NODE_STATE(n, struct permute_state)->dims;
   int inv[LG_MAX_DIMS];
   for (int i = 0; i < g->ndim; i++)
-    inv[n->ival[i]] = i;
+    inv[dims[i]] = i;
   grads[0] = lg_permute(g, inv);
   return grads[0] ? 0 : -1;
 }
@@ -295,8 +305,8 @@ lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
     return NULL;
   lg_node *n = lg_record(v, "permute", permute_backward, 1, &t);
   if (n)
-    for (int i = 0; i < t->ndim; i++)
-      n->ival[i] = d[i];
+    memcpy(LG_NODE_STATE(n, struct permute_state)->dims, d,
+           t->ndim * sizeof d[0]);
   return v;
 }
 
@@ -351,8 +361,15 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
 
 /* ---- narrow / select and the "place into zeros" op they need ---- */
 
+/* narrow, select and their backward: a range along one dimension */
+struct slice_state {
+  int dim;
+  int64_t start, len;
+};
+#define SLICE(n) LG_NODE_STATE(n, struct slice_state)
+
 static int place_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  grads[0] = lg_narrow(g, (int)n->ival[0], n->ival[1], n->ival[2]);
+  grads[0] = lg_narrow(g, SLICE(n)->dim, SLICE(n)->start, SLICE(n)->len);
   return grads[0] ? 0 : -1;
 }
 
@@ -380,17 +397,14 @@ static lg_tensor *place_into_zeros(lg_tensor *g, int ndim,
     return NULL;
   }
   lg_node *n = lg_record(z, "narrow_backward", place_backward, 1, &g);
-  if (n) {
-    n->ival[0] = dim;
-    n->ival[1] = start;
-    n->ival[2] = len;
-  }
+  if (n)
+    *SLICE(n) = (struct slice_state){dim, start, len};
   return z;
 }
 
 static int narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   grads[0] = place_into_zeros(g, n->ninput_shape, n->input_shape,
-                              (int)n->ival[0], n->ival[1]);
+                              SLICE(n)->dim, SLICE(n)->start);
   return grads[0] ? 0 : -1;
 }
 
@@ -416,19 +430,18 @@ lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
   lg_node *n = lg_record(v, "narrow", narrow_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    n->ival[0] = dim;
-    n->ival[1] = start;
+    *SLICE(n) = (struct slice_state){dim, start, len};
   }
   return v;
 }
 
 static int select_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  int dim = (int)n->ival[0];
+  int dim = SLICE(n)->dim;
   lg_tensor *u = lg_unsqueeze(g, dim);
   if (!u)
     return -1;
   grads[0] = place_into_zeros(u, n->ninput_shape, n->input_shape, dim,
-                              n->ival[1]);
+                              SLICE(n)->start);
   lg_release(u);
   return grads[0] ? 0 : -1;
 }
@@ -459,8 +472,7 @@ lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
   lg_node *n = lg_record(v, "select", select_backward, 1, &t);
   if (n) {
     save_input_shape(n, t);
-    n->ival[0] = dim;
-    n->ival[1] = index;
+    *SLICE(n) = (struct slice_state){dim, index, 1};
   }
   return v;
 }

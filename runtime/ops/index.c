@@ -9,6 +9,13 @@
 
 #include "../core/internal.h"
 
+/* what the index ops (index_select, index_add, gather, scatter_add, cat,
+ * sort/topk) keep for backward: the dimension they index along */
+struct dim_state {
+  int dim;
+};
+#define DIM(n) (LG_NODE_STATE(n, struct dim_state)->dim)
+
 static int check_index(const char *fname, lg_tensor *idx) {
   if (idx->dtype != LG_INT64) {
     lg_seterr("%s: indices must be an int64 tensor, got %s", fname,
@@ -36,7 +43,7 @@ static int index_select_backward(lg_node *n, lg_tensor *g,
   if (!idx)
     return -1;
   lg_tensor *z = lg_zeros(g->dtype, n->ninput_shape, n->input_shape);
-  grads[0] = z ? lg_index_add(z, (int)n->ival[0], idx, g) : NULL;
+  grads[0] = z ? lg_index_add(z, DIM(n), idx, g) : NULL;
   lg_release(z);
   return grads[0] ? 0 : -1;
 }
@@ -85,7 +92,7 @@ lg_tensor *lg_index_select(lg_tensor *t, int dim, lg_tensor *index) {
                src + (o * t->shape[dim] + ip[i]) * row, row);
     lg_node *n = lg_record(out, "index_select", index_select_backward, 1, &t);
     if (n) {
-      n->ival[0] = dim;
+      DIM(n) = dim;
       n->ninput_shape = t->ndim;
       memcpy(n->input_shape, t->shape, sizeof n->input_shape);
       if (lg_node_save(n, ic)) {
@@ -106,7 +113,7 @@ static int index_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     grads[0] = lg_retain(g);
   if (n->needs_grad[1]) {
     lg_tensor *idx = lg_node_saved(n, 0);
-    grads[1] = idx ? lg_index_select(g, (int)n->ival[0], idx) : NULL;
+    grads[1] = idx ? lg_index_select(g, DIM(n), idx) : NULL;
     if (!grads[1])
       return -1;
   }
@@ -176,7 +183,7 @@ lg_tensor *lg_index_add(lg_tensor *t, int dim, lg_tensor *index,
       lg_tensor *in[2] = {t, sc};
       lg_node *n = lg_record(out, "index_add", index_add_backward, 2, in);
       if (n) {
-        n->ival[0] = dim;
+        DIM(n) = dim;
         if (lg_node_save(n, ic)) {
           lg_release(out);
           out = NULL;
@@ -219,7 +226,7 @@ static int gather_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *idx = lg_node_saved(n, 0);
   lg_tensor *z = idx ? lg_zeros(g->dtype, n->ninput_shape, n->input_shape)
                      : NULL;
-  grads[0] = z ? lg_scatter_add(z, (int)n->ival[0], idx, g) : NULL;
+  grads[0] = z ? lg_scatter_add(z, DIM(n), idx, g) : NULL;
   lg_release(z);
   return grads[0] ? 0 : -1;
 }
@@ -259,7 +266,7 @@ lg_tensor *lg_gather(lg_tensor *t, int dim, lg_tensor *index) {
   }
   lg_node *node = lg_record(out, "gather", gather_backward, 1, &t);
   if (node) {
-    node->ival[0] = dim;
+    DIM(node) = dim;
     node->ninput_shape = t->ndim;
     memcpy(node->input_shape, t->shape, sizeof node->input_shape);
     if (lg_node_save(node, index)) {
@@ -328,7 +335,7 @@ static int scatter_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     grads[0] = lg_retain(g);
   if (n->needs_grad[1]) {
     lg_tensor *idx = lg_node_saved(n, 0);
-    lg_tensor *r = idx ? lg_gather(g, (int)n->ival[0], idx) : NULL;
+    lg_tensor *r = idx ? lg_gather(g, DIM(n), idx) : NULL;
     for (int d = 0; r && d < r->ndim; d++) {
       if (r->shape[d] == n->input_shape[d])
         continue;
@@ -364,7 +371,7 @@ lg_tensor *lg_scatter_add(lg_tensor *t, int dim, lg_tensor *index,
   lg_tensor *in[2] = {t, src};
   lg_node *n = lg_record(out, "scatter_add", scatter_add_backward, 2, in);
   if (n) {
-    n->ival[0] = dim;
+    DIM(n) = dim;
     n->ninput_shape = src->ndim;
     memcpy(n->input_shape, src->shape, sizeof n->input_shape);
     if (lg_node_save(n, index)) {
@@ -433,7 +440,7 @@ typedef struct {
 
 static int cat_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   cat_ctx *c = n->ctx;
-  int dim = (int)n->ival[0];
+  int dim = DIM(n);
   int64_t start = 0;
   for (int i = 0; i < c->n; i++) {
     if (n->needs_grad[i] &&
@@ -515,7 +522,7 @@ lg_tensor *lg_cat(int n, lg_tensor **ts, int dim) {
   lg_set_grad_enabled(was);
   lg_node *node = lg_record(out, "cat", cat_backward, n, ts);
   if (node) {
-    node->ival[0] = dim;
+    DIM(node) = dim;
     node->ctx = ctx;
     node->ctx_free = free;
   } else {
@@ -596,7 +603,7 @@ static int sort_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *idx = lg_node_saved(n, 0);
   lg_tensor *z = idx ? lg_zeros(g->dtype, n->ninput_shape, n->input_shape)
                      : NULL;
-  grads[0] = z ? lg_scatter_add(z, (int)n->ival[0], idx, g) : NULL;
+  grads[0] = z ? lg_scatter_add(z, DIM(n), idx, g) : NULL;
   lg_release(z);
   return grads[0] ? 0 : -1;
 }
@@ -659,7 +666,7 @@ int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
                    ? lg_record(v, name, sort_backward, 1, &t)
                    : NULL;
   if (n) {
-    n->ival[0] = dim;
+    DIM(n) = dim;
     n->ninput_shape = nd;
     memcpy(n->input_shape, t->shape, sizeof n->input_shape);
     if (lg_node_save(n, ix)) {

@@ -47,7 +47,7 @@ static int matmul_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   if (n->needs_grad[0]) { /* g b^T, reduced over broadcast batch dims */
     lg_tensor *bt = lg_transpose(b, -1, -2);
     lg_tensor *p = bt ? lg_matmul(g, bt) : NULL;
-    grads[0] = p ? lg_grad_reduce_to(p, n->ival) : NULL;
+    grads[0] = p ? lg_grad_reduce_to(p, &LG_BCAST(n)->a) : NULL;
     lg_release(bt);
     lg_release(p);
     if (!grads[0])
@@ -56,7 +56,7 @@ static int matmul_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   if (n->needs_grad[1]) { /* a^T g */
     lg_tensor *at = lg_transpose(a, -1, -2);
     lg_tensor *p = at ? lg_matmul(at, g) : NULL;
-    grads[1] = p ? lg_grad_reduce_to(p, n->ival + 9) : NULL;
+    grads[1] = p ? lg_grad_reduce_to(p, &LG_BCAST(n)->b) : NULL;
     lg_release(at);
     lg_release(p);
     if (!grads[1])

@@ -140,41 +140,6 @@ static inline double grad_at(const grad_view *gv, lg_dtype d, int64_t i) {
   return gv->p ? ld(d, gv->p, i) * gv->s : gv->s;
 }
 
-/* Backward functions written with raw kernels give gradients that are not
- * differentiable again.  Under create_graph, ONCE_DIFFERENTIABLE(fn) makes
- * fn_once, which records a node on each gradient it returns so that
- * differentiating through it raises instead of silently giving zero. */
-static int twice_backward(lg_node *node, lg_tensor *grad_out,
-                          lg_tensor **grads) {
-  lg_seterr("%s: differentiating a gradient of this op again (double "
-            "backward) is not supported",
-            node->name);
-  return -1;
-}
-
-static void mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
-                      lg_tensor **grads) {
-  if (!lg_grad_enabled())
-    return;
-  lg_tensor *in[LG_NODE_INLINE + 1];
-  int n = 0;
-  in[n++] = grad_out;
-  for (int i = 0; i < node->nsaved; i++)
-    if (node->saved[i])
-      in[n++] = node->saved[i];
-  for (int i = 0; i < node->ninputs; i++)
-    if (grads[i] && !grads[i]->grad_fn)
-      lg_record(grads[i], name, twice_backward, n, in);
-}
-
-#define ONCE_DIFFERENTIABLE(fn)                                                \
-  static int fn##_once(lg_node *node, lg_tensor *grad_out,                     \
-                       lg_tensor **grads) {                                    \
-    int rc = fn(node, grad_out, grads);                                        \
-    if (!rc)                                                                   \
-      mark_once(node, #fn, grad_out, grads);                                   \
-    return rc;                                                                 \
-  }
 
 int lg_reduction_from_name(const char *name, bool allow_batchmean) {
   if (!strcmp(name, "none"))
@@ -221,6 +186,14 @@ static lg_node *record(lg_tensor *out, const char *name, lg_backward_fn bw,
 /* ==== element-wise regression losses ==== */
 
 typedef enum { PW_MSE, PW_L1, PW_SMOOTH_L1, PW_HUBER } pw_kind;
+
+/* the element-wise losses keep which one, the reduction and beta/delta */
+struct pw_state {
+  pw_kind kind;
+  lg_reduction r;
+  double prm;
+};
+#define PW(n) LG_NODE_STATE(n, struct pw_state)
 static const char *const pw_names[] = {"mse_loss", "l1_loss", "smooth_l1_loss",
                                        "huber_loss"};
 
@@ -265,9 +238,9 @@ static inline double pw_deriv(pw_kind k, double r, double prm) {
  * delta). */
 static int pw_backward_graph(lg_node *node, lg_tensor *a, lg_tensor *b,
                              lg_tensor *grad_out, lg_tensor **grads) {
-  pw_kind k = (pw_kind)node->ival[0];
-  lg_reduction r = (lg_reduction)node->ival[1];
-  double prm = node->dval[0];
+  pw_kind k = PW(node)->kind;
+  lg_reduction r = PW(node)->r;
+  double prm = PW(node)->prm;
   lg_tensor *diff = lg_binary(LG_OP_SUB, a, b), *dv = NULL, *g = NULL;
   lg_tensor *t = NULL;
   int rc = -1;
@@ -319,9 +292,9 @@ static int pw_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
     return -1;
   if (lg_grad_enabled())
     return pw_backward_graph(node, a, b, grad_out, grads);
-  pw_kind k = (pw_kind)node->ival[0];
-  lg_reduction r = (lg_reduction)node->ival[1];
-  double prm = node->dval[0];
+  pw_kind k = PW(node)->kind;
+  lg_reduction r = PW(node)->r;
+  double prm = PW(node)->prm;
   lg_dtype d = a->dtype;
   int64_t n = lg_numel(a);
   lg_tensor *ac = contig(a), *bc = contig(b);
@@ -390,9 +363,7 @@ static lg_tensor *pw_loss(pw_kind k, lg_tensor *input, lg_tensor *target,
   lg_tensor *in[2] = {input, t};
   lg_node *node = record(y, fn, pw_backward, 2, in);
   if (node) {
-    node->ival[0] = k;
-    node->ival[1] = r;
-    node->dval[0] = prm;
+    *PW(node) = (struct pw_state){k, r, prm};
     if (lg_node_save(node, input) || lg_node_save(node, t))
       goto fail;
   }
@@ -549,10 +520,15 @@ static lg_tensor *rows_tensor(lg_dtype d, lg_tensor *x, bool unbatched) {
   return lg_empty(d, nd, shape);
 }
 
-/* node->ival: [0] reduction, [1] index_base, [2] ignore_index,
- * [3] probabilities, [4] has weight; dval: [0] label_smoothing,
- * [1] denominator of the nll term, [2] of the smoothing term */
-enum { CE_RED, CE_BASE, CE_IGNORE, CE_PROBS, CE_HASW };
+/* what cross_entropy and nll_loss keep for backward */
+struct ce_state {
+  lg_reduction r;
+  int64_t index_base, ignore_index;
+  bool probs, has_weight; /* class probabilities as target; a weight */
+  double eps;             /* label_smoothing */
+  double Dn, Ds; /* denominators of the nll and the smoothing terms */
+};
+#define CE(n) LG_NODE_STATE(n, struct ce_state)
 
 /* ---- the same gradients through differentiable ops (create_graph) ---- */
 
@@ -619,9 +595,9 @@ static int cls_backward_graph(lg_node *node, bool is_nll, lg_tensor *x,
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
     return -1;
-  lg_reduction r = (lg_reduction)node->ival[CE_RED];
-  int64_t base = node->ival[CE_BASE], ignore = node->ival[CE_IGNORE];
-  double eps = node->dval[0], D = node->dval[1];
+  lg_reduction r = CE(node)->r;
+  int64_t base = CE(node)->index_base, ignore = CE(node)->ignore_index;
+  double eps = CE(node)->eps, D = CE(node)->Dn;
   int64_t C = g.C, S = g.S, R = g.N * g.S;
   int cdim = g.unbatched ? 0 : 1;
   lg_dtype d = x->dtype;
@@ -751,8 +727,8 @@ static int cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
   const char *fn = "cross_entropy";
   lg_tensor *x = lg_node_saved(node, 0), *target = lg_node_saved(node, 1);
   lg_tensor *lse_t = lg_node_saved(node, 2);
-  lg_tensor *weight = node->ival[CE_HASW] ? lg_node_saved(node, 3) : NULL;
-  if (!x || !target || !lse_t || (node->ival[CE_HASW] && !weight))
+  lg_tensor *weight = CE(node)->has_weight ? lg_node_saved(node, 3) : NULL;
+  if (!x || !target || !lse_t || (CE(node)->has_weight && !weight))
     return -1;
   if (lg_grad_enabled())
     return cls_backward_graph(node, false, x, target, weight, grad_out, grads);
@@ -760,9 +736,9 @@ static int cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
     return -1;
-  lg_reduction r = (lg_reduction)node->ival[CE_RED];
-  int64_t base = node->ival[CE_BASE], ignore = node->ival[CE_IGNORE];
-  double eps = node->dval[0], Dn = node->dval[1], Ds = node->dval[2];
+  lg_reduction r = CE(node)->r;
+  int64_t base = CE(node)->index_base, ignore = CE(node)->ignore_index;
+  double eps = CE(node)->eps, Dn = CE(node)->Dn, Ds = CE(node)->Ds;
   int64_t N = g.N, C = g.C, S = g.S;
   lg_dtype d = x->dtype;
   lg_tensor *xc = contig(x), *tc = NULL;
@@ -942,14 +918,14 @@ lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
   lg_tensor *in[2] = {logits, tin};
   lg_node *node = record(y, fn, cross_entropy_backward, 2, in);
   if (node) {
-    node->ival[CE_RED] = r;
-    node->ival[CE_BASE] = index_base;
-    node->ival[CE_IGNORE] = ignore_index;
-    node->ival[CE_PROBS] = probs;
-    node->ival[CE_HASW] = weight != NULL;
-    node->dval[0] = eps;
-    node->dval[1] = Dn;
-    node->dval[2] = Ds;
+    CE(node)->r = r;
+    CE(node)->index_base = index_base;
+    CE(node)->ignore_index = ignore_index;
+    CE(node)->probs = probs;
+    CE(node)->has_weight = weight != NULL;
+    CE(node)->eps = eps;
+    CE(node)->Dn = Dn;
+    CE(node)->Ds = Ds;
     if (lg_node_save(node, logits) || lg_node_save(node, tin) ||
         lg_node_save(node, lse_t) || (weight && lg_node_save(node, weight)))
       goto fail;
@@ -975,8 +951,8 @@ static int nll_loss_backward(lg_node *node, lg_tensor *grad_out,
                              lg_tensor **grads) {
   const char *fn = "nll_loss";
   lg_tensor *x = lg_node_saved(node, 0), *target = lg_node_saved(node, 1);
-  lg_tensor *weight = node->ival[CE_HASW] ? lg_node_saved(node, 2) : NULL;
-  if (!x || !target || (node->ival[CE_HASW] && !weight))
+  lg_tensor *weight = CE(node)->has_weight ? lg_node_saved(node, 2) : NULL;
+  if (!x || !target || (CE(node)->has_weight && !weight))
     return -1;
   if (lg_grad_enabled())
     return cls_backward_graph(node, true, x, target, weight, grad_out, grads);
@@ -984,9 +960,9 @@ static int nll_loss_backward(lg_node *node, lg_tensor *grad_out,
   bool probs;
   if (cls_geometry(fn, x, target, weight, &g, &probs))
     return -1;
-  lg_reduction r = (lg_reduction)node->ival[CE_RED];
-  int64_t base = node->ival[CE_BASE], ignore = node->ival[CE_IGNORE];
-  double D = node->dval[1];
+  lg_reduction r = CE(node)->r;
+  int64_t base = CE(node)->index_base, ignore = CE(node)->ignore_index;
+  double D = CE(node)->Dn;
   lg_dtype d = x->dtype;
   lg_tensor *tc = contig(target);
   double *w = load_weights(fn, weight, g.C);
@@ -1067,11 +1043,11 @@ lg_tensor *lg_nll_loss(lg_tensor *logp, lg_tensor *target, lg_tensor *weight,
   lg_tensor *in[1] = {logp};
   lg_node *node = record(y, fn, nll_loss_backward, 1, in);
   if (node) {
-    node->ival[CE_RED] = r;
-    node->ival[CE_BASE] = index_base;
-    node->ival[CE_IGNORE] = ignore_index;
-    node->ival[CE_HASW] = weight != NULL;
-    node->dval[1] = D;
+    CE(node)->r = r;
+    CE(node)->index_base = index_base;
+    CE(node)->ignore_index = ignore_index;
+    CE(node)->has_weight = weight != NULL;
+    CE(node)->Dn = D;
     if (lg_node_save(node, logp) || lg_node_save(node, target) ||
         (weight && lg_node_save(node, weight)))
       goto fail;
@@ -1115,13 +1091,25 @@ static double reduce_scale(lg_reduction r, lg_tensor *like) {
  *   dp = g w (p - y) / max(p (1 - p), 1e-12)
  *   dy = g w (max(log(1 - p), -100) - max(log p, -100))
  */
+/* binary_cross_entropy (with or without logits): the reduction and which
+ * of the optional weights were saved after input and target */
+struct bce_state {
+  lg_reduction r;
+  bool has_weight, has_pos_weight;
+};
+#define BCE(n) LG_NODE_STATE(n, struct bce_state)
+struct kl_state {
+  lg_reduction r;
+  bool log_target;
+};
+
 static int binary_cross_entropy_backward(lg_node *node, lg_tensor *grad_out,
                                          lg_tensor **grads) {
   lg_tensor *p = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   lg_tensor *w = node->nsaved > 2 ? lg_node_saved(node, 2) : NULL;
   if (!p || !t || (node->nsaved > 2 && !w))
     return -1;
-  lg_reduction r = (lg_reduction)node->ival[0];
+  lg_reduction r = BCE(node)->r;
   lg_dtype d = p->dtype;
   int64_t n = lg_numel(p);
   lg_tensor *pc = contig(p), *tc = contig(t);
@@ -1198,7 +1186,7 @@ lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
   lg_tensor *in[2] = {p, t};
   lg_node *node = record(y, fn, binary_cross_entropy_backward_once, 2, in);
   if (node) {
-    node->ival[0] = r;
+    BCE(node)->r = r;
     if (lg_node_save(node, p) || lg_node_save(node, t) ||
         (wc && lg_node_save(node, wc)))
       goto fail;
@@ -1239,13 +1227,13 @@ static int bce_with_logits_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *x = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   lg_tensor *w = NULL, *pw = NULL;
   int k = 2;
-  if (node->ival[1] && !(w = lg_node_saved(node, k++)))
+  if (BCE(node)->has_weight && !(w = lg_node_saved(node, k++)))
     return -1;
-  if (node->ival[2] && !(pw = lg_node_saved(node, k++)))
+  if (BCE(node)->has_pos_weight && !(pw = lg_node_saved(node, k++)))
     return -1;
   if (!x || !t)
     return -1;
-  lg_reduction r = (lg_reduction)node->ival[0];
+  lg_reduction r = BCE(node)->r;
   lg_dtype d = x->dtype;
   int64_t n = lg_numel(x);
   lg_tensor *xc = contig(x), *tc = contig(t);
@@ -1323,9 +1311,7 @@ lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
   lg_tensor *in[2] = {x, t};
   lg_node *node = record(y, fn, bce_with_logits_backward_once, 2, in);
   if (node) {
-    node->ival[0] = r;
-    node->ival[1] = wc != NULL;
-    node->ival[2] = pwc != NULL;
+    *BCE(node) = (struct bce_state){r, wc != NULL, pwc != NULL};
     if (lg_node_save(node, x) || lg_node_save(node, t) ||
         (wc && lg_node_save(node, wc)) || (pwc && lg_node_save(node, pwc)))
       goto fail;
@@ -1358,8 +1344,9 @@ static int kl_div_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *x = lg_node_saved(node, 0), *t = lg_node_saved(node, 1);
   if (!x || !t)
     return -1;
-  lg_reduction r = (lg_reduction)node->ival[0];
-  bool log_target = node->ival[1];
+  const struct kl_state *ks = LG_NODE_STATE(node, struct kl_state);
+  lg_reduction r = ks->r;
+  bool log_target = ks->log_target;
   lg_dtype d = x->dtype;
   int64_t n = lg_numel(x);
   lg_tensor *xc = contig(x), *tc = contig(t);
@@ -1436,8 +1423,7 @@ lg_tensor *lg_kl_div(lg_tensor *log_q, lg_tensor *p, bool log_target,
   lg_tensor *in[2] = {log_q, t};
   lg_node *node = record(y, fn, kl_div_backward_once, 2, in);
   if (node) {
-    node->ival[0] = r;
-    node->ival[1] = log_target;
+    *LG_NODE_STATE(node, struct kl_state) = (struct kl_state){r, log_target};
     if (lg_node_save(node, log_q) || lg_node_save(node, t))
       goto fail;
   }

@@ -111,41 +111,6 @@ static void work_free(void *p, size_t nbytes) {
     lg_free(p, nbytes);
 }
 
-/* Backward functions written with raw kernels give gradients that are not
- * differentiable again.  Under create_graph, ONCE_DIFFERENTIABLE(fn) makes
- * fn_once, which records a node on each gradient it returns so that
- * differentiating through it raises instead of silently giving zero. */
-static int twice_backward(lg_node *node, lg_tensor *grad_out,
-                          lg_tensor **grads) {
-  lg_seterr("%s: differentiating a gradient of this op again (double "
-            "backward) is not supported",
-            node->name);
-  return -1;
-}
-
-static void mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
-                      lg_tensor **grads) {
-  if (!lg_grad_enabled())
-    return;
-  lg_tensor *in[LG_NODE_INLINE + 1];
-  int n = 0;
-  in[n++] = grad_out;
-  for (int i = 0; i < node->nsaved; i++)
-    if (node->saved[i])
-      in[n++] = node->saved[i];
-  for (int i = 0; i < node->ninputs; i++)
-    if (grads[i] && !grads[i]->grad_fn)
-      lg_record(grads[i], name, twice_backward, n, in);
-}
-
-#define ONCE_DIFFERENTIABLE(fn)                                                \
-  static int fn##_once(lg_node *node, lg_tensor *grad_out,                     \
-                       lg_tensor **grads) {                                    \
-    int rc = fn(node, grad_out, grads);                                        \
-    if (!rc)                                                                   \
-      mark_once(node, #fn, grad_out, grads);                                   \
-    return rc;                                                                 \
-  }
 
 /* sum of n contiguous values with eight independent accumulators (a
  * plain loop would be one serial chain of additions) */
@@ -571,23 +536,13 @@ static int conv_geometry(const char *fn, lg_tensor *x, lg_tensor *w,
   return 0;
 }
 
-/* node->ival for conv2d: stride, padding, dilation pairs, groups */
+/* conv2d's state is its options: stride, padding, dilation, groups */
 static void conv_save_opts(lg_node *node, const lg_conv2d_opts *o) {
-  for (int k = 0; k < 2; k++) {
-    node->ival[k] = o->stride[k];
-    node->ival[2 + k] = o->padding[k];
-    node->ival[4 + k] = o->dilation[k];
-  }
-  node->ival[6] = o->groups;
+  *LG_NODE_STATE(node, lg_conv2d_opts) = *o;
 }
 
-static void conv_load_opts(const lg_node *node, lg_conv2d_opts *o) {
-  for (int k = 0; k < 2; k++) {
-    o->stride[k] = node->ival[k];
-    o->padding[k] = node->ival[2 + k];
-    o->dilation[k] = node->ival[4 + k];
-  }
-  o->groups = node->ival[6];
+static void conv_load_opts(lg_node *node, lg_conv2d_opts *o) {
+  *o = *LG_NODE_STATE(node, lg_conv2d_opts);
 }
 
 /* images per GEMM: the columns of a block of images go side by side, up to
@@ -962,28 +917,19 @@ static int pool_geometry(const char *fn, lg_tensor *x, lg_pool2d_opts *o,
   return 0;
 }
 
+/* the pools' state: their options, and the input's height and width
+ * (max_pool2d's backward needs them) */
+struct pool_state {
+  lg_pool2d_opts opts;
+  int64_t H, W;
+};
+
 static void pool_save(lg_node *node, const lg_pool2d_opts *o) {
-  for (int k = 0; k < 2; k++) {
-    node->ival[k] = o->kernel[k];
-    node->ival[2 + k] = o->stride[k];
-    node->ival[4 + k] = o->padding[k];
-    node->ival[6 + k] = o->dilation[k];
-  }
-  node->ival[8] = o->ceil_mode;
-  node->ival[9] = o->count_include_pad;
-  node->ival[10] = o->divisor_override;
+  LG_NODE_STATE(node, struct pool_state)->opts = *o;
 }
 
-static void pool_load(const lg_node *node, lg_pool2d_opts *o) {
-  for (int k = 0; k < 2; k++) {
-    o->kernel[k] = node->ival[k];
-    o->stride[k] = node->ival[2 + k];
-    o->padding[k] = node->ival[4 + k];
-    o->dilation[k] = node->ival[6 + k];
-  }
-  o->ceil_mode = node->ival[8];
-  o->count_include_pad = node->ival[9];
-  o->divisor_override = node->ival[10];
+static void pool_load(lg_node *node, lg_pool2d_opts *o) {
+  *o = LG_NODE_STATE(node, struct pool_state)->opts;
 }
 
 /* y[p, oh, ow] = max over the window and idx its flat position ih*W + iw;
@@ -1206,8 +1152,8 @@ static int max_pool2d_backward(lg_node *node, lg_tensor *grad_out,
   lg_dtype d = node->input_dtype;
   pool_geom g;
   memset(&g, 0, sizeof g);
-  g.H = node->ival[12];
-  g.W = node->ival[13];
+  g.H = LG_NODE_STATE(node, struct pool_state)->H;
+  g.W = LG_NODE_STATE(node, struct pool_state)->W;
   g.OH = grad_out->shape[grad_out->ndim - 2];
   g.OW = grad_out->shape[grad_out->ndim - 1];
   g.kh = o.kernel[0];
@@ -1274,8 +1220,8 @@ lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
   lg_node *node = record(y, fn, max_pool2d_backward_once, 1, &x);
   if (node) {
     pool_save(node, &o);
-    node->ival[12] = g.H;
-    node->ival[13] = g.W;
+    LG_NODE_STATE(node, struct pool_state)->H = g.H;
+    LG_NODE_STATE(node, struct pool_state)->W = g.W;
     node->ninput_shape = x->ndim;
     memcpy(node->input_shape, x->shape, sizeof(int64_t) * x->ndim);
     node->input_dtype = x->dtype;
@@ -1427,13 +1373,19 @@ lg_tensor *lg_avg_pool2d(lg_tensor *x, const lg_pool2d_opts *opts) {
 /* ==== embedding ==== */
 
 /* dW[idx[i]] += gy[i] for every i with idx[i] != padding_idx */
+struct embedding_state {
+  int64_t index_base, padding_idx;
+};
+
 static int embedding_backward(lg_node *node, lg_tensor *grad_out,
                               lg_tensor **grads) {
   lg_tensor *idx = lg_node_saved(node, 0);
   if (!idx)
     return -1;
   int64_t V = node->input_shape[0], D = node->input_shape[1];
-  int64_t base = node->ival[0], pad = node->ival[1];
+  const struct embedding_state *st =
+      LG_NODE_STATE(node, struct embedding_state);
+  int64_t base = st->index_base, pad = st->padding_idx;
   lg_dtype d = node->input_dtype;
   lg_tensor *gy = contig_grad(grad_out, d);
   lg_tensor *dw = gy ? lg_zeros(d, 2, node->input_shape) : NULL;
@@ -1517,8 +1469,8 @@ lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight, int64_t padding_idx,
   lg_release(wc);
   lg_node *node = record(y, fn, embedding_backward_once, 1, &weight);
   if (node) {
-    node->ival[0] = index_base;
-    node->ival[1] = padding_idx;
+    *LG_NODE_STATE(node, struct embedding_state) =
+        (struct embedding_state){index_base, padding_idx};
     node->ninput_shape = 2;
     node->input_shape[0] = V;
     node->input_shape[1] = D;
@@ -1724,6 +1676,10 @@ static lg_tensor *from_doubles(lg_dtype d, int ndim, const int64_t *shape,
   return t;
 }
 
+struct layer_norm_state {
+  int nnorm; /* trailing dimensions normalized over */
+};
+
 static int layer_norm_backward(lg_node *node, lg_tensor *grad_out,
                                lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(node, 0);
@@ -1731,7 +1687,7 @@ static int layer_norm_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *w = node->nsaved > 2 ? lg_node_saved(node, 2) : NULL;
   if (!x || !stats || (node->nsaved > 2 && !w))
     return -1;
-  int nnorm = (int)node->ival[0];
+  int nnorm = LG_NODE_STATE(node, struct layer_norm_state)->nnorm;
   int64_t D = 1;
   for (int k = 0; k < nnorm; k++)
     D *= x->shape[x->ndim - nnorm + k];
@@ -1854,7 +1810,7 @@ lg_tensor *lg_layer_norm(lg_tensor *x, int nnorm,
   lg_tensor *in[3] = {x, weight, bias};
   lg_node *node = record(y, fn, layer_norm_backward_once, 3, in);
   if (node) {
-    node->ival[0] = nnorm;
+    LG_NODE_STATE(node, struct layer_norm_state)->nnorm = nnorm;
     if (lg_node_save(node, x) || lg_node_save(node, stats) ||
         (weight && lg_node_save(node, weight)))
       goto fail;
@@ -1946,6 +1902,10 @@ fail:
 DEF_BATCHNORM(float, f32)
 DEF_BATCHNORM(double, f64)
 
+struct batch_norm_state {
+  bool training; /* batch statistics (else the running ones) */
+};
+
 static int batch_norm_backward(lg_node *node, lg_tensor *grad_out,
                                lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(node, 0);
@@ -1953,7 +1913,7 @@ static int batch_norm_backward(lg_node *node, lg_tensor *grad_out,
   lg_tensor *w = node->nsaved > 2 ? lg_node_saved(node, 2) : NULL;
   if (!x || !stats || (node->nsaved > 2 && !w))
     return -1;
-  bool training = node->ival[0];
+  bool training = LG_NODE_STATE(node, struct batch_norm_state)->training;
   int64_t N = x->shape[0], C = x->shape[1];
   int64_t S = (N * C) != 0 ? lg_numel(x) / (N * C) : 0;
   lg_dtype d = x->dtype;
@@ -2111,7 +2071,7 @@ lg_tensor *lg_batch_norm(lg_tensor *x, lg_tensor *running_mean,
   lg_tensor *in[3] = {x, weight, bias};
   lg_node *node = record(y, fn, batch_norm_backward_once, 3, in);
   if (node) {
-    node->ival[0] = training;
+    LG_NODE_STATE(node, struct batch_norm_state)->training = training;
     if (lg_node_save(node, x) || lg_node_save(node, stats) ||
         (weight && lg_node_save(node, weight)))
       goto fail;

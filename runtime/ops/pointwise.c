@@ -11,20 +11,43 @@
 
 #include "../core/internal.h"
 
-static const char *binop_names[] = {
-    "add", "sub", "mul", "div", "pow", "maximum", "minimum", "atan2",
-    "eq",  "ne",  "lt",  "le",  "gt",  "ge",      "logical_and",
-    "logical_or"};
-static const char *unop_names[] = {
-    "neg",  "exp",   "log",   "log1p",    "sqrt",  "rsqrt",   "abs",
-    "sign", "sin",   "cos",   "tanh",     "sigmoid", "relu",  "gelu",
-    "gelu", "softplus", "square", "reciprocal", "floor", "ceil", "round",
-    "logical_not", "expm1", "erf", "silu"};
+/* the op tables, from ops/ops.def; a missing entry does not compile */
+#define LG_BINOP(ID, name, family, flags) {#name, #family, flags, ""},
+static const lg_op_info binop_info[] = {
+#include "ops.def"
+};
+#define LG_UNOP(ID, name, family, flags, Module)                              \
+  {#name, #family, flags, #Module},
+static const lg_op_info unop_info[] = {
+#include "ops.def"
+};
+_Static_assert(sizeof binop_info / sizeof binop_info[0] == LG_NBINOPS,
+               "binop_info: one entry per lg_binop");
+_Static_assert(sizeof unop_info / sizeof unop_info[0] == LG_NUNOPS,
+               "unop_info: one entry per lg_unop");
 
-const char *lg_binop_name(lg_binop op) { return binop_names[op]; }
-const char *lg_unop_name(lg_unop op) { return unop_names[op]; }
+const lg_op_info *lg_binop_info(lg_binop op) {
+  return (unsigned)op < LG_NBINOPS ? &binop_info[op] : NULL;
+}
+const lg_op_info *lg_unop_info(lg_unop op) {
+  return (unsigned)op < LG_NUNOPS ? &unop_info[op] : NULL;
+}
+const char *lg_binop_name(lg_binop op) { return binop_info[op].name; }
+const char *lg_unop_name(lg_unop op) { return unop_info[op].name; }
 
-static bool is_compare(lg_binop op) { return op >= LG_OP_EQ; }
+/* the comparisons as a bit set, a constant, so the hot paths test one bit */
+#define LG_BINOP(ID, name, family, flags)                                     \
+  | ((flags) & LG_OPF_COMPARE ? UINT64_C(1) << LG_OP_##ID : 0)
+static const uint64_t compare_ops = 0
+#include "ops.def"
+    ;
+_Static_assert(LG_NBINOPS <= 64, "compare_ops: one bit per lg_binop");
+static bool is_compare(lg_binop op) { return (compare_ops >> op) & 1; }
+
+/* a unary op with a bool result (logical_not): un_d gives 0 or 1 */
+static bool is_predicate(lg_unop op) {
+  return unop_info[op].flags & LG_OPF_COMPARE;
+}
 
 /* ---- scalar formulas ---- */
 
@@ -149,6 +172,7 @@ static inline double un_d(lg_unop op, double x) {
   case LG_OP_EXPM1: return expm1(x);
   case LG_OP_ERF: return erf(x);
   case LG_OP_SILU: return x / (1 + exp(-x));
+  case LG_OP_LOG2: return log2(x);
   default: return 0;
   }
 }
@@ -182,6 +206,7 @@ static inline float un_f(lg_unop op, float x) {
   case LG_OP_EXPM1: return expm1f(x);
   case LG_OP_ERF: return erff(x);
   case LG_OP_SILU: return x / (1 + expf(-x));
+  case LG_OP_LOG2: return log2f(x);
   default: return 0;
   }
 }
@@ -454,16 +479,16 @@ static bool unary_f32_fast(lg_unop op, lg_tensor *out, lg_tensor *a) {
 }
 
 static void unary_kernel(lg_unop op, lg_tensor *out, lg_tensor *a) {
-  if (op != LG_OP_NOT && unary_f32_fast(op, out, a))
+  if (!is_predicate(op) && unary_f32_fast(op, out, a))
     return;
   const int64_t *strides[3] = {out->strides, a->strides, a->strides};
   lg_iter it;
   lg_iter_init(&it, out->ndim, out->shape, 3, strides);
-  if (op == LG_OP_NOT) {
+  if (is_predicate(op)) { /* any input dtype, a bool out */
     lg_dtype d = a->dtype;
     ITER3(it, uint8_t, uint8_t, uint8_t, out, out, out,
-          o[io] = lg_load(d, a->storage->data,
-                          a->offset + it.offs[1] + i * sx) == 0);
+          o[io] = un_d(op, lg_load(d, a->storage->data,
+                                   a->offset + it.offs[1] + i * sx)) != 0);
     return;
   }
   switch (a->dtype) {
@@ -544,9 +569,7 @@ static lg_dtype scalar_compute_dtype(lg_binop op, lg_dtype a, double s) {
 }
 
 static bool unary_keeps_int(lg_unop op) {
-  return op == LG_OP_NEG || op == LG_OP_ABS || op == LG_OP_SIGN ||
-         op == LG_OP_SQUARE || op == LG_OP_RELU || op == LG_OP_FLOOR ||
-         op == LG_OP_CEIL || op == LG_OP_ROUND;
+  return unop_info[op].flags & LG_OPF_INT;
 }
 
 /* ---- backward ---- */
@@ -617,7 +640,7 @@ static lg_tensor *relu_grad(lg_tensor *g, lg_tensor *x) {
 }
 
 static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_binop op = (lg_binop)n->ival[18 - 1];
+  lg_binop op = (lg_binop)LG_BCAST(n)->op;
   lg_tensor *a = NULL, *b = NULL, *out = NULL;
   if (n->nsaved >= 2) {
     if (!(a = lg_node_saved(n, 0)) || !(b = lg_node_saved(n, 1)))
@@ -723,7 +746,7 @@ static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     return -1;
   }
   if (ga && n->needs_grad[0]) {
-    grads[0] = lg_grad_reduce_to(ga, n->ival);
+    grads[0] = lg_grad_reduce_to(ga, &LG_BCAST(n)->a);
     if (!grads[0]) {
       lg_release(ga);
       lg_release(gb);
@@ -731,7 +754,7 @@ static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     }
   }
   if (gb && n->needs_grad[1])
-    grads[1] = lg_grad_reduce_to(gb, n->ival + 9);
+    grads[1] = lg_grad_reduce_to(gb, &LG_BCAST(n)->b);
   lg_release(ga);
   lg_release(gb);
   return n->needs_grad[1] && !grads[1] ? -1 : 0;
@@ -740,7 +763,7 @@ static int binary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 /* what binary backward needs saved: a and b for most ops, out for pow */
 static int save_binary(lg_node *n, lg_binop op, lg_tensor *a, lg_tensor *b,
                        lg_tensor *out) {
-  n->ival[17] = op;
+  LG_BCAST(n)->op = op;
   lg_node_set_shapes2(n, a, b);
   if (op == LG_OP_ADD || op == LG_OP_SUB)
     return 0;
@@ -756,7 +779,7 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
     lg_seterr("binary: bad op");
     return NULL;
   }
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   if (a->dtype == b->dtype && lg_dtype_is_float(a->dtype) &&
       !is_compare(op) && a->ndim == b->ndim && lg_is_tiny(a) && lg_is_tiny(b)) {
     lg_tensor *out = lg_tiny_like(a, a->dtype);
@@ -811,10 +834,18 @@ lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
   return out;
 }
 
+/* a binary op with a number on one side */
+struct scalar_state {
+  lg_binop op;
+  bool first; /* the number is the left operand */
+  double s;
+};
+
 static int scalar_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_binop op = (lg_binop)n->ival[0];
-  bool first = n->ival[1];
-  double s = n->dval[0];
+  const struct scalar_state *st = LG_NODE_STATE(n, struct scalar_state);
+  lg_binop op = st->op;
+  bool first = st->first;
+  double s = st->s;
   lg_tensor *a = NULL, *out = NULL;
   if (n->nsaved >= 1 && !(a = lg_node_saved(n, 0)))
     return -1;
@@ -920,7 +951,7 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
     lg_seterr("binary: bad op");
     return NULL;
   }
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   lg_dtype cd = scalar_compute_dtype(op, a->dtype, s);
   lg_tensor *ca = a;
   if (a->dtype != cd && !(ca = lg_to_dtype(a, cd)))
@@ -940,9 +971,8 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
     lg_node *n = is_compare(op) ? NULL
                                 : lg_record(out, name, scalar_backward, 1, &ca);
     if (n) {
-      n->ival[0] = op;
-      n->ival[1] = scalar_first;
-      n->dval[0] = s;
+      *LG_NODE_STATE(n, struct scalar_state) =
+          (struct scalar_state){op, scalar_first, s};
       int rc = 0;
       if (op != LG_OP_ADD && op != LG_OP_SUB && op != LG_OP_MUL &&
           !(op == LG_OP_DIV && !scalar_first))
@@ -961,7 +991,7 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
 }
 
 int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) || binary_compute_dtype(op, a->dtype, b->dtype) !=
@@ -1022,7 +1052,7 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
 }
 
 int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
-  const char *name = binop_names[op];
+  const char *name = binop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
   if (is_compare(op) ||
@@ -1067,8 +1097,12 @@ int lg_axpy_(lg_tensor *a, double alpha, lg_tensor *b) {
 
 /* ---- unary ---- */
 
+struct unary_state {
+  lg_unop op;
+};
+
 static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_unop op = (lg_unop)n->ival[0];
+  lg_unop op = LG_NODE_STATE(n, struct unary_state)->op;
   lg_tensor *x = NULL, *out = NULL;
   if (n->nsaved >= 1 && !(x = lg_node_saved(n, 0)))
     return -1;
@@ -1084,6 +1118,10 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
     break;
   case LG_OP_LOG: /* g / x */
     r = lg_binary(LG_OP_DIV, g, x);
+    break;
+  case LG_OP_LOG2: /* g / (x ln 2) */
+    t = lg_binary_scalar(LG_OP_MUL, x, M_LN2, false);
+    r = t ? lg_binary(LG_OP_DIV, g, t) : NULL;
     break;
   case LG_OP_LOG1P: /* g / (1 + x) */
     t = lg_binary_scalar(LG_OP_ADD, x, 1, false);
@@ -1225,9 +1263,7 @@ static int unary_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 /* which of x and out the unary backward reads */
 static bool unary_saves_out(lg_unop op) {
-  return op == LG_OP_EXP || op == LG_OP_SQRT || op == LG_OP_RSQRT ||
-         op == LG_OP_TANH || op == LG_OP_SIGMOID || op == LG_OP_RECIPROCAL ||
-         op == LG_OP_EXPM1;
+  return unop_info[op].flags & LG_OPF_SAVES_OUT;
 }
 
 lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
@@ -1235,26 +1271,26 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
     lg_seterr("unary: bad op");
     return NULL;
   }
-  const char *name = unop_names[op];
+  const char *name = unop_info[op].name;
   lg_dtype d = a->dtype;
-  if (op == LG_OP_NOT)
+  if (is_predicate(op))
     d = LG_BOOL;
   else if (d == LG_BOOL)
     d = unary_keeps_int(op) ? LG_INT64 : lg_default_dtype();
   else if (d == LG_INT64 && !unary_keeps_int(op))
     d = lg_default_dtype();
   lg_tensor *ca = a;
-  if (op != LG_OP_NOT && a->dtype != d && !(ca = lg_to_dtype(a, d)))
+  if (!is_predicate(op) && a->dtype != d && !(ca = lg_to_dtype(a, d)))
     return NULL;
   lg_tensor *out = lg_is_tiny(ca) ? lg_tiny_like(ca, d)
                                : lg_empty(d, ca->ndim, ca->shape);
   if (out) {
     unary_kernel(op, out, ca);
-    lg_node *n = op == LG_OP_NOT || !lg_dtype_is_float(d)
+    lg_node *n = is_predicate(op) || !lg_dtype_is_float(d)
                      ? NULL
                      : lg_record(out, name, unary_backward, 1, &ca);
     if (n) {
-      n->ival[0] = op;
+      LG_NODE_STATE(n, struct unary_state)->op = op;
       int rc = lg_node_save(n, ca);
       if (!rc && unary_saves_out(op))
         rc = lg_node_save(n, out);
@@ -1270,9 +1306,17 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
 }
 
 int lg_unary_(lg_unop op, lg_tensor *a) {
-  const char *name = unop_names[op];
+  const char *name = unop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
+  if (is_predicate(op)) { /* the bool result stored back in a's dtype */
+    bool was = lg_set_grad_enabled(false);
+    lg_tensor *r = lg_unary(op, a);
+    int rc = r ? lg_copy_(a, r) : -1;
+    lg_set_grad_enabled(was);
+    lg_release(r);
+    return rc;
+  }
   if (!lg_dtype_is_float(a->dtype) && !unary_keeps_int(op)) {
     lg_seterr("%s_: needs a float tensor, got %s", name,
               lg_dtype_name(a->dtype));
@@ -1289,11 +1333,16 @@ int lg_unary_(lg_unop op, lg_tensor *a) {
 
 /* ---- clamp, leaky_relu, where ---- */
 
+struct clamp_state {
+  double lo, hi; /* NaN: no bound */
+};
+
 static int clamp_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(n, 0);
   if (!x)
     return -1;
-  double lo = n->dval[0], hi = n->dval[1];
+  const struct clamp_state *st = LG_NODE_STATE(n, struct clamp_state);
+  double lo = st->lo, hi = st->hi;
   lg_tensor *m1 = isnan(lo) ? NULL : lg_binary_scalar(LG_OP_GE, x, lo, false);
   lg_tensor *m2 = isnan(hi) ? NULL : lg_binary_scalar(LG_OP_LE, x, hi, false);
   lg_tensor *m = m1 && m2 ? lg_binary(LG_OP_AND, m1, m2)
@@ -1334,8 +1383,7 @@ lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi) {
   lg_release(c);
   lg_node *node = lg_record(out, "clamp", clamp_backward, 1, &a);
   if (node) {
-    node->dval[0] = lo;
-    node->dval[1] = hi;
+    *LG_NODE_STATE(node, struct clamp_state) = (struct clamp_state){lo, hi};
     if (lg_node_save(node, a)) {
       lg_release(out);
       return NULL;
@@ -1344,11 +1392,15 @@ lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi) {
   return out;
 }
 
+struct leaky_state {
+  double slope; /* negative_slope */
+};
+
 static int leaky_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(n, 0);
   if (!x)
     return -1;
-  double slope = n->dval[0];
+  double slope = LG_NODE_STATE(n, struct leaky_state)->slope;
   lg_tensor *m = lg_binary_scalar(LG_OP_GT, x, 0, false);
   lg_tensor *mf = m ? lg_to_dtype(m, g->dtype) : NULL;
   /* factor = slope + (1 - slope) * (x > 0) */
@@ -1389,7 +1441,7 @@ lg_tensor *lg_leaky_relu(lg_tensor *a, double slope) {
   lg_release(c);
   lg_node *node = lg_record(out, "leaky_relu", leaky_backward, 1, &a);
   if (node) {
-    node->dval[0] = slope;
+    LG_NODE_STATE(node, struct leaky_state)->slope = slope;
     if (lg_node_save(node, a)) {
       lg_release(out);
       return NULL;
@@ -1408,14 +1460,14 @@ static int where_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   int rc = 0;
   if (n->needs_grad[1]) {
     lg_tensor *t = lg_binary(LG_OP_MUL, g, cf);
-    grads[1] = t ? lg_grad_reduce_to(t, n->ival) : NULL;
+    grads[1] = t ? lg_grad_reduce_to(t, &LG_BCAST(n)->a) : NULL;
     lg_release(t);
     rc |= !grads[1];
   }
   if (n->needs_grad[2]) {
     lg_tensor *inv = lg_binary_scalar(LG_OP_SUB, cf, 1, true);
     lg_tensor *t = inv ? lg_binary(LG_OP_MUL, g, inv) : NULL;
-    grads[2] = t ? lg_grad_reduce_to(t, n->ival + 9) : NULL;
+    grads[2] = t ? lg_grad_reduce_to(t, &LG_BCAST(n)->b) : NULL;
     lg_release(inv);
     lg_release(t);
     rc |= !grads[2];

@@ -182,10 +182,27 @@ static void reduce_kernel(lg_redop op, lg_dtype d, const void *src,
 #undef OUTIDX
 }
 
+/* what sum/mean/prod/max/min over dims keep for backward; keep (the
+ * output's shape with keepdim) comes first, as norm_state has it too */
+struct reduce_state {
+  lg_shape keep;
+  lg_redop op;
+  int dim;      /* or LG_ALL_DIMS */
+  double count; /* elements reduced into each output (mean) */
+};
+struct norm_state {
+  lg_shape keep;
+  double p;
+};
+
+static void keep_shape(lg_shape *s, int ndim, const int64_t *shape) {
+  s->ndim = ndim;
+  memcpy(s->dim, shape, ndim * sizeof(int64_t));
+}
+
 /* grad of a reduction seen with keepdim, expanded to the input's shape */
-static lg_tensor *expand_back(lg_tensor *g, lg_node *n) {
-  int keep_ndim = (int)n->ival[0];
-  lg_tensor *k = lg_reshape(g, keep_ndim, n->ival + 1);
+static lg_tensor *expand_back(lg_tensor *g, lg_node *n, const lg_shape *keep) {
+  lg_tensor *k = lg_reshape(g, keep->ndim, keep->dim);
   if (!k)
     return NULL;
   lg_tensor *e = lg_expand(k, n->ninput_shape, n->input_shape);
@@ -250,29 +267,29 @@ static lg_tensor *prod_others(lg_tensor *x, lg_tensor *out, int dim) {
 }
 
 static int reduce_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_redop op = (lg_redop)n->ival[10];
-  lg_tensor *e = expand_back(g, n);
+  const struct reduce_state *st = LG_NODE_STATE(n, struct reduce_state);
+  lg_redop op = st->op;
+  lg_tensor *e = expand_back(g, n, &st->keep);
   if (!e)
     return -1;
   lg_tensor *r = NULL;
   if (op == LG_RED_SUM) {
     r = lg_retain(e);
   } else if (op == LG_RED_MEAN) {
-    r = lg_binary_scalar(LG_OP_DIV, e, n->dval[0], false);
+    r = lg_binary_scalar(LG_OP_DIV, e, st->count, false);
   } else {
     lg_tensor *x = lg_node_saved(n, 0), *out = lg_node_saved(n, 1);
     lg_tensor *ok = NULL;
     if (x && out) {
-      int kn = (int)n->ival[0];
-      lg_tensor *ko = lg_reshape(out, kn, n->ival + 1);
+      lg_tensor *ko = lg_reshape(out, st->keep.ndim, st->keep.dim);
       if (op == LG_RED_PROD) {
-        lg_tensor *t = ko ? prod_others(x, ko, (int)n->ival[11]) : NULL;
+        lg_tensor *t = ko ? prod_others(x, ko, st->dim) : NULL;
         r = t ? lg_binary(LG_OP_MUL, e, t) : NULL;
         lg_release(t);
       } else { /* max/min: spread evenly over the tied positions */
         lg_tensor *m = ko ? lg_binary(LG_OP_EQ, x, ko) : NULL;
         lg_tensor *mf = m ? lg_to_dtype(m, g->dtype) : NULL;
-        int dim = (int)n->ival[11];
+        int dim = st->dim;
         lg_tensor *cnt =
             mf ? lg_reduce(LG_RED_SUM, mf, dim == LG_ALL_DIMS ? LG_ALL_DIMS
                                                               : dim,
@@ -316,11 +333,11 @@ lg_tensor *lg_reduce(lg_redop op, lg_tensor *t, int dim, bool keepdim) {
                      ? lg_record(out, name, reduce_backward, 1, &t)
                      : NULL;
     if (n) {
-      n->ival[0] = g.keep_ndim;
-      memcpy(n->ival + 1, g.keep_shape, g.keep_ndim * sizeof(int64_t));
-      n->ival[10] = op;
-      n->ival[11] = d;
-      n->dval[0] = (double)g.r;
+      struct reduce_state *st = LG_NODE_STATE(n, struct reduce_state);
+      keep_shape(&st->keep, g.keep_ndim, g.keep_shape);
+      st->op = op;
+      st->dim = d;
+      st->count = (double)g.r;
       n->ninput_shape = t->ndim;
       memcpy(n->input_shape, t->shape, sizeof n->input_shape);
       if (op == LG_RED_PROD || op == LG_RED_MAX || op == LG_RED_MIN) {
@@ -455,10 +472,10 @@ static int norm_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *x = lg_node_saved(n, 0), *out = lg_node_saved(n, 1);
   if (!x || !out)
     return -1;
-  double p = n->dval[0];
-  int kn = (int)n->ival[0];
-  lg_tensor *ko = lg_reshape(out, kn, n->ival + 1);
-  lg_tensor *gk = lg_reshape(g, kn, n->ival + 1);
+  const struct norm_state *st = LG_NODE_STATE(n, struct norm_state);
+  double p = st->p;
+  lg_tensor *ko = lg_reshape(out, st->keep.ndim, st->keep.dim);
+  lg_tensor *gk = lg_reshape(g, st->keep.ndim, st->keep.dim);
   lg_tensor *zero = ko ? lg_binary_scalar(LG_OP_EQ, ko, 0, false) : NULL;
   lg_tensor *one = lg_scalar(x->dtype, 1), *nil = lg_scalar(x->dtype, 0);
   lg_tensor *safe = zero && one ? lg_where(zero, one, ko) : NULL;
@@ -525,9 +542,9 @@ lg_tensor *lg_norm(lg_tensor *t, double p, int dim, bool keepdim) {
       return NULL;
     lg_node *n = lg_record(r, "norm", norm_backward, 1, &t);
     if (n) {
-      n->ival[0] = geo.keep_ndim;
-      memcpy(n->ival + 1, geo.keep_shape, geo.keep_ndim * sizeof(int64_t));
-      n->dval[0] = p;
+      struct norm_state *st = LG_NODE_STATE(n, struct norm_state);
+      keep_shape(&st->keep, geo.keep_ndim, geo.keep_shape);
+      st->p = p;
       if (lg_node_save(n, t) || lg_node_save(n, r)) {
         lg_release(r);
         return NULL;
@@ -628,12 +645,20 @@ lg_tensor *lg_logsumexp(lg_tensor *t, int dim, bool keepdim) {
 SOFTMAX_KERNEL(float, expf, log)
 SOFTMAX_KERNEL(double, exp, log)
 
+/* softmax/log_softmax (flag: log), max/min with indices (flag: keepdim),
+ * cumsum: a dimension and a flag */
+struct dim_state {
+  int dim;
+  bool flag;
+};
+#define DIMST(n) LG_NODE_STATE(n, struct dim_state)
+
 static int softmax_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *y = lg_node_saved(n, 0);
   if (!y)
     return -1;
-  int dim = (int)n->ival[0];
-  bool log_out = n->ival[1];
+  int dim = DIMST(n)->dim;
+  bool log_out = DIMST(n)->flag;
   lg_tensor *r = NULL;
   if (log_out) { /* g - exp(y) * sum(g) */
     lg_tensor *s = lg_reduce(LG_RED_SUM, g, dim, true);
@@ -676,8 +701,7 @@ static lg_tensor *softmax_impl(lg_tensor *t, int dim, bool log_out) {
       softmax_double(lg_data_ptr(c), out->storage->data, g, log_out);
     lg_node *n = lg_record(out, name, softmax_backward, 1, &t);
     if (n) {
-      n->ival[0] = d;
-      n->ival[1] = log_out;
+      *DIMST(n) = (struct dim_state){d, log_out};
       if (lg_node_save(n, out)) {
         lg_release(out);
         out = NULL;
@@ -733,7 +757,7 @@ static lg_tensor *cumsum_raw(lg_tensor *t, int d) {
 
 static int cumsum_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   /* reverse cumulative sum: total - cumsum(g) + g */
-  int d = (int)n->ival[0];
+  int d = DIMST(n)->dim;
   lg_tensor *tot = lg_reduce(LG_RED_SUM, g, d, true);
   lg_tensor *cs = tot ? lg_cumsum(g, d) : NULL;
   lg_tensor *a = cs ? lg_binary(LG_OP_SUB, tot, cs) : NULL;
@@ -753,7 +777,7 @@ lg_tensor *lg_cumsum(lg_tensor *t, int dim) {
   if (out) {
     lg_node *n = lg_record(out, "cumsum", cumsum_backward, 1, &t);
     if (n)
-      n->ival[0] = dim;
+      DIMST(n)->dim = dim;
   }
   return out;
 }
@@ -764,9 +788,9 @@ static int maxdim_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
   lg_tensor *idx = lg_node_saved(n, 0);
   if (!idx)
     return -1;
-  int dim = (int)n->ival[0];
+  int dim = DIMST(n)->dim;
   lg_tensor *gk = g, *ik = idx;
-  if (!n->ival[1]) { /* restore the reduced dim */
+  if (!DIMST(n)->flag) { /* restore the reduced dim */
     gk = lg_unsqueeze(g, dim);
     ik = lg_unsqueeze(idx, dim);
   }
@@ -826,8 +850,7 @@ int lg_max_dim(lg_tensor *t, int dim, bool keepdim, bool is_min,
                    ? lg_record(v, name, maxdim_backward, 1, &t)
                    : NULL;
   if (n) {
-    n->ival[0] = d;
-    n->ival[1] = keepdim;
+    *DIMST(n) = (struct dim_state){d, keepdim};
     n->ninput_shape = t->ndim;
     memcpy(n->input_shape, t->shape, sizeof n->input_shape);
     if (lg_node_save(n, ix)) {

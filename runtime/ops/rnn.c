@@ -242,7 +242,6 @@ typedef struct {
   void *cs;    /* (N, H) c_t (LSTM) */
   void *hnl;   /* (N, H) W_hn h + b_hn (GRU) */
   size_t gates_bytes, state_bytes;
-  lg_tensor *c0; /* retained (the node saves x, w_ih, w_hh, h0) */
 } rnn_state;
 
 static void *work_alloc(size_t nbytes) {
@@ -267,7 +266,6 @@ static void state_free(void *ctx) {
   work_free(s->hs, s->state_bytes);
   work_free(s->cs, s->state_bytes);
   work_free(s->hnl, s->state_bytes);
-  lg_release(s->c0);
   free(s);
 }
 
@@ -433,44 +431,23 @@ static int check_args(lg_rnn_mode mode, lg_tensor *x, lg_tensor *h0,
 
 /* ==== backward ==== */
 
-static int rnn_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads);
-
-/* Under create_graph the gradients here come from raw kernels: a node on
- * each makes differentiating them again an error instead of a silent 0. */
-static int rnn_twice(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
-  lg_seterr("%s: differentiating a gradient of this op again (double "
-            "backward) is not supported",
-            node->name);
-  return -1;
-}
-
-static int rnn_backward_once(lg_node *node, lg_tensor *grad_out,
-                             lg_tensor **grads) {
-  int rc = rnn_backward(node, grad_out, grads);
-  if (rc || !lg_grad_enabled())
-    return rc;
-  lg_tensor *in[1] = {grad_out};
-  for (int i = 0; i < node->ninputs; i++)
-    if (grads[i] && !grads[i]->grad_fn)
-      lg_record(grads[i], node->name, rnn_twice, 1, in);
-  return 0;
-}
-
 /* inputs: 0 x, 1 h0, 2 c0, 3 w_ih, 4 w_hh, 5 b_ih, 6 b_hh */
 static int rnn_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
   rnn_state *s = node->ctx;
   lg_tensor *x = lg_node_saved(node, 0), *w_ih = lg_node_saved(node, 1);
   lg_tensor *w_hh = lg_node_saved(node, 2), *h0 = lg_node_saved(node, 3);
-  if (!s || !x || !w_ih || !w_hh || !h0)
+  bool lstm = s && s->mode == LG_RNN_LSTM;
+  lg_tensor *c0 = lstm ? lg_node_saved(node, 4) : NULL; /* after the others */
+  if (!s || !x || !w_ih || !w_hh || !h0 || (lstm && !c0))
     return -1;
   lg_dtype d = s->dtype;
   size_t es = lg_dtype_size(d);
   int64_t T = s->T, B = s->B, I = s->I, H = s->H, G = s->G, N = s->N;
   int64_t GH = G * H;
-  bool lstm = s->mode == LG_RNN_LSTM, gru = s->mode == LG_RNN_GRU;
+  bool gru = s->mode == LG_RNN_GRU;
   lg_tensor *g = dense(grad_out, d), *xc = dense(x, d);
   lg_tensor *wihc = dense(w_ih, d), *whhc = dense(w_hh, d);
-  lg_tensor *h0c = dense(h0, d), *c0c = lstm ? dense(s->c0, d) : NULL;
+  lg_tensor *h0c = dense(h0, d), *c0c = lstm ? dense(c0, d) : NULL;
   size_t bytes_ga = (size_t)(N * GH) * es, bytes_h = (size_t)(N * H) * es;
   size_t bytes_x = (size_t)(N * I) * es, bytes_bh = (size_t)(B * H) * es;
   char *dax = NULL, *dah = NULL, *hprev = NULL, *xp = NULL, *dxp = NULL;
@@ -533,7 +510,7 @@ static int rnn_backward(lg_node *node, lg_tensor *grad_out, lg_tensor **grads) {
       goto out;
   }
   if (node->needs_grad[2] && lstm) {
-    if (!(grads[2] = lg_from_data(d, 2, s->c0->shape, dc)))
+    if (!(grads[2] = lg_from_data(d, 2, c0->shape, dc)))
       goto out;
   }
   if (node->needs_grad[3]) {
@@ -575,6 +552,8 @@ out:
   lg_release(c0c);
   return rc;
 }
+
+ONCE_DIFFERENTIABLE(rnn_backward)
 
 /* ==== forward ==== */
 
@@ -708,9 +687,9 @@ lg_tensor *lg_rnn_layer(lg_rnn_mode mode, lg_tensor *x, lg_tensor *h0,
   }
   node->ctx = s;
   node->ctx_free = state_free;
-  s->c0 = c0 ? lg_retain(c0) : NULL;
   if (lg_node_save(node, x) || lg_node_save(node, w_ih) ||
-      lg_node_save(node, w_hh) || lg_node_save(node, h0)) {
+      lg_node_save(node, w_hh) || lg_node_save(node, h0) ||
+      (c0 && lg_node_save(node, c0))) {
     lg_release(out);
     return NULL;
   }

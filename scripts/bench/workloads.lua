@@ -1,6 +1,7 @@
 -- The lgrad side of the side-by-side benchmark: the workloads of
 -- ../shared/bench/WORKLOADS.md, written as a user of lg.F and lg.optim
 -- would write them.  Usage: lgrad workloads.lua WORKLOAD [--threads N]
+-- [--steps N] (scalar-sgd's step count, for scripts/bench/step_instr.sh)
 -- Prints one line of JSON, as peers/torch_bench.py does.
 local lg = require "lgrad"
 
@@ -47,9 +48,9 @@ end
 
 local W = {}
 
-function W.scalar_sgd()
+function W.scalar_sgd(steps)
   local g = lg.Generator(0)
-  local n = 10000
+  local n = steps or 10000
   local xs = lg.randn(n, {generator = g}):totable()
   local es = lg.randn(n, {generator = g}):totable()
   local w = lg.zeros({}, {requires_grad = true})
@@ -192,9 +193,10 @@ function W.matmul()
 end
 
 local name = arg[1]
-local threads = 2
+local threads, steps = 2, nil
 for i = 2, #arg do
   if arg[i] == "--threads" then threads = tonumber(arg[i + 1]) end
+  if arg[i] == "--steps" then steps = tonumber(arg[i + 1]) end
 end
 local fn = name and W[name:gsub("-", "_")]
 if not fn then
@@ -202,7 +204,7 @@ if not fn then
   os.exit(2)
 end
 lg.set_num_threads(threads)
-local r = fn()
+local r = fn(steps)
 r.workload = name
 r.threads = threads
 r.peer = "lgrad-" .. lg.version
