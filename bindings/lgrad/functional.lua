@@ -118,13 +118,17 @@ end
 -- last dims of x; returns the list
 local function norm_shape(fname, x, shape)
   if mtype(shape) == "integer" then shape = { shape } end
-  if type(shape) ~= "table" or is_tensor(shape) or #shape == 0 then
+  local n = type(shape) == "table" and not is_tensor(shape) and rawlen(shape)
+  if not n or n == 0 or n > 8 then
     error(fname .. ": normalized_shape must be an integer or a list of "
       .. "sizes", 3)
   end
-  local n = #shape
   local ok = x:dim() >= n
   for i = 1, n do
+    if mtype(rawget(shape, i)) ~= "integer" then
+      error(fname .. ": normalized_shape must be an integer or a list of "
+        .. "sizes", 3)
+    end
     ok = ok and x:size(x:dim() - n + i) == shape[i]
   end
   if not ok then
@@ -146,6 +150,10 @@ function M.rms_norm(x, shape, weight, opts)
   check_tensor(fn, "input", x)
   opts = opts_of(fn, opts, { eps = true })
   shape = norm_shape(fn, x, shape)
+  if not EPS[x:dtype()] then
+    error(fmt("rms_norm: input must be float32 or float64 (got %s)",
+      x:dtype()), 2)
+  end
   local eps = opts.eps or EPS[x:dtype()]
   if type(eps) ~= "number" then
     error("rms_norm: eps must be a number (or nil for the dtype's epsilon)", 2)
