@@ -50,7 +50,8 @@ static int l_memory(lua_State *L) {
 /* lg.nn and friends are Lua modules loaded on first use */
 static int module_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
-  static const char *const lazy[] = {"nn", "data", "train", "exp", "plot", NULL};
+  static const char *const lazy[] = {"nn",   "data", "train", "exp",
+                                     "plot", "dist", NULL};
   for (int i = 0; lazy[i]; i++)
     if (!strcmp(k, lazy[i])) {
       lua_getglobal(L, "require");
@@ -106,11 +107,14 @@ static const luaL_Reg funcs[] = {{"set_num_threads", l_set_num_threads},
                                  {NULL, NULL}};
 
 LUALIB_API int luaopen_lgrad(lua_State *L);
+void lgL_open_dist(lua_State *L); /* l_dist.c: lg._dist */
 
 LUALIB_API int luaopen_lgrad(lua_State *L) {
   luaL_newlib(L, funcs);
   lua_pushliteral(L, LG_VERSION);
   lua_setfield(L, -2, "version");
+  lua_pushliteral(L, LG_VERSION);
+  lua_setfield(L, -2, "_VERSION");
   lgL_open_tensor(L);
   make_exp_proxy(L, lua_gettop(L));
   /* dtype names (after the ops, whose float/double/long/bool methods
@@ -134,6 +138,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lgL_open_io(L);
   lgL_open_text(L);
   lgL_open_rnn(L);
+  lgL_open_dist(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);
   lua_setfield(L, -2, "__index");

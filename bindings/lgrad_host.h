@@ -29,9 +29,12 @@
  *   ... keep's data is still valid ...
  *   lg_release(keep);
  *
- * Build: cc -I/usr/include/lua5.4 -Ibindings host.c build/bindings/X.o
- *   (every object but main.o) build/liblgrad.a -llua5.4 -ldl -lz
- *   -lm -lpthread
+ * Build against an installed lgrad (make install, the rock, the .deb):
+ *   cc host.c $(pkg-config --cflags --libs lgrad)
+ * or in the source tree, after make (liblgrad.a holds the runtime and
+ * this API; -Lbuild -llgrad links liblgrad.so.0 instead):
+ *   cc -I/usr/include/lua5.4 -Ibindings host.c build/liblgrad.a -llua5.4
+ *      -ldl -lz -lm -lpthread
  *
  * Ownership
  *   - A tensor in Lua is a userdata holding one reference; Lua's collector

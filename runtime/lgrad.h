@@ -32,7 +32,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define LG_VERSION "0.1.0"
+/* The package version: kept in the file VERSION, passed by the Makefile
+ * with -DLG_VERSION and written into the installed copy of this header. */
+#ifndef LG_VERSION
+#define LG_VERSION "unreleased"
+#endif
 #define LG_MAX_DIMS 8
 /* as a dim argument: every dimension (reductions, squeeze) */
 #define LG_ALL_DIMS (-100)
@@ -307,6 +311,13 @@ const char *lg_grad_fn_name(const lg_tensor *t);
 bool lg_is_leaf(const lg_tensor *t);
 void lg_set_anomaly_detection(bool on);
 bool lg_anomaly_detection(void);
+/* A process-wide hook for lg_backward (not lg_grad): called with each leaf
+ * once its gradient is final for this backward, then with NULL when the
+ * backward has finished; a nonzero return fails the backward (set
+ * lg_seterr).  NULL removes it.  lg.dist's data parallelism starts its
+ * all-reduces from here while backward goes on. */
+typedef int (*lg_grad_ready_fn)(lg_tensor *leaf, void *ctx);
+void lg_set_grad_ready_hook(lg_grad_ready_fn fn, void *ctx);
 
 /* Writing a differentiable op: compute the output without recording, then
  * call lg_record(); when it returns a node, save what backward needs with

@@ -22,13 +22,8 @@ end
 lg.manual_seed(o.seed)
 
 local t_start = lg.clock()
-local xtr, ytr = lg.data.fashion_mnist("train", { n = o.ntrain })
-local xte, yte = lg.data.fashion_mnist("test", { n = o.ntest })
--- (N, 28, 28) -> (N, 1, 28, 28), standardized with the training set's
--- mean and standard deviation
-local mean, std = xtr:mean():item(), xtr:std():item()
-xtr = ((xtr - mean) / std):unsqueeze(2)
-xte = ((xte - mean) / std):unsqueeze(2)
+-- (N, 1, 28, 28), standardized with the training set's mean and std
+local xtr, ytr, xte, yte = S.fmnist_images(lg, o)
 print(string.format("Fashion-MNIST: %d training, %d test images",
   xtr:size(1), xte:size(1)))
 

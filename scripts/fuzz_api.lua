@@ -340,12 +340,13 @@ local function collect(prefix, t, depth)
     if type(v) == "function" and not skip[k] and not skipped(name) and
        wanted(name) then
       targets[#targets + 1] = {name, v}
-    elseif type(v) == "table" and k ~= "Tensor" and k ~= "_io" then
+    elseif type(v) == "table" and k ~= "Tensor" and k ~= "_io" and
+           k ~= "_dist" then
       collect(name .. ".", v, depth + 1)
     end
   end
 end
-for _, sub in ipairs({"nn", "data", "train", "exp", "plot"}) do
+for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
 collect("lg.", lg, 0)

@@ -37,4 +37,15 @@ function S.options(argv, defaults)
   return o
 end
 
+--- Fashion-MNIST as images for a CNN: (N, 1, 28, 28) standardized with the
+-- training set's mean and standard deviation; o.ntrain, o.ntest limit the
+-- counts.  Returns xtr, ytr, xte, yte.
+function S.fmnist_images(lg, o)
+  local xtr, ytr = lg.data.fashion_mnist("train", { n = o.ntrain })
+  local xte, yte = lg.data.fashion_mnist("test", { n = o.ntest })
+  local mean, std = xtr:mean():item(), xtr:std():item()
+  return ((xtr - mean) / std):unsqueeze(2), ytr,
+    ((xte - mean) / std):unsqueeze(2), yte
+end
+
 return S

@@ -35,7 +35,7 @@ local function fails(fn, ...)
 end
 
 describe("shape mismatches name the function and both shapes", function()
-  it("matmul, as API.md writes it", function()
+  it("matmul, as the API reference (doc/api/lg.luadoc) writes it", function()
     assert.error_matches(function() return lg.matmul(z(2, 3), z(4, 5)) end,
                          "matmul: shapes [2,3] and [4,5] do not align", nil,
                          true)

@@ -1,5 +1,5 @@
--- Every differentiable tensor op of API.md's Tensors section against
--- float64 central differences (lg.autograd.gradcheck), on fresh random
+-- Every differentiable tensor op of the API reference (doc/api/lg.luadoc)
+-- against float64 central differences (lg.autograd.gradcheck), on fresh random
 -- inputs: broadcast shapes, non-contiguous inputs (transposed, narrowed and
 -- expanded, both as leaves and as views taken inside the op), every
 -- dimension (1, 2, -1) and keepdim.  Inputs are kept away from kinks (abs,

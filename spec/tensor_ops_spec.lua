@@ -2,7 +2,7 @@
 -- and numbers on either side, dtype promotion, unary math and in-place
 -- twins, clamp, comparisons, reductions, matmul and friends, each on
 -- contiguous, transposed, narrowed and strided inputs, in float32,
--- float64 and int64 where they apply (API.md, "Tensors").
+-- float64 and int64 where they apply (the API reference, doc/api/lg.luadoc).
 local lg = require "lgrad"
 local h = require "helpers"
 

@@ -1,7 +1,7 @@
 -- Tensors: creation, seeded random numbers, inspection, printing, views
 -- that share storage, t[i] reads and writes, and gather/scatter, cat,
 -- stack, split, chunk, topk and sort, checked against hand-computed
--- values and plain Lua loops (API.md, "Conventions" and "Tensors").
+-- values and plain Lua loops (the API reference, doc/api/lg.luadoc).
 local lg = require "lgrad"
 local h = require "helpers"
 

@@ -172,8 +172,16 @@ local function nbatches(n, bs, drop_last)
   return (n + bs - 1) // bs
 end
 
+-- samples per epoch: the whole dataset, or this rank's shard (distributed)
+local function epoch_samples(self)
+  local n, d = #self.dataset, self.distributed
+  if not d then return n end
+  if self.drop_last then return n // d.size end
+  return (n + d.size - 1) // d.size
+end
+
 DataLoader.__len = function(self)
-  return nbatches(#self.dataset, self.batch_size, self.drop_last)
+  return nbatches(epoch_samples(self), self.batch_size, self.drop_last)
 end
 
 DataLoader.__tostring = function(self)
@@ -234,7 +242,9 @@ end
 -- __index giving samples (tensors, numbers, or lists of them), whose
 -- batches are stacked.  opts: batch_size (1), shuffle (false), drop_last
 -- (false), seed (drawn from lg's default generator when omitted),
--- grow_batch (below).
+-- grow_batch (below), distributed (false; true: each rank of lg.dist gets
+-- a disjoint 1/N of every epoch's samples, with rank 1's seed, padded by
+-- repeating samples unless drop_last, as torch's DistributedSampler).
 --
 -- grow_batch = {noise_scale = true, model = m, loss = fn, every = 1,
 -- max = ...} raises batch_size during training as the gradient noise
@@ -269,6 +279,15 @@ function M.DataLoader(dataset, opts)
   elseif math.type(seed) ~= "integer" then
     error("DataLoader: seed must be an integer", 2)
   end
+  local distributed
+  if opts.distributed then
+    -- DistributedSampler: every rank draws the permutation of rank 1's
+    -- seed and takes every size-th sample from its rank on
+    local dist = require "lgrad.dist"
+    distributed = { rank = dist.rank(), size = dist.world_size() }
+    local t = lg.tensor({ seed }, { dtype = lg.int64 })
+    seed = dist.broadcast(t, 1):item()
+  end
   return setmetatable({
     dataset = dataset,
     batch_size = bs,
@@ -279,6 +298,7 @@ function M.DataLoader(dataset, opts)
     position = 0,   -- batches handed out in the current epoch
     _resume = false,
     grow_batch = grow_options(opts.grow_batch, len, bs),
+    distributed = distributed,
     batch_history = opts.grow_batch and {} or nil,
   }, DataLoader)
 end
@@ -349,9 +369,26 @@ end
 
 --- The order of the current epoch: a permutation, or nil for 1..n.
 function DataLoader:_order()
-  if not self.shuffle then return nil end
-  local g = lg.Generator(epoch_seed(self.seed, self.epoch))
-  return lg.randperm(#self.dataset, { generator = g })
+  local d = self.distributed
+  if not self.shuffle and not d then return nil end
+  local n = #self.dataset
+  local order
+  if self.shuffle then
+    local g = lg.Generator(epoch_seed(self.seed, self.epoch))
+    order = lg.randperm(n, { generator = g })
+  else
+    order = lg.range(1, n)
+  end
+  if not d then return order end
+  -- pad by repeating the start (or drop the tail), then every size-th
+  local per = epoch_samples(self)
+  local total = per * d.size
+  while order:size(1) < total do
+    order = lg.cat({ order, order:narrow(1, 1,
+      math.min(order:size(1), total - order:size(1))) }, 1)
+  end
+  order = order:narrow(1, 1, total)
+  return order:view(per, d.size):select(2, d.rank):contiguous()
 end
 
 --- Iterates over one epoch's batches: for xb, yb in loader:iter() do.
@@ -364,7 +401,7 @@ function DataLoader:iter()
     self.epoch = self.epoch + 1
     self.position = 0
   end
-  local n, bs = #self.dataset, self.batch_size
+  local n, bs = epoch_samples(self), self.batch_size
   local nb = nbatches(n, bs, self.drop_last)
   local order = self:_order()
   local epoch = self.epoch

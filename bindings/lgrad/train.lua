@@ -37,6 +37,29 @@ local is_tensor = lg.is_tensor
 local clock = lg.clock or os.clock
 local inf = math.huge
 
+-- lg.dist when this process is one of several ranks (mpirun), else nil
+local function dist_world()
+  local d = package.loaded["lgrad.dist"]
+  if d and d.active() then return d end
+end
+
+-- the numbers of an epoch's logs (not lr, time) averaged over the ranks;
+-- DataLoader{distributed = true} gives every rank as many samples
+local function average_logs(dist, logs)
+  local keys, vals = {}, {}
+  for k, v in pairs(logs) do
+    if type(v) == "number" and k ~= "lr" and k ~= "time" then
+      keys[#keys + 1] = k
+    end
+  end
+  table.sort(keys)
+  if #keys == 0 then return end
+  for i, k in ipairs(keys) do vals[i] = logs[k] end
+  local t = dist.all_reduce(lg.tensor(vals, { dtype = lg.float64 }),
+    { op = "mean" }):totable()
+  for i, k in ipairs(keys) do logs[k] = t[i] end
+end
+
 ---------------------------------------------------------------------------
 -- metrics
 
@@ -268,6 +291,8 @@ function M.fit(o)
     tty, progress = true, true
   end
   local out = io.stdout
+  local dist = dist_world()
+  if dist and not dist.is_main() then progress = false end
 
   local history = { loss = {}, val_loss = {}, lr = {}, time = {} }
   for _, m in ipairs(metrics) do history[m[1]] = {} end
@@ -349,6 +374,7 @@ function M.fit(o)
         logs[m[1]] = count > 0 and msums[i] / count or 0 / 0
       end
     end
+    if dist then average_logs(dist, logs) end
     if sched and not per_batch then
       sched:step(logs.val_loss or logs.loss)
     end
@@ -502,6 +528,10 @@ function Checkpoint:on_epoch_end(state)
     value.optimizer = state.optimizer:state_dict()
   end
   if v ~= nil then value[self.monitor] = v end
+  -- every rank took part in the state dicts (a ZeroOptimizer gathers);
+  -- rank 1 alone writes
+  local dist = dist_world()
+  if dist and not dist.is_main() then return end
   local ok, err = lg.save(path, value)
   if ok == nil and err then
     error("Checkpoint: " .. tostring(err), 0)
@@ -523,6 +553,9 @@ function M.CSVLogger(o)
 end
 
 function CSVLogger:on_train_begin()
+  local dist = dist_world()
+  self.silent = dist and not dist.is_main()
+  if self.silent then return end
   local f, err = io.open(self.path, self.append and "a" or "w")
   if not f then error("CSVLogger: " .. tostring(err), 0) end
   self.file, self.columns = f, nil
@@ -530,6 +563,7 @@ function CSVLogger:on_train_begin()
 end
 
 function CSVLogger:on_epoch_end(state)
+  if self.silent then return end
   local logs = state.logs
   if not self.columns then
     local cols = { "loss" }

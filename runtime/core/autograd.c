@@ -530,6 +530,66 @@ static int prune_for_capture(node_vec *all, int ncap, lg_tensor **capture_for) {
   return 0;
 }
 
+/* ---- the grad-ready hook: counts the edges into each leaf so that the
+ * last accumulation of a backward can be told ---- */
+
+static lg_grad_ready_fn grad_hook;
+static void *grad_hook_ctx;
+
+void lg_set_grad_ready_hook(lg_grad_ready_fn fn, void *ctx) {
+  grad_hook = fn;
+  grad_hook_ctx = ctx;
+}
+
+typedef struct {
+  lg_tensor **leaf; /* sorted, unique */
+  int64_t *left;    /* edges not yet processed */
+  int64_t n;
+} leaf_counts;
+
+static int cmp_ptr(const void *a, const void *b) {
+  uintptr_t x = (uintptr_t) * (lg_tensor *const *)a;
+  uintptr_t y = (uintptr_t) * (lg_tensor *const *)b;
+  return x < y ? -1 : x > y;
+}
+
+static int count_leaves(const node_vec *all, leaf_counts *lc) {
+  int64_t m = 0;
+  for (int64_t i = 0; i < all->n; i++)
+    for (int k = 0; k < all->items[i]->ninputs; k++)
+      m += all->items[i]->edges[k].leaf != NULL;
+  lc->leaf = malloc((m ? m : 1) * sizeof *lc->leaf);
+  lc->left = malloc((m ? m : 1) * sizeof *lc->left);
+  if (!lc->leaf || !lc->left) {
+    lg_seterr("backward: out of memory");
+    return -1;
+  }
+  m = 0;
+  for (int64_t i = 0; i < all->n; i++)
+    for (int k = 0; k < all->items[i]->ninputs; k++)
+      if (all->items[i]->edges[k].leaf)
+        lc->leaf[m++] = all->items[i]->edges[k].leaf;
+  qsort(lc->leaf, m, sizeof *lc->leaf, cmp_ptr);
+  lc->n = 0;
+  for (int64_t i = 0; i < m; i++) {
+    if (lc->n && lc->leaf[lc->n - 1] == lc->leaf[i]) {
+      lc->left[lc->n - 1]++;
+      continue;
+    }
+    lc->leaf[lc->n] = lc->leaf[i];
+    lc->left[lc->n++] = 1;
+  }
+  return 0;
+}
+
+/* one edge into leaf has been processed: the hook hears of the last one */
+static int leaf_edge_done(leaf_counts *lc, lg_tensor *leaf) {
+  lg_tensor **p = bsearch(&leaf, lc->leaf, lc->n, sizeof *lc->leaf, cmp_ptr);
+  if (!p || --lc->left[p - lc->leaf] || !leaf->grad)
+    return 0;
+  return grad_hook(leaf, grad_hook_ctx);
+}
+
 /* Runs the graph from roots (with their gradients).  When capture is
  * non-NULL, gradients for the tensors in capture_for are stored there
  * instead of accumulating into leaves, and only the nodes that lead to
@@ -550,6 +610,7 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
     all.n = ready.n = 0;
   }
   int rc = -1;
+  leaf_counts lc = {0};
   /* 1. collect reachable nodes and count dependencies */
   for (int r = 0; r < nroots; r++) {
     lg_node *n = roots[r]->grad_fn;
@@ -581,6 +642,8 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
         n->edges[k].fn->deps++;
   }
   if (capture && prune_for_capture(&all, ncap, capture_for))
+    goto done;
+  if (grad_hook && !capture && count_leaves(&all, &lc))
     goto done;
   /* 2. seed the roots (a captured root with a grad_fn is captured when its
    * node runs, with every other gradient it receives) */
@@ -696,6 +759,8 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
             st = accumulate_leaf(e->leaf, gk, create_graph);
         }
       }
+      if (!st && e->leaf && lc.leaf)
+        st = leaf_edge_done(&lc, e->leaf);
       lg_release(gk);
       if (e->fn && --e->fn->deps == 0 && !st && vec_push(&ready, e->fn))
         st = -1;
@@ -708,8 +773,12 @@ static int run_backward(int nroots, lg_tensor **roots, lg_tensor **root_grads,
     }
   }
   lg_set_grad_enabled(was);
+  if (lc.leaf && grad_hook && grad_hook(NULL, grad_hook_ctx))
+    goto done;
   rc = 0;
 done:
+  free(lc.leaf);
+  free(lc.left);
   for (int64_t i = 0; i < all.n; i++) {
     all.items[i]->deps = 0;
     lg_release(all.items[i]->grad_accum);

@@ -97,6 +97,34 @@ for _, w in ipairs(workloads) do
     tostring(lv), tostring(pv)))
 end
 
+-- ddp-wide-mlp: 2 ranks of 1 thread under mpirun (lg.dist.DDP) against
+-- PyTorch DDP over gloo, and against lgrad's one process of 2 threads
+do
+  local mpirun = sh("command -v mpirun")
+  local lv, lx, pv
+  if mpirun and mpirun ~= "" then
+    local root = sh("id -u") == "0\n" and "--allow-run-as-root " or ""
+    lv, lx = runs(("timeout 600 mpirun -np 2 --oversubscribe %s%s --threads 1 "
+      .. "scripts/bench/ddp_wide_mlp.lua"):format(root, lgrad),
+      { "backward_ms", "backward_ms_no_comm", "wait_ms" })
+  end
+  if have_torch then
+    pv = runs(("%s %s ddp-wide-mlp --threads %d"):format(python, peer,
+      threads))
+  end
+  local one = runs(("%s scripts/bench/workloads.lua wide-mlp --threads %d")
+    :format(lgrad, threads))
+  row("ddp-wide-mlp", "GFLOP/s", true, lv, pv, ("lgrad one process of %d "
+    .. "threads %s GFLOP/s (%s); backward %s ms, %s ms without "
+    .. "communication"):format(threads, one and ("%.1f"):format(one) or "n/a",
+    lv and one and ("%.2fx"):format(lv / one) or "n/a",
+    lx and lx.backward_ms and ("%.0f"):format(lx.backward_ms) or "n/a",
+    lx and lx.backward_ms_no_comm
+      and ("%.0f"):format(lx.backward_ms_no_comm) or "n/a"))
+  io.stderr:write(("bench: ddp-wide-mlp lgrad %s, PyTorch %s\n")
+    :format(tostring(lv), tostring(pv)))
+end
+
 -- startup: the runtime loaded and one tiny op, as a whole process
 local function startup(cmd)
   local times, mems = {}, {}
