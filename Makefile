@@ -17,7 +17,8 @@ SAN ?=
 VERSION := $(shell cat VERSION)
 SOVERSION = 0
 CFLAGS_ALL = -std=gnu99 $(OPT) -g -fPIC -Wall -Wextra -Wno-unused-parameter \
-  -pthread $(SAN) -DLG_VERSION='"$(VERSION)"' $(CPPFLAGS) $(CFLAGS)
+  -pthread $(SAN) -DLG_VERSION='"$(VERSION)"' \
+  -DLGRAD_LUADIR='"$(LUA_LMOD)"' $(CPPFLAGS) $(CFLAGS)
 LDLIBS_CORE = -ldl -lz -lm -lpthread
 B ?= build
 

@@ -74,9 +74,11 @@ void lgL_open_optim(lua_State *L);
 void lgL_open_sched(lua_State *L);
 void lgL_open_reg(lua_State *L);
 void lgL_open_io(lua_State *L);
+void lgL_open_attention(lua_State *L); /* into the lg.F table on top */
 void lgL_open_text(lua_State *L);
 void lgL_open_rnn(lua_State *L);
 void lgL_functional_lazy(lua_State *L); /* lg.F's Lua half */
+void lgL_open_embedding(lua_State *L); /* after lgL_open_functional */
 
 
 

@@ -280,9 +280,9 @@ static int f_avg_pool2d(lua_State *L) {
 
 /* ---- embedding, dropout, one_hot ---- */
 
-/* embedding(idx, weight [, {padding_idx}]) */
+/* embedding(idx, weight [, {padding_idx, sparse}]) */
 static int f_embedding(lua_State *L) {
-  static const char *const keys[] = {"padding_idx", NULL};
+  static const char *const keys[] = {"padding_idx", "sparse", NULL};
   const char *fn = "embedding";
   lg_tensor *idx = lgL_checktensor(L, 1), *w = lgL_checktensor(L, 2);
   int opts = opts_at(L, 3);
@@ -302,6 +302,8 @@ static int f_embedding(lua_State *L) {
         pad += V + 1;
     }
   }
+  if (opts && lgL_optbooleanfield(L, opts, "sparse", 0)) /* row-sparse grad */
+    return lgL_pushresult(L, fn, lg_embedding_rows(idx, w, pad, true, 1));
   return lgL_pushresult(L, fn, lg_embedding(idx, w, pad, 1));
 }
 
@@ -588,5 +590,6 @@ void lgL_open_functional(lua_State *L) {
   lua_getfield(L, -1, "F");
   luaL_setfuncs(L, functional, 0);
   lgL_functional_lazy(L);
+  lgL_open_attention(L);
   lua_pop(L, 1);
 }

@@ -384,7 +384,7 @@ static void save_value(lua_State *L, save_state *st, int idx) {
     lg_tensor **box = tensor_box(L, idx);
     if (!box)
       where_error(L, st, "cannot save a userdata that is not a tensor");
-    if (!*box)
+    if (!*box || (*box)->storage->revoked)
       where_error(L, st, "tensor is closed");
     push_entry_name(L, st, true);
     lua_pushvalue(L, -1);
@@ -472,7 +472,7 @@ static int l_save(lua_State *L) {
                         luaL_typename(L, 2));
     lg_tensor *t = lgL_checktensor(L, 2);
     if (lg_npy_save(path, t) < 0)
-      return luaL_error(L, "lg.save: %s", lg_errmsg());
+      return luaL_error(L, "lg.save: %s", lg_errmsg_based(1));
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -515,7 +515,7 @@ static int l_save(lua_State *L) {
     lua_pop(L, 1);
   }
   if (lg_safetensors_save(path, nt, ts, nm, ms) < 0)
-    return luaL_error(L, "lg.save: %s", lg_errmsg());
+    return luaL_error(L, "lg.save: %s", lg_errmsg_based(1));
   lua_pushboolean(L, 1);
   return 1;
 }
@@ -640,13 +640,13 @@ static int l_load(lua_State *L) {
     lg_tensor **box = lgL_newbox(L);
     *box = lg_npy_load(path);
     if (!*box)
-      return luaL_error(L, "lg.load: %s", lg_errmsg());
+      return luaL_error(L, "lg.load: %s", lg_errmsg_based(1));
     lgL_account(L);
     return 1;
   }
   lg_st_file *f = newbox(L, sizeof *f, STFILE_MT, stfile_gc); /* 2 */
   if (lg_safetensors_load(path, f) < 0)
-    return luaL_error(L, "lg.load: %s", lg_errmsg());
+    return luaL_error(L, "lg.load: %s", lg_errmsg_based(1));
   lua_createtable(L, 0, (int)(f->ntensors < 1000000 ? f->ntensors : 0));
   int flat = lua_gettop(L); /* 3 */
   for (size_t i = 0; i < f->ntensors; i++) {
@@ -675,7 +675,7 @@ static int l_load(lua_State *L) {
   lg_json_doc **doc = newbox(L, sizeof *doc, JSONDOC_MT, jsondoc_gc);
   *doc = lg_json_parse(stext, slen, 8, 0, path);
   if (!*doc)
-    return luaL_error(L, "lg.load: %s", lg_errmsg());
+    return luaL_error(L, "lg.load: %s", lg_errmsg_based(1));
   const lg_json *s = lg_json_root(*doc);
   if (s->type != LG_JSON_OBJ)
     bad_structure(L, path, "not an object");
@@ -730,7 +730,7 @@ static int l_read_idx(lua_State *L) {
   lg_tensor **box = lgL_newbox(L);
   *box = lg_idx_load(path, as, scale, shift, limit);
   if (!*box)
-    return luaL_error(L, "read_idx: %s", lg_errmsg());
+    return luaL_error(L, "read_idx: %s", lg_errmsg_based(1));
   lgL_account(L);
   return 1;
 }
@@ -760,7 +760,7 @@ static int l_read_csv(lua_State *L) {
   lua_settop(L, 2);
   lg_csv_result *r = newbox(L, sizeof *r, CSVRES_MT, csvres_gc); /* 3 */
   if (lg_csv_load(path, &o, r) < 0)
-    return luaL_error(L, "read_csv: %s", lg_errmsg());
+    return luaL_error(L, "read_csv: %s", lg_errmsg_based(1));
   lg_tensor *t = r->tensor;
   r->tensor = NULL;
   lgL_pushtensor(L, t);

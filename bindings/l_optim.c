@@ -40,7 +40,7 @@ typedef struct {
 static const char *const kind_names[] = {
     "GD",        "SGD",    "Adam",  "AdamW", "RMSprop", "Adagrad",
     "Adadelta",  "Adamax", "NAdam", "RAdam", "Rprop",   "ASGD",
-    "Adafactor", "Muon",   "Lion",  "LBFGS", NULL};
+    "Adafactor", "Muon",   "Lion",  "LBFGS", "SparseAdam", NULL};
 
 lg_optim *lgL_checkoptim(lua_State *L, int idx) {
   optim_box *b = luaL_checkudata(L, idx, LGL_OPTIM);
@@ -50,7 +50,7 @@ lg_optim *lgL_checkoptim(lua_State *L, int idx) {
 }
 
 static int raise_runtime(lua_State *L) {
-  return luaL_error(L, "%s", lg_errmsg());
+  return luaL_error(L, "%s", lg_errmsg_based(1));
 }
 
 /* the type of the value at idx, with a userdata's __name ("lgrad.Tensor") */
@@ -221,7 +221,7 @@ static void add_group(lua_State *L, int box_idx, lg_optim *o, int list_idx,
     while (lua_next(L, group_idx)) {
       const char *k = lua_tostring(L, -2);
       if (strcmp(k, "params") && !lg_optim_find_spec(o, k) &&
-          lg_optim_set(o, g, k, lua_tonumber(L, -1)) < 0)
+          lg_optim_set_extra(o, g, k, lua_tonumber(L, -1)) < 0)
         raise_runtime(L);
       lua_pop(L, 1);
     }
@@ -497,7 +497,7 @@ static int group_newindex(lua_State *L) {
   if (lua_type(L, 3) != LUA_TNUMBER)
     return luaL_error(L, "param_groups: '%s' must be a number, not a %s", k,
                       luaL_typename(L, 3));
-  if (lg_optim_set(o, g, k, lua_tonumber(L, 3)) < 0)
+  if (lg_optim_set_extra(o, g, k, lua_tonumber(L, 3)) < 0)
     return raise_runtime(L);
   return 0;
 }
@@ -723,7 +723,7 @@ static int optim_load_state_dict(lua_State *L) {
     while (lua_next(L, -2)) {
       const char *k = lua_tostring(L, -2);
       if (strcmp(k, "params") && !lg_optim_find_spec(o, k) &&
-          lg_optim_set(o, g, k, lua_tonumber(L, -1)) < 0)
+          lg_optim_set_extra(o, g, k, lua_tonumber(L, -1)) < 0)
         return raise_runtime(L);
       lua_pop(L, 1);
     }

@@ -129,7 +129,7 @@ static int reg_maxnorm(lua_State *L) {
 
 /* raises "fname: reason", dropping the runtime's own "name: " prefix */
 static int fail_as(lua_State *L, const char *fname) {
-  const char *msg = lg_errmsg();
+  const char *msg = lg_errmsg_based(1);
   static const char *const own[] = {
       "penalty: ", "apply: ", "prox: ", "MaxNorm: ", NULL};
   for (int i = 0; own[i]; i++)
@@ -266,7 +266,7 @@ static int clip_grad_norm(lua_State *L) {
   lg_tensor **ps = check_params(L, 1, fname, &n);
   double total;
   if (lg_clip_grad_norm(n, ps, max_norm, p, err, &total) < 0)
-    return luaL_error(L, "reg.%s", lg_errmsg());
+    return luaL_error(L, "reg.%s", lg_errmsg_based(1));
   lua_pushnumber(L, total);
   return 1;
 }
@@ -277,7 +277,7 @@ static int clip_grad_value(lua_State *L) {
   int n;
   lg_tensor **ps = check_params(L, 1, fname, &n);
   if (lg_clip_grad_value(n, ps, v) < 0)
-    return luaL_error(L, "reg.%s", lg_errmsg());
+    return luaL_error(L, "reg.%s", lg_errmsg_based(1));
   return 0;
 }
 

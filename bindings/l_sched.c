@@ -518,7 +518,7 @@ static int sched_new(lua_State *L) {
   }
   b->s = lg_sched_new(kind, opt, &o, L);
   if (!b->s)
-    return luaL_error(L, "%s", lg_errmsg());
+    return luaL_error(L, "%s", lg_errmsg_based(1));
   return 1;
 }
 
@@ -558,7 +558,7 @@ static int sched_step(lua_State *L) {
     rc = lg_sched_step(s, L);
   }
   if (rc < 0)
-    return luaL_error(L, "%s", lg_errmsg());
+    return luaL_error(L, "%s", lg_errmsg_based(1));
   return 0;
 }
 
@@ -569,7 +569,7 @@ static int sched_step_to(lua_State *L) {
   double e = luaL_checknumber(L, 2);
   check_optim_open(L, 1);
   if (lg_sched_step_epoch(s, e, L) < 0)
-    return luaL_error(L, "%s", lg_errmsg());
+    return luaL_error(L, "%s", lg_errmsg_based(1));
   return 0;
 }
 

@@ -342,7 +342,7 @@ static int check_nested_numel(lua_State *L, nested_info *info) {
   lg_tensor *probe = lg_empty(LG_BOOL, info->ndim, info->shape);
   if (!probe) {
     char why[256];
-    snprintf(why, sizeof why, "%s", lg_errmsg());
+    snprintf(why, sizeof why, "%s", lg_errmsg_based(1));
     lg_seterr("tensor: the tables' lengths (#) give %lld elements, more "
               "than memory holds (%s)", (long long)n, why);
     return -1;
@@ -824,6 +824,8 @@ static int t_index(lua_State *L) {
   lua_pop(L, 1);
   lg_tensor *t = lgL_checktensor(L, 1);
   if (!strcmp(k, "grad")) {
+    if (lg_is_row_sparse(t->grad)) /* dense on demand, a fresh copy */
+      return lgL_pushresult(L, "grad", lg_rowsparse_to_dense(t->grad));
     if (t->grad)
       lgL_pushtensor(L, lg_retain(t->grad));
     else
@@ -905,7 +907,30 @@ static int t_newindex(lua_State *L) {
   return luaL_error(L, "tensor has no assignable field '%s'", k);
 }
 
-static const luaL_Reg tensor_methods[] = {{"shape", t_shape},
+/* t:grad_is_sparse(): whether t.grad is kept row-sparse */
+static int t_grad_is_sparse(lua_State *L) {
+  lua_pushboolean(L, lg_is_row_sparse(lgL_checktensor(L, 1)->grad));
+  return 1;
+}
+
+/* t:grad_sparse(): the rows (1-based int64) a row-sparse .grad holds and
+ * their values (rows, ...); nil when .grad is dense or absent */
+static int t_grad_sparse(lua_State *L) {
+  lg_tensor *g = lgL_checktensor(L, 1)->grad;
+  if (!lg_is_row_sparse(g)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lgL_push_index_out(L, lg_retain(g->sparse_rows), "grad_sparse");
+  lg_tensor **box = lgL_newbox(L);
+  if (!(*box = lg_detach(g)))
+    return lgL_fail(L, "grad_sparse");
+  return 2;
+}
+
+static const luaL_Reg tensor_methods[] = {{"grad_is_sparse", t_grad_is_sparse},
+                                          {"grad_sparse", t_grad_sparse},
+                                          {"shape", t_shape},
                                           {"size", t_size},
                                           {"stride", t_stride},
                                           {"dim", t_dim},

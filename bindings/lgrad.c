@@ -1,6 +1,7 @@
 /*
  * lgrad.c -- luaopen_lgrad: the module table, dtypes, settings, and the
- * lazily loaded Lua submodules (nn, data, train, exp, plot).
+ * lazily loaded Lua submodules (nn, data, train, exp, plot, explain,
+ * privacy).
  */
 #include <lauxlib.h>
 #include <lua.h>
@@ -50,8 +51,9 @@ static int l_memory(lua_State *L) {
 /* lg.nn and friends are Lua modules loaded on first use */
 static int module_index(lua_State *L) {
   const char *k = luaL_checkstring(L, 2);
-  static const char *const lazy[] = {"nn",   "data", "train", "exp",
-                                     "plot", "dist", NULL};
+  static const char *const lazy[] = {"nn",      "data",    "train", "exp",
+                                     "plot",    "dist",    "explain",
+                                     "privacy", NULL};
   for (int i = 0; lazy[i]; i++)
     if (!strcmp(k, lazy[i])) {
       lua_getglobal(L, "require");
@@ -132,6 +134,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lua_setfield(L, -2, "long");
   lgL_open_autograd(L);
   lgL_open_functional(L);
+  lgL_open_embedding(L);
   lgL_open_optim(L);
   lgL_open_sched(L);
   lgL_open_reg(L);

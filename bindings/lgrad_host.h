@@ -14,7 +14,7 @@
  *   lua_State *L = luaL_newstate();
  *   if (lgrad_open(L) != LUA_OK) { ... lua_tostring(L, -1) ... }
  *   char *err = NULL;
- *   if (lgrad_dofile(L, "train.lua", &err)) { puts(err); free(err); }
+ *   if (lgrad_dofile(L, "train.lua", 0, NULL, &err)) { puts(err); free(err); }
  *   float *x = malloc(100 * 2 * sizeof *x);          -- fill it
  *   lua_getglobal(L, "train");                       -- a Lua function
  *   lgrad_push_wrap(L, LG_FLOAT32, 2, (int64_t[]){100, 2}, x, release,
@@ -107,10 +107,12 @@ int luaopen_lgrad(lua_State *L);
 
 /* Loads lgrad into L: opens Lua's standard libraries unless `package` is
  * already loaded, puts lgrad's Lua submodules on package.path (found
- * from $LGRAD_LUADIR, or next to the executable: ../bindings for the
- * build tree, ../share/lua/5.4 for an installed prefix), registers
- * `require "lgrad"` and sets the global `lg`.  Returns LUA_OK, or an
- * error status with the message pushed on the stack. */
+ * from $LGRAD_LUADIR, then the install directory compiled in, then next
+ * to the executable: ../bindings for the build tree, ../share/lua/5.4 for
+ * an installed prefix), registers `require "lgrad"` and sets the global
+ * `lg`.  Returns LUA_OK, or an error status with the message pushed on
+ * the stack; when lgrad/nn.lua is found nowhere it fails at once, naming
+ * every place it looked. */
 int lgrad_open(lua_State *L);
 
 /* Pushes a tensor over the host's memory (contiguous, row-major; no
@@ -151,16 +153,76 @@ typedef struct lgrad_info {
 /* Fills *info for the tensor at idx; 0, or -1 when it is not a tensor. */
 int lgrad_tensor_info(lua_State *L, int idx, lgrad_info *info);
 
-/* Runs a file / a string as a chunk; its results are discarded.  Returns
- * 0, or the Lua error status with *err (when err is not NULL) set to the
- * message; the stack is left as it was. */
-int lgrad_dofile(lua_State *L, const char *path, char **err);
+/* Runs a file as the lgrad program runs a script: the global `arg` holds
+ * arg[0] = path and arg[1..argc] = argv[0..argc-1], which the chunk also
+ * receives as `...`; its results are discarded.  Returns 0, or the Lua
+ * error status (LUA_ERRFILE, LUA_ERRSYNTAX, LUA_ERRRUN ...) with *err
+ * (when err is not NULL) set to the message; the stack is left as it
+ * was. */
+int lgrad_dofile(lua_State *L, const char *path, int argc, char **argv,
+                 char **err);
+/* the same for a string (no arguments) */
 int lgrad_dostring(lua_State *L, const char *code, char **err);
 
 /* lua_pcall with a traceback: the function and nargs arguments on the
  * stack are replaced by nresults results (LUA_MULTRET: all).  Returns 0,
  * or the Lua error status with nothing pushed and *err set. */
 int lgrad_call(lua_State *L, int nargs, int nresults, char **err);
+
+/* ---- cancellation and time limits ----
+ * lgrad_interrupt may be called from another thread or from a signal
+ * handler while lgrad_call / lgrad_dofile / lgrad_dostring runs on L: the
+ * call raises "interrupted" at the next Lua instruction or op, and long C
+ * kernels (thread-pool loops, large GEMMs in blocks of rows, LBFGS
+ * iterations) stop at their next block.  The state stays usable.  An
+ * interrupt that arrives between calls is dropped when the next one
+ * starts.  Returns 0, or -1 for a state lgrad_open did not open. */
+int lgrad_interrupt(lua_State *L);
+/* every later outermost call on L raises "time limit exceeded" once it
+ * has run `seconds` (0: no limit) */
+int lgrad_set_time_limit(lua_State *L, double seconds);
+/* calls on L run with n threads (0: the process-wide lg_set_num_threads);
+ * the process-wide count is restored when the call returns, so states on
+ * different threads should not set different counts at the same time */
+int lgrad_set_num_threads(lua_State *L, int n);
+
+/* ---- host hooks ---- */
+/* What lgrad's Lua modules print (fit's progress and epoch lines, through
+ * lg.output) goes to fn, one string per write, instead of standard
+ * output; NULL restores standard output. */
+typedef void (*lgrad_log_fn)(void *ctx, const char *text);
+int lgrad_set_log(lua_State *L, lgrad_log_fn fn, void *ctx);
+
+/* The library's version (LG_VERSION_NUM of the build); compare with the
+ * header's LGRAD_VERSION_NUM to refuse a mismatched major version. */
+#define LGRAD_VERSION_MAJOR LG_VERSION_MAJOR
+#define LGRAD_VERSION_MINOR LG_VERSION_MINOR
+#define LGRAD_VERSION_PATCH LG_VERSION_PATCH
+#define LGRAD_VERSION_NUM LG_VERSION_NUM
+int lgrad_version(void);
+
+/* ---- wrapped memory taken back ----
+ * After lgrad_revoke(t), t and every view over its storage are closed:
+ * any use from Lua raises "tensor is closed", and the release callback of
+ * wrapped memory runs now (once) so the host may free or reuse it.  What
+ * is undefined: reading t's data from C after the revoke (the pointer is
+ * NULL), and revoking while a call on another thread uses the tensor.
+ * `t:close()` (or `local t <close>`) in Lua drops that Lua reference only;
+ * views and other references keep the memory alive. */
+int lgrad_revoke(lg_tensor *t);
+
+/* ---- reading a table of tensors ----
+ * Calls fn(ctx, name, tensor) for every tensor in the table at idx and in
+ * its nested tables, with dotted names as lg.save writes them
+ * ("fc1.weight", "layers.2.bias"); the tensor is borrowed (lg_retain it to
+ * keep it).  Stops at fn's first non-zero return and returns it; 0 when
+ * every tensor was visited, -1 when idx is not a table.
+ *   lua_getglobal(L, "model"); lua_getfield(L, -1, "state_dict");
+ *   lua_pushvalue(L, -2); lgrad_call(L, 1, 1, &err);   -- model:state_dict()
+ *   lgrad_foreach_tensor(L, -1, print_one, NULL); lua_pop(L, 2); */
+typedef int (*lgrad_tensor_fn)(void *ctx, const char *name, lg_tensor *t);
+int lgrad_foreach_tensor(lua_State *L, int idx, lgrad_tensor_fn fn,
+                         void *ctx);
 
 #ifdef __cplusplus
 }

@@ -28,9 +28,14 @@ static lg_tensor **tobox(lua_State *L, int idx) {
   return &box->tensor;
 }
 
+/* a closed box, or a tensor whose memory the host revoked */
+static inline bool is_closed(lg_tensor *t) {
+  return !t || t->storage->revoked;
+}
+
 lg_tensor *lgL_totensor(lua_State *L, int idx) {
   lg_tensor **box = tobox(L, idx);
-  if (box && !*box)
+  if (box && is_closed(*box))
     luaL_error(L, "tensor is closed");
   return box ? *box : NULL;
 }
@@ -39,7 +44,7 @@ bool lgL_istensor(lua_State *L, int idx) { return tobox(L, idx) != NULL; }
 
 lg_tensor *lgL_testtensor(lua_State *L, int idx) {
   lg_tensor **box = tobox(L, idx);
-  return box ? *box : NULL;
+  return box && !is_closed(*box) ? *box : NULL;
 }
 
 const char *lgL_fname(lua_State *L) {
@@ -53,7 +58,7 @@ lg_tensor *lgL_checktensor(lua_State *L, int idx) {
   lg_tensor **box = tobox(L, idx);
   if (!box)
     luaL_typeerror(L, idx, "tensor");
-  if (!*box)
+  if (is_closed(*box))
     luaL_error(L, "tensor is closed");
   return *box;
 }
@@ -69,7 +74,7 @@ lg_tensor **lgL_newbox(lua_State *L) {
 }
 
 int lgL_fail(lua_State *L, const char *fname) {
-  const char *msg = lg_errmsg();
+  const char *msg = lg_errmsg_based(1);
   size_t n = strlen(fname);
   /* runtime messages usually start with the function's name already */
   if (!strncmp(msg, fname, n) && msg[n] == ':')
@@ -230,7 +235,7 @@ lg_dtype lgL_checkdtype(lua_State *L, int idx) {
   const char *name = luaL_checkstring(L, idx);
   lg_dtype d;
   if (lg_dtype_from_name(name, &d))
-    luaL_argerror(L, idx, lg_errmsg());
+    luaL_argerror(L, idx, lg_errmsg_based(1));
   return d;
 }
 

@@ -154,7 +154,7 @@ int main(int argc, char **argv) {
             L ? lua_tostring(L, -1) : "out of memory");
     goto done;
   }
-  if (lgrad_dofile(L, script, &err) != LUA_OK)
+  if (lgrad_dofile(L, script, 0, NULL, &err) != LUA_OK)
     goto fail;
 
   /* train(x, y, {epochs = ...}) with x and y over our buffers */

@@ -63,6 +63,7 @@ struct lg_storage {
   lg_release_fn release; /* NULL: memory came from lgrad's allocator */
   void *release_ctx;
   uint64_t version; /* bumped by every in-place write */
+  bool revoked;     /* the host took the memory back (lg_storage_revoke) */
 };
 
 struct lg_tensor {
@@ -80,11 +81,59 @@ struct lg_tensor {
   lg_node *grad_fn;
   bool grad_fn_weak;    /* saved output of its own grad_fn: not retained */
   lg_tensor *next_free; /* header free list */
+  /* the kind of a gradient: when sparse_rows is set this tensor is
+   * row-sparse, holding only the rows listed there (int64, sorted, unique,
+   * 0-based) of a tensor whose dim 0 has sparse_dim0 rows */
+  lg_tensor *sparse_rows;
+  int64_t sparse_dim0;
 };
 
-/* ---- errors ---- */
-const char *lg_errmsg(void);
+/* ---- version: the header's, and the library's at run time ---- */
+#define LG_VERSION_MAJOR 0
+#define LG_VERSION_MINOR 1
+#define LG_VERSION_PATCH 0
+#define LG_VERSION_NUM                                                         \
+  (LG_VERSION_MAJOR * 10000 + LG_VERSION_MINOR * 100 + LG_VERSION_PATCH)
+/* LG_VERSION_NUM of the library linked in; a host compiled against another
+ * major version should refuse to run */
+int lg_version(void);
+
+/* ---- errors ----
+ * A function that fails returns NULL or a negative status and leaves a
+ * message for lg_error(); the message stays until the next failure or
+ * lg_clear_error(), so a chain of calls can be checked once at its end
+ * (a NULL tensor passed on fails with "NAME: argument N is NULL"). */
+const char *lg_errmsg(void); /* the last message, or "unknown error" */
+const char *lg_error(void);  /* the last message, or NULL when cleared */
+/* the message with indices counted from base (the Lua binding uses 1) */
+const char *lg_errmsg_based(int base);
+void lg_clear_error(void);
 void lg_seterr(const char *fmt, ...);
+
+/* ---- cancellation ----
+ * A token that a host sets from another thread or a signal handler
+ * (lg_cancel_request is one atomic store) to stop the computation running
+ * on the thread where the token is current.  Long kernels check it between
+ * blocks and fail with "interrupted", or "time limit exceeded" once the
+ * deadline (monotonic seconds, lg_monotonic(); 0: none) has passed. */
+typedef struct lg_cancel {
+  int flag;
+  double deadline;
+  /* called (on the computing thread) when a kernel finds the token fired,
+   * so that a host can make its interpreter stop too; may be NULL */
+  void (*fired)(void *ctx);
+  void *fired_ctx;
+} lg_cancel;
+void lg_cancel_init(lg_cancel *c);
+lg_cancel *lg_cancel_set_current(lg_cancel *c); /* returns the previous */
+lg_cancel *lg_cancel_current(void);
+void lg_cancel_request(lg_cancel *c);
+double lg_monotonic(void);
+/* what a token says: 0, LG_CANCEL_INTERRUPTED or LG_CANCEL_TIMEOUT */
+enum { LG_CANCEL_INTERRUPTED = 1, LG_CANCEL_TIMEOUT = 2 };
+int lg_cancel_state(const lg_cancel *c);
+/* 0, or -1 with the message set when the current token has fired */
+int lg_cancel_check(void);
 /* formats a shape as "[2,3]" into buf (at least 8 * 21 + 3 bytes). */
 char *lg_shape_str(const lg_tensor *t, char *buf, size_t n);
 
@@ -105,10 +154,29 @@ void lg_mem_trim(void);                     /* return cached blocks to libc */
 /* frees this thread's caches (tensor headers, graph nodes, blocks); runs
  * by itself when a thread that used lgrad exits, and at unload */
 void lg_thread_cleanup(void);
+/* A host's allocator for tensor memory, below lgrad's block cache: alloc
+ * returns size bytes aligned to `align` (64, or 2 MB for blocks of 2 MB and
+ * more; at least 64 is required) or NULL; free gets the same size back.
+ * Set it before the first tensor is made (later: -1); both NULL restores
+ * libc's.  Wrapped memory (lg_wrap) is the host's own and never passes
+ * here. */
+typedef void *(*lg_block_alloc_fn)(size_t size, size_t align, void *ctx);
+typedef void (*lg_block_free_fn)(void *p, size_t size, void *ctx);
+int lg_set_allocator(lg_block_alloc_fn alloc, lg_block_free_fn free_fn,
+                     void *ctx);
 lg_storage *lg_storage_new(size_t nbytes);  /* refcount 1, uninitialized */
 lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
                             void *ctx);
 void lg_storage_release(lg_storage *s);
+/* Takes wrapped memory back from every tensor and view over it: the
+ * release callback runs now (once), and the Lua binding raises "tensor is
+ * closed" on any later use.  C code must not touch the data of a revoked
+ * storage's tensors (it is NULL). */
+void lg_storage_revoke(lg_storage *s);
+
+/* true for a NULL tensor or one whose memory the host revoked: public
+ * functions refuse both with "NAME: argument N is NULL or revoked" */
+#define LG_UNUSABLE(t) (!(t) || (t)->storage->revoked)
 
 /* ---- tensor lifetime ---- */
 lg_tensor *lg_retain(lg_tensor *t);
@@ -156,9 +224,14 @@ lg_tensor *lg_randperm(int64_t n, lg_generator *g); /* int64, 0-based */
 int64_t lg_numel(const lg_tensor *t);
 bool lg_is_contiguous(const lg_tensor *t);
 void *lg_data_ptr(const lg_tensor *t); /* storage data + offset */
-double lg_get(const lg_tensor *t, const int64_t *idx); /* element read */
+/* element access with 0-based indices, checked against the shape: the
+ * _value forms return 0 or -1 (error set) and write *out; lg_get and
+ * lg_item return NaN on failure, with the error set */
+int lg_get_value(const lg_tensor *t, const int64_t *idx, double *out);
+double lg_get(const lg_tensor *t, const int64_t *idx);
 int lg_set(lg_tensor *t, const int64_t *idx, double v);
-double lg_item(const lg_tensor *t); /* one-element tensor */
+int lg_item_value(const lg_tensor *t, double *out); /* one element */
+double lg_item(const lg_tensor *t);
 bool lg_same_shape(const lg_tensor *a, const lg_tensor *b);
 /* element i of raw data of dtype d, as a double, and the reverse */
 double lg_load(lg_dtype d, const void *base, int64_t i);
@@ -298,7 +371,9 @@ const char *lg_blas_info(void);
 /* grad mode is per thread */
 bool lg_grad_enabled(void);
 bool lg_set_grad_enabled(bool on); /* returns the previous state */
-void lg_set_requires_grad(lg_tensor *t, bool on);
+/* 0, or -1 for a tensor whose dtype cannot carry gradients (int64, bool)
+ * or a non-leaf asked to stop requiring grad */
+int lg_set_requires_grad(lg_tensor *t, bool on);
 /* true when grad mode is on and one of the n tensors requires grad */
 bool lg_any_requires_grad(int n, lg_tensor **ts);
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
@@ -388,6 +463,45 @@ void lg_node_release(lg_node *n);
 /* accumulate g into *acc (new tensor on first use) */
 int lg_accumulate(lg_tensor **acc, lg_tensor *g);
 
+/* ---- row-sparse gradients (core/rowsparse.c) ----
+ * An embedding's gradient touches few rows of a big table.  A row-sparse
+ * tensor is a dense block of values (nnz, d...) whose sparse_rows lists
+ * which rows of a (sparse_dim0, d...) tensor they are.  The engine keeps
+ * such a gradient sparse in a leaf's .grad (sparse + sparse merges the row
+ * lists, sparse + dense gives dense); everything else sees it densified. */
+static inline bool lg_is_row_sparse(const lg_tensor *t) {
+  return t && t->sparse_rows != NULL;
+}
+/* makes values (nnz, d...) row-sparse over rows (int64 (nnz), sorted and
+ * unique, retained) of a tensor with dim0 rows; returns values or NULL */
+lg_tensor *lg_rowsparse_attach(lg_tensor *values, lg_tensor *rows,
+                               int64_t dim0);
+/* the dense tensor (dim0, d...) a row-sparse one stands for */
+lg_tensor *lg_rowsparse_to_dense(const lg_tensor *g);
+/* a + b for two row-sparse tensors of one shape: a new row-sparse tensor */
+lg_tensor *lg_rowsparse_add(const lg_tensor *a, const lg_tensor *b);
+/* dense += sparse, in place (bumps dense's version) */
+int lg_rowsparse_add_into(lg_tensor *dense, const lg_tensor *sp);
+/* *acc += g where either may be row-sparse (the rule of a leaf's .grad) */
+int lg_grad_accumulate(lg_tensor **acc, lg_tensor *g);
+
+/* ---- embedding bags (ops/embedding.c) ----
+ * weight (V, D); indices int64 (N) with offsets (B) holding each bag's
+ * first position, or indices (B, L) and offsets NULL; indices, offsets and
+ * padding_idx are in index_base (1 from Lua).  per_sample_weights (N or
+ * (B, L), sum mode only) or NULL.  Out (B, D); empty bags give zeros.
+ * sparse: weight's gradient is row-sparse. */
+typedef enum { LG_BAG_SUM, LG_BAG_MEAN, LG_BAG_MAX, LG_BAG_SINGLE } lg_bag_mode;
+lg_tensor *lg_embedding_bag(lg_tensor *weight, lg_tensor *indices,
+                            lg_tensor *offsets, lg_tensor *per_sample_weights,
+                            lg_bag_mode mode, int64_t padding_idx, bool sparse,
+                            int64_t index_base);
+/* embedding (out (indices.shape..., D)) with the choice of a row-sparse
+ * gradient; padding rows are read but get no gradient */
+lg_tensor *lg_embedding_rows(lg_tensor *indices, lg_tensor *weight,
+                             int64_t padding_idx, bool sparse,
+                             int64_t index_base);
+
 /* ---- optimizers ----
  *   lg_optim *o = lg_optim_new("Adam");            -- any of lg.optim's names
  *   lg_optim_add_params(o, 2, (lg_tensor *[]){w, b}, 1e-3);
@@ -412,7 +526,31 @@ int lg_optim_zero_grad(lg_optim *o, bool set_to_none);
  * the Lua binding use these) */
 int lg_optim_ngroups(const lg_optim *o);
 int lg_optim_get(const lg_optim *o, int group, const char *key, double *v);
+/* an unknown key is an error ("Adam: unknown option 'weight_decy'"), as
+ * in Lua; keys of the host's own go through lg_optim_set_extra (kept with
+ * the group and in state_dict, as PyTorch's group dicts keep them) */
 int lg_optim_set(lg_optim *o, int group, const char *key, double v);
+int lg_optim_set_extra(lg_optim *o, int group, const char *key, double v);
+
+/* ---- checkpoints ----
+ * Named tensors to and from a safetensors file: the files lg.save writes
+ * for a table of tensors (nested keys dotted, "fc1.weight") and lg.load
+ * reads.  lg_save writes atomically (a failed write leaves the old file).
+ * lg_checkpoint_load gives n names (malloc'd strings) and n tensors
+ * (owned) in the file's order; free both with lg_checkpoint_free.
+ *   lg_tensor *ts[] = {w, b};
+ *   lg_checkpoint_save("ckpt.safetensors", 2, (const char *[]){"w", "b"},
+ *                      ts);
+ *   int n; char **names; lg_tensor **loaded;
+ *   if (lg_checkpoint_load("ckpt.safetensors", &n, &names, &loaded) == 0) {
+ *     ... use names[i], loaded[i] ...
+ *     lg_checkpoint_free(n, names, loaded);
+ *   } */
+int lg_checkpoint_save(const char *path, int n, const char *const *names,
+            lg_tensor *const *tensors);
+int lg_checkpoint_load(const char *path, int *n, char ***names,
+                       lg_tensor ***tensors);
+void lg_checkpoint_free(int n, char **names, lg_tensor **tensors);
 
 /* functional ops and losses (linear, conv2d, pooling, norms, dropout,
  * cross_entropy, ...) */

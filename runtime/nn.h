@@ -142,4 +142,24 @@ lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
 lg_tensor *lg_kl_div(lg_tensor *log_q, lg_tensor *p, bool log_target,
                      lg_reduction r);
 
+/* ---- attention (ops/attention.c) ---- */
+typedef struct {
+  lg_tensor *attn_mask; /* NULL, bool (true: attend) or additive float,
+                           broadcasting to (..., Tq, Tk) */
+  double dropout_p;     /* on the attention weights, from gen */
+  bool is_causal;       /* key j attends query i when j <= i */
+  double scale;         /* NaN: 1 / sqrt(D) */
+  lg_generator *gen;    /* NULL: the default generator */
+} lg_sdpa_opts;
+#define LG_SDPA_DEFAULTS                                                       \
+  { NULL, 0.0, false, NAN, NULL }
+/* q (..., Tq, D), k (..., Tk, D), v (..., Tk, Dv): softmax(q k^T * scale +
+ * mask) v, (..., Tq, Dv), fused: blocks of queries against blocks of keys
+ * with an online softmax, so no Tq x Tk matrix is held; backward
+ * recomputes the blocks from each row's saved log-sum-exp.  A row with
+ * every key masked gives zeros.  The mask gets no gradient. */
+lg_tensor *lg_scaled_dot_product_attention(lg_tensor *q, lg_tensor *k,
+                                           lg_tensor *v,
+                                           const lg_sdpa_opts *o);
+
 #endif

@@ -247,6 +247,12 @@ local function leaves()
                                               {dtype = p:dtype()})
                or lg.randn(p:shape(), {dtype = p:dtype()})
     end
+    if math.random(6) == 1 then -- a row-sparse gradient, as a table's
+      p.grad = nil
+      lg.F.embedding_bag(lg.randint(1, p:size(1), {3}), p,
+                         lg.tensor({1, 3}, {dtype = "int64"}),
+                         {mode = "sum", sparse = true}):sum():backward()
+    end
     ps[i] = p
   end
   return ps
@@ -282,6 +288,10 @@ local factories = {
   end,
   function() return lg.nn.BatchNorm1d(3) end,
   function() return lg.nn.Embedding(5, 3) end,
+  function()
+    return lg.nn.EmbeddingBag(6, 3, {mode = pick({"sum", "mean", "max"}),
+                                     sparse = true, padding_idx = 2})
+  end,
   function() return lg.nn.LayerNorm(3) end,
   function() return lg.nn.LSTM(3, 2, {num_layers = 2, bidirectional = true}) end,
   function() return lg.nn.GRU(3, 2, {batch_first = true}) end,
@@ -293,6 +303,10 @@ local factories = {
   function() return lg.nn.ParameterList({lg.zeros(2)}) end,
   function() return lg.nn.CrossEntropyLoss({label_smoothing = 0.1}) end,
   function() return lg.data.CharTokenizer("abc") end,
+  function() return lg.nn.MultiheadAttention(4, 2) end,
+  function()
+    return lg.nn.TransformerEncoderLayer(4, 2, {dim_feedforward = 8})
+  end,
   function()
     local ds = lg.data.TensorDataset(lg.randn(10, 3), lg.randint(1, 3, {10}))
     return lg.data.DataLoader(ds, {batch_size = 3, shuffle = true,
@@ -346,7 +360,8 @@ local function collect(prefix, t, depth)
     end
   end
 end
-for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist"}) do
+for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist", "explain",
+                      "privacy"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
 collect("lg.", lg, 0)

@@ -5,10 +5,17 @@
 -- The ratings come from a known low-rank model plus noise: user u rates
 -- item i as mu + b_u + c_i + <p_u, q_i> + noise, for a random tenth of the
 -- (user, item) pairs.  A model with more factors than the truth is fitted
--- to 90% of the ratings by Adam on the squared error plus an L2 penalty
--- (lg.reg.L2) on the factors, and measured on the held-out 10%: its RMSE
--- is set against the noise floor (the RMSE of the true model, which knows
--- everything but the noise) and against predicting the training mean.
+-- to 90% of the ratings on the squared error plus an L2 penalty on the
+-- factors, and measured on the held-out 10%: its RMSE is set against the
+-- noise floor (the RMSE of the true model, which knows everything but the
+-- noise) and against predicting the training mean.
+--
+-- The embeddings are sparse (nn.Embedding{sparse = true}) and trained by
+-- SparseAdam, so a step touches only the users and items of its batch.
+-- The penalty lambda/2 (|P|^2 + |Q|^2) is spread over the ratings: each
+-- rating (u, i) carries lambda/2 (|p_u|^2 / n_u + |q_i|^2 / n_i), with n_u
+-- and n_i the training ratings of u and i, which sums to the same objective
+-- while its gradient stays on the batch's rows.
 -- --small (or LGRAD_SMALL=1) uses 100 users, 80 items and 3 epochs.
 local lg = require "lgrad"
 local nn = lg.nn
@@ -60,10 +67,11 @@ print(string.format("%d users, %d items, %d ratings (%d held out); true "
 local MF = nn.Module:extend("MatrixFactorization")
 
 function MF:init(nusers, nitems, k, mean)
-  self.user = nn.Embedding(nusers, k)
-  self.item = nn.Embedding(nitems, k)
-  self.user_bias = nn.Embedding(nusers, 1)
-  self.item_bias = nn.Embedding(nitems, 1)
+  local sparse = { sparse = true }
+  self.user = nn.Embedding(nusers, k, sparse)
+  self.item = nn.Embedding(nitems, k, sparse)
+  self.user_bias = nn.Embedding(nusers, 1, sparse)
+  self.item_bias = nn.Embedding(nitems, 1, sparse)
   nn.init.normal_(self.user.weight, 0, 0.1)
   nn.init.normal_(self.item.weight, 0, 0.1)
   nn.init.zeros_(self.user_bias.weight)
@@ -71,12 +79,19 @@ function MF:init(nusers, nitems, k, mean)
   self.mean = mean
 end
 
--- x: (B, 2) user and item ids -> (B) predicted ratings
+-- x: (B, 2) user and item ids -> (B) predicted ratings.  With weights
+-- (lambda/2 / n_u, lambda/2 / n_i per user and item) set, training also
+-- leaves the batch's share of the penalty in self.penalty.
 function MF:forward(x)
   local u, i = x:select(2, 1), x:select(2, 2)
-  local dot = (self.user(u) * self.item(i)):sum(2)
-  return dot + self.user_bias(u):squeeze(2) + self.item_bias(i):squeeze(2)
-    + self.mean
+  local pu, qi = self.user(u), self.item(i)
+  if self.training and self.weights then
+    local wu, wi = self.weights[1], self.weights[2]
+    self.penalty = (pu:pow(2):sum(2) * wu:index_select(1, u)
+      + qi:pow(2):sum(2) * wi:index_select(1, i)):mean()
+  end
+  return (pu * qi):sum(2) + self.user_bias(u):squeeze(2)
+    + self.item_bias(i):squeeze(2) + self.mean
 end
 
 local train_mean = ytr:mean():item()
@@ -86,18 +101,26 @@ local train = lg.data.DataLoader(lg.data.TensorDataset(xtr, ytr),
 local test = lg.data.DataLoader(lg.data.TensorDataset(xte, yte),
   { batch_size = ntest })
 
+-- training ratings per user and per item
+local function counts(col, size)
+  return lg.zeros(size):index_add(1, xtr:select(2, col), lg.ones(ntrain))
+end
+local n_user, n_item = counts(1, U), counts(2, I)
+
 -- fits a fresh model with penalty lambda; returns it and fit's history
 local function fit_mf(lambda, progress)
   lg.manual_seed(o.seed)
   local model = MF(U, I, o.factors, train_mean)
-  local l2 = lg.reg.L2(lambda)
-  local factors = { model.user.weight, model.item.weight }
   -- the objective is (sum of squared errors + lambda/2 |factors|^2) / N:
-  -- per batch, the mean squared error plus the penalty over N
+  -- per batch, the mean over its ratings of the squared error plus each
+  -- rating's share of the penalty
+  model.weights = { (n_user:clamp(1, math.huge)):reciprocal() * (lambda / 2),
+                    (n_item:clamp(1, math.huge)):reciprocal() * (lambda / 2) }
   local function loss(pred, target)
-    return F.mse_loss(pred, target) + l2:penalty(factors) / ntrain
+    local mse = F.mse_loss(pred, target)
+    return model.training and mse + model.penalty or mse
   end
-  local opt = lg.optim.Adam(model:parameters(), { lr = o.lr })
+  local opt = lg.optim.SparseAdam(model:parameters(), { lr = o.lr })
   local history = lg.train.fit {
     model = model, loss = loss, optimizer = opt, data = train, val = test,
     epochs = o.epochs, progress = progress,

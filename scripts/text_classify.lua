@@ -8,9 +8,14 @@
 -- (stratified by category), and trains an EmbeddingBag-style model: each
 -- word id goes through lg.nn.Embedding, a mask drops the padding, the sum
 -- over the words divided by their count gives the text's vector, and a
--- Linear layer gives the category's logits.  Prints the held-out accuracy
--- against the majority baseline (always answering the largest category).
--- --small (or LGRAD_SMALL=1) keeps 60 fortunes per category and 3 epochs.
+-- Linear layer gives the category's logits.  A second model reads the
+-- same word ids with a small transformer encoder (learned positions, two
+-- pre-norm lg.nn.TransformerEncoderLayer, padding masked out with
+-- src_key_padding_mask, the mean over the real words, a Linear head).
+-- Prints both held-out accuracies against the majority baseline (always
+-- answering the largest category).
+-- --small (or LGRAD_SMALL=1) keeps 60 fortunes per category and 3 epochs
+-- (2 for a one-layer transformer of width 32).
 local lg = require "lgrad"
 local nn = lg.nn
 
@@ -18,9 +23,14 @@ local S = dofile((arg and arg[0] and arg[0]:match("^(.*)/") or "scripts")
   .. "/scenario.lua")
 local o = S.options(arg, { epochs = 40, seed = 1, dim = 64, batch = 32,
   lr = 5e-3, weight_decay = 1e-4, dropout = 0.3, max_len = 120,
-  min_count = 2, dir = "/usr/share/games/fortunes",
+  min_count = 2, dir = "/usr/share/games/fortunes", tf_epochs = 12,
+  tf_dim = 64, tf_heads = 4, tf_layers = 2, tf_lr = 1e-3, tf_dropout = 0.1,
   categories = "science,politics,food,love,computers" })
-if o.small then o.per_class, o.epochs = 60, math.min(o.epochs, 3) end
+if o.small then
+  o.per_class, o.epochs = 60, math.min(o.epochs, 3)
+  o.tf_epochs, o.tf_dim, o.tf_heads, o.tf_layers =
+    math.min(o.tf_epochs, 2), 32, 2, 1
+end
 lg.manual_seed(o.seed)
 local t_start = lg.clock()
 
@@ -135,22 +145,53 @@ function BagOfEmbeddings:forward(ids)
   return self.head(self.dropout(sum / count))
 end
 
-local model = BagOfEmbeddings(V, o.dim, C, o.dropout)
-print(model)
+local TransformerClassifier = nn.Module:extend("TransformerClassifier")
+
+function TransformerClassifier:init(vocab_size, nclasses)
+  self.embedding = nn.Embedding(vocab_size, o.tf_dim, { padding_idx = 1 })
+  self.position = nn.Embedding(o.max_len, o.tf_dim)
+  self.encoder = nn.TransformerEncoder(nn.TransformerEncoderLayer(o.tf_dim,
+    o.tf_heads, { dim_feedforward = 2 * o.tf_dim, dropout = o.tf_dropout,
+      norm_first = true }), o.tf_layers, { norm = nn.LayerNorm(o.tf_dim) })
+  self.dropout = nn.Dropout(o.tf_dropout)
+  self.head = nn.Linear(o.tf_dim, nclasses)
+end
+
+-- ids: (B, L) word ids, 1 = padding -> (B, C) logits; a text without a
+-- known word attends to nothing and pools to zeros
+function TransformerClassifier:forward(ids)
+  local pad = ids:eq(1)                          -- (B, L), true: ignore
+  local x = self.embedding(ids) + self.position(lg.range(1, ids:size(2)))
+  x = self.encoder(x, { src_key_padding_mask = pad })
+  local keep = pad:logical_not():unsqueeze(3):float()
+  local mean = (x * keep):sum(2) / keep:sum(2):clamp(1, math.huge)
+  return self.head(self.dropout(mean))
+end
 
 local train = lg.data.DataLoader(lg.data.TensorDataset(xtr, ytr),
   { batch_size = o.batch, shuffle = true, seed = o.seed })
 local test = lg.data.DataLoader(lg.data.TensorDataset(xte, yte),
   { batch_size = 256 })
-local opt = lg.optim.AdamW(model:parameters(),
-  { lr = o.lr, weight_decay = o.weight_decay })
-local sched = lg.sched.Cosine(opt, { T_max = o.epochs })
 
-local history = lg.train.fit {
-  model = model, loss = lg.F.cross_entropy, optimizer = opt,
-  data = train, val = test, epochs = o.epochs, scheduler = sched,
-  metrics = { accuracy = lg.train.accuracy },
-}
+-- trains model; returns its last held-out accuracy and the seconds taken
+local function fit(model, epochs, lr, weight_decay)
+  print(model)
+  local t = lg.clock()
+  local opt = lg.optim.AdamW(model:parameters(),
+    { lr = lr, weight_decay = weight_decay })
+  local history = lg.train.fit {
+    model = model, loss = lg.F.cross_entropy, optimizer = opt,
+    data = train, val = test, epochs = epochs,
+    scheduler = lg.sched.Cosine(opt, { T_max = epochs }),
+    metrics = { accuracy = lg.train.accuracy },
+  }
+  return history.accuracy[#history.accuracy], lg.clock() - t
+end
+
+local model = BagOfEmbeddings(V, o.dim, C, o.dropout)
+local acc, secs = fit(model, o.epochs, o.lr, o.weight_decay)
+local tf_model = TransformerClassifier(V, C)
+local tf_acc, tf_secs = fit(tf_model, o.tf_epochs, o.tf_lr, 1e-2)
 
 -- ---- results ----
 
@@ -166,17 +207,24 @@ for c = 2, C do
 end
 local baseline = yte:eq(majority):sum():item() / yte:size(1)
 
-model:eval()
-local pred = lg.no_grad(function() return model(xte):argmax(2) end)
-print("held-out accuracy by category:")
+print("held-out accuracy by category (averaged embeddings, transformer):")
+local preds = {}
+for i, m in ipairs({ model, tf_model }) do
+  m:eval()
+  preds[i] = lg.no_grad(function() return m(xte):argmax(2) end)
+end
 for c, name in ipairs(categories) do
   local is_c = yte:eq(c)
   local n = is_c:sum():item()
-  local right = pred:eq(c):logical_and(is_c):sum():item()
-  print(string.format("  %-10s %3d/%3d", name, right, n))
+  local right = {}
+  for i = 1, 2 do right[i] = preds[i]:eq(c):logical_and(is_c):sum():item() end
+  print(string.format("  %-10s %3d/%3d  %3d/%3d", name, right[1], n,
+    right[2], n))
 end
-local acc = history.accuracy[#history.accuracy]
 print(string.format("majority baseline (%s): %.4f", categories[majority],
   baseline))
-print(string.format("test accuracy: %.4f (%d epochs, %.1f s)", acc,
-  #history.loss, lg.clock() - t_start))
+print(string.format("test accuracy: %.4f (averaged embeddings, %d epochs, "
+  .. "%.1f s)", acc, o.epochs, secs))
+print(string.format("transformer encoder test accuracy: %.4f (%d epochs, "
+  .. "%.1f s; %.1f s in all)", tf_acc, o.tf_epochs, tf_secs,
+  lg.clock() - t_start))

@@ -82,6 +82,8 @@ local function modules()
     {"lg.plot", lg.plot, "plot"},
     {"lg.autograd", lg.autograd, "autograd"},
     {"lg.dist", lg.dist, "dist"},
+    {"lg.explain", lg.explain, "explain"},
+    {"lg.privacy", lg.privacy, "privacy"},
   }
 end
 

@@ -231,6 +231,19 @@ local function has_shape(state, arguments)
   return ok
 end
 
+--- The message of the error fn(...) raises (asserting that it raises).
+function M.err_of(fn, ...)
+  local ok, e = pcall(fn, ...)
+  luassert.is_false(ok, "expected an error")
+  return tostring(e)
+end
+
+--- Asserts that string s contains sub (plain text).
+function M.has(s, sub)
+  luassert.is_truthy(s:find(sub, 1, true),
+    string.format("%q does not contain %q", s, sub))
+end
+
 say:set("assertion.allclose.positive", "Expected values to be close")
 say:set("assertion.allclose.negative", "Expected values to differ")
 say:set("assertion.shape.positive", "Expected the shape to match")

@@ -75,7 +75,9 @@ describe("embedding lgrad", function()
 
   it("compiles the host programs without warnings", function()
     for _, src in ipairs({ "examples/host_train.c", "tests/host_api_test.c",
-                           "tests/host_threads_test.c" }) do
+                           "tests/host_threads_test.c",
+                           "tests/host_embed_test.c",
+                           "tests/host_alloc_test.c" }) do
       assert.equals("", build(src).warnings)
     end
   end)
@@ -96,6 +98,45 @@ describe("embedding lgrad", function()
     assert.equals("", err)
     assert.equals(0, code, out)
     assert.matches("(%d+) passed, 0 failed\n$", out)
+  end)
+
+  -- bad arguments to the C API, errors counted from 0, scripts with
+  -- arguments, interrupts and time limits from another thread, revoked
+  -- memory, checkpoints and tables of tensors read from C
+  it("passes the host developer's checks", function()
+    local out, err, code = sh(quote(build("tests/host_embed_test.c").exe))
+    assert.equals("", err)
+    assert.equals(0, code, out)
+    assert.matches("interrupt latency, LBFGS step: [%d.]+ ms", out)
+    assert.matches("(%d+) passed, 0 failed\n$", out)
+  end)
+
+  it("takes tensor memory from the host's allocator", function()
+    local out, err, code = sh(quote(build("tests/host_alloc_test.c").exe))
+    assert.equals("", err)
+    assert.equals(0, code, out)
+    local a, f = out:match("blocks: (%d+) allocated, (%d+) freed")
+    assert.truthy(a, out)
+    assert.is_true(tonumber(a) > 0)
+    assert.equals(a, f)
+    assert.matches("(%d+) passed, 0 failed\n$", out)
+  end)
+
+  -- the C-API fuzzer: random tensors, NULLs, revoked tensors, dims and
+  -- indices out of range, NaN and infinities, bad enums into every public
+  -- function; each call returns a result or fails with a message (under
+  -- make sanitize, ASan and UBSan halt on the first report)
+  it("survives 20,000 random calls to the public C functions", function()
+    local b = build("tests/c_api_fuzz.c", true)
+    assert.equals("", b.warnings)
+    local out, err, code = sh("timeout 600 " .. quote(b.exe) .. " 20000 1")
+    assert.equals(0, code, out .. err)
+    local calls, failed, fns = out:match(
+      "calls: (%d+), failed with a message: (%d+), functions: (%d+)")
+    assert.truthy(calls, out)
+    assert.is_true(tonumber(calls) >= 20000)
+    assert.is_true(tonumber(failed) > 0 and tonumber(failed) < tonumber(calls))
+    assert.is_true(tonumber(fns) >= 80)
   end)
 
   it("trains from host memory and infers in C from the weights", function()
@@ -170,6 +211,14 @@ describe("embedding lgrad", function()
        function()
       local out, err, code = sh(VALGRIND ..
         quote(build("tests/host_api_test.c").exe))
+      assert.equals(0, code, err)
+      assert.matches("passed, 0 failed\n$", out)
+    end)
+
+    it("reports no errors and no definite leaks for the host checks",
+       function()
+      local out, err, code = sh(VALGRIND ..
+        quote(build("tests/host_embed_test.c").exe))
       assert.equals(0, code, err)
       assert.matches("passed, 0 failed\n$", out)
     end)

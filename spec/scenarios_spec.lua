@@ -43,6 +43,8 @@ describe("scenario scripts (--small)", function()
     assert.is_not_nil(acc, out)
     assert.is_not_nil(base, out)
     assert.is_true(acc >= 0 and acc <= 1 and base > 0 and base <= 1, out)
+    local tf = number_after(out, "transformer encoder test accuracy")
+    assert.is_true(tf ~= nil and tf >= 0 and tf <= 1, out)
   end)
 
   it("recommend_mf prints the RMSE and the noise floor", function()

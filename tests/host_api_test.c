@@ -190,7 +190,7 @@ int main(void) {
             strstr(err, "stack traceback"),
         "dostring: a runtime error with shapes and a traceback");
   free(err);
-  CHECK(lgrad_dofile(L, "/nonexistent/file.lua", &err) == LUA_ERRFILE && err &&
+  CHECK(lgrad_dofile(L, "/nonexistent/file.lua", 0, NULL, &err) == LUA_ERRFILE && err &&
             strstr(err, "cannot open"),
         "dofile: a missing file");
   free(err);

@@ -91,7 +91,7 @@ static void *run_job(void *arg) {
     lua_close(L);
     return NULL;
   }
-  if (lgrad_dofile(L, j->script, &err) != LUA_OK)
+  if (lgrad_dofile(L, j->script, 0, NULL, &err) != LUA_OK)
     goto fail;
   lua_getglobal(L, "train");
   int64_t xs[2] = {N, 2}, ys[1] = {N};

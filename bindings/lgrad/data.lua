@@ -181,6 +181,7 @@ local function epoch_samples(self)
 end
 
 DataLoader.__len = function(self)
+  if self.sample_rate then return self.steps end
   return nbatches(epoch_samples(self), self.batch_size, self.drop_last)
 end
 
@@ -273,6 +274,17 @@ function M.DataLoader(dataset, opts)
     error("DataLoader: batch_size must be a positive integer, got "
       .. tostring(bs), 2)
   end
+  local q, steps = opts.sample_rate, nil
+  if q ~= nil then
+    if type(q) ~= "number" or not (q > 0 and q <= 1) then
+      error("DataLoader: sample_rate must be in (0, 1], got " .. tostring(q),
+        2)
+    end
+    steps = opts.steps or math.floor(1 / q + 0.5)
+    if math.type(steps) ~= "integer" or steps < 1 then
+      error("DataLoader: steps must be a positive integer", 2)
+    end
+  end
   local seed = opts.seed
   if seed == nil then
     seed = lg.randint(0, 0x7FFFFFFF, { 1 }):item()
@@ -300,6 +312,8 @@ function M.DataLoader(dataset, opts)
     grow_batch = grow_options(opts.grow_batch, len, bs),
     distributed = distributed,
     batch_history = opts.grow_batch and {} or nil,
+    sample_rate = q,
+    steps = steps,
   }, DataLoader)
 end
 
@@ -395,6 +409,7 @@ end
 -- Each call starts a new epoch, unless load_state_dict restored a loader
 -- in the middle of one, which then goes on where it stopped.
 function DataLoader:iter()
+  if self.sample_rate then return self:_poisson_iter() end
   if self._resume then
     self._resume = false
   else
@@ -426,6 +441,34 @@ function DataLoader:iter()
     end
     self.position = b
     return collate(self, idx)
+  end
+end
+
+-- Poisson sampling (sample_rate = q): each of an epoch's steps batches
+-- every sample independently with probability q, so batch sizes vary
+-- (an empty batch is possible) and a sample may appear in several
+-- batches of an epoch or in none, as differentially private SGD's
+-- analysis assumes (Opacus's DPDataLoader)
+function DataLoader:_poisson_iter()
+  self.epoch = self.epoch + 1
+  self.position = 0
+  local n, q, steps = #self.dataset, self.sample_rate, self.steps
+  local g = lg.Generator(epoch_seed(self.seed, self.epoch))
+  local epoch = self.epoch
+  local b = 0
+  return function()
+    if b >= steps or self.epoch ~= epoch then return nil end
+    b = b + 1
+    local u = lg.rand({ n }, { generator = g, dtype = lg.float64 }):totable()
+    local list, k = {}, 0
+    for i = 1, n do
+      if u[i] < q then
+        k = k + 1
+        list[k] = i
+      end
+    end
+    self.position = b
+    return collate(self, lg.tensor(list, { dtype = lg.int64 }))
   end
 end
 

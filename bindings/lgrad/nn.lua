@@ -111,6 +111,7 @@ local function options(fname, opts, allowed)
   end
   return opts
 end
+M._options = options -- shared with lg.explain and lg.privacy
 
 local function set_of(list)
   local s = {}
@@ -166,8 +167,40 @@ local function module_newindex(self, k, v)
 end
 Module.__newindex = module_newindex
 
+-- forward hooks (register_forward_hook) run after forward, when any
 function Module.__call(self, ...)
-  return self:forward(...)
+  local hooks = rawget(self, "_forward_hooks")
+  if hooks == nil then return self:forward(...) end
+  local res = table.pack(self:forward(...))
+  local args = table.pack(...)
+  for i = 1, #hooks do hooks[i](self, args, table.unpack(res, 1, res.n)) end
+  return table.unpack(res, 1, res.n)
+end
+
+--- Registers fn(module, inputs, output...) to be called after each call
+-- of this module (inputs: the list of its arguments, with inputs.n), as
+-- torch's register_forward_hook.  Returns a handle whose remove() takes
+-- the hook off again.
+function Module:register_forward_hook(fn)
+  if type(fn) ~= "function" then
+    error("register_forward_hook: expected a function (got " .. type(fn)
+      .. ")", 2)
+  end
+  local old = rawget(self, "_forward_hooks") or {}
+  local hooks = table.move(old, 1, #old, 1, {})
+  hooks[#hooks + 1] = fn
+  rawset(self, "_forward_hooks", hooks)
+  local handle = {}
+  function handle.remove()
+    local cur = rawget(self, "_forward_hooks")
+    if not cur then return end
+    local kept = {}
+    for _, h in ipairs(cur) do
+      if h ~= fn then kept[#kept + 1] = h end
+    end
+    rawset(self, "_forward_hooks", #kept > 0 and kept or nil)
+  end
+  return handle
 end
 
 -- a new instance of class cls: internal fields first, then cls.init
@@ -1024,26 +1057,43 @@ local embedding = F.embedding
 local Embedding = Module:extend("Embedding")
 M.Embedding = Embedding
 
---- Embedding(num_embeddings, embedding_dim [, {padding_idx, dtype}]):
--- weight ~ N(0, 1), the padding_idx row (1-based) zero and never updated.
-function Embedding:init(num, dim, opts)
-  check_int("Embedding", "num_embeddings", num)
-  check_int("Embedding", "embedding_dim", dim)
-  opts = options("Embedding", opts, set_of { "padding_idx", "dtype" })
+-- the shared constructor of Embedding and EmbeddingBag: checks sizes and
+-- padding_idx (negative counts from the end), makes the weight
+local function embedding_init(self, name, num, dim, opts, keys)
+  check_int(name, "num_embeddings", num)
+  check_int(name, "embedding_dim", dim)
+  opts = options(name, opts, set_of(keys))
   local pad = opts.padding_idx
   if pad ~= nil then
     if mtype(pad) ~= "integer" or pad == 0 or pad > num or pad < -num then
-      error(fmt("Embedding: padding_idx must be an index in 1..%d (got %s)",
-        num, tostring(pad)), 3)
+      error(fmt("%s: padding_idx must be an index in 1..%d (got %s)", name,
+        num, tostring(pad)), 4)
     end
     if pad < 0 then pad = num + pad + 1 end
-    self._opts = { padding_idx = pad }
+  end
+  if opts.sparse ~= nil and type(opts.sparse) ~= "boolean" then
+    error(fmt("%s: sparse must be a boolean (got %s)", name,
+      type(opts.sparse)), 4)
   end
   self.num_embeddings, self.embedding_dim = num, dim
   self.padding_idx = pad
+  self.sparse = opts.sparse or false
   local dt = opts.dtype and { dtype = opts.dtype } or nil
   self.weight = M.Parameter(lg.empty({ num, dim }, dt))
   self:reset_parameters()
+  return opts
+end
+
+--- Embedding(num_embeddings, embedding_dim [, {padding_idx, sparse,
+-- dtype}]): weight ~ N(0, 1), the padding_idx row (1-based) zero and never
+-- updated; sparse = true gives the weight a row-sparse gradient (the rows
+-- a batch used), for SGD, Adagrad and SparseAdam.
+function Embedding:init(num, dim, opts)
+  embedding_init(self, "Embedding", num, dim, opts,
+    { "padding_idx", "sparse", "dtype" })
+  if self.padding_idx or self.sparse then
+    self._opts = { padding_idx = self.padding_idx, sparse = self.sparse }
+  end
 end
 
 function Embedding:reset_parameters()
@@ -1060,7 +1110,46 @@ end
 function Embedding:extra_repr()
   local s = fmt("%d, %d", self.num_embeddings, self.embedding_dim)
   if self.padding_idx then s = s .. ", padding_idx=" .. self.padding_idx end
+  if self.sparse then s = s .. ", sparse=true" end
   return s
+end
+
+local embedding_bag = F.embedding_bag
+
+local EmbeddingBag = Module:extend("EmbeddingBag")
+M.EmbeddingBag = EmbeddingBag
+
+--- EmbeddingBag(num_embeddings, embedding_dim [, {mode = "mean", sparse,
+-- padding_idx, dtype}]): bag(indices, offsets [, per_sample_weights]) with
+-- offsets the 1-based position of each bag's first index, or bag(indices)
+-- for (B, L) indices; the sum, mean or max of each bag's rows, (B, D).
+function EmbeddingBag:init(num, dim, opts)
+  opts = embedding_init(self, "EmbeddingBag", num, dim, opts,
+    { "mode", "padding_idx", "sparse", "dtype" })
+  local mode = opts.mode or "mean"
+  if mode ~= "sum" and mode ~= "mean" and mode ~= "max" then
+    error(fmt('EmbeddingBag: mode must be "sum", "mean" or "max" (got %s)',
+      tostring(mode)), 3)
+  end
+  self.mode = mode
+  self._opts = { mode = mode, padding_idx = self.padding_idx,
+                 sparse = self.sparse }
+end
+
+EmbeddingBag.reset_parameters = Embedding.reset_parameters
+
+function EmbeddingBag:forward(indices, offsets, per_sample_weights)
+  local o = self._opts
+  if per_sample_weights ~= nil then
+    o = { mode = o.mode, padding_idx = o.padding_idx, sparse = o.sparse,
+          per_sample_weights = per_sample_weights }
+  end
+  if offsets == nil then return embedding_bag(indices, self.weight, o) end
+  return embedding_bag(indices, self.weight, offsets, o)
+end
+
+function EmbeddingBag:extra_repr()
+  return Embedding.extra_repr(self) .. ", mode=" .. self.mode
 end
 
 local dropout = F.dropout
@@ -1324,5 +1413,7 @@ activation("LogSoftmax",
 M._util = { options = options, set_of = set_of, check_int = check_int }
 require("lgrad.nn_rnn")(M) -- RNN, LSTM, GRU and their cells
 require("lgrad.nn_layers")(M) -- Conv1d, RMSNorm, GroupNorm, ..., loss modules
+M._check_int, M._options = check_int, options -- for nn_transformer
+require("lgrad.nn_transformer")(M) -- attention and transformers
 
 return M

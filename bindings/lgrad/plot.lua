@@ -855,4 +855,119 @@ function M.sweep(res, opts)
     width = opts.width, height = opts.height }, "scatter")
 end
 
+---------------------------------------------------------------------------
+-- heat maps
+
+-- a value in [-1, 1] as a color: blue (-1), white (0), red (1); or, with
+-- sequential, [0, 1] from white to black
+local function heat_color(v, sequential)
+  if v ~= v then return "#888888" end
+  if sequential then
+    local c = math.floor(255 * (1 - math.max(0, math.min(1, v))) + 0.5)
+    return fmt("#%02x%02x%02x", c, c, c)
+  end
+  v = math.max(-1, math.min(1, v))
+  local r, g, b
+  if v >= 0 then
+    r, g, b = 255, 255 * (1 - v), 255 * (1 - v)
+  else
+    r, g, b = 255 * (1 + v), 255 * (1 + v), 255
+  end
+  return fmt("#%02x%02x%02x", math.floor(r + 0.5), math.floor(g + 0.5),
+    math.floor(b + 0.5))
+end
+
+local heat_keys = { panels = true, title = true, columns = true,
+  cell = true, path = true }
+
+--- Heat maps in a grid: panels = {{title = "...", data = t, sequential =
+-- false}...} where data is a 2-d tensor or a table of rows.  Diverging
+-- panels (the default) color each value over the panel's largest
+-- magnitude, blue negative, red positive; sequential ones scale min..max
+-- from white to black (for images).  Options: title, columns (4), cell
+-- (pixels per value, 5), path.
+function M.heatmap(o)
+  if type(o) ~= "table" or type(o.panels) ~= "table" or #o.panels == 0 then
+    error("plot.heatmap: expected {panels = {{title, data}...}}", 2)
+  end
+  for k in pairs(o) do
+    if not heat_keys[k] then
+      error("plot.heatmap: unknown option '" .. tostring(k) .. "'", 2)
+    end
+  end
+  local rows_of = {}
+  local maxh, maxw = 0, 0
+  for i, pnl in ipairs(o.panels) do
+    local d = type(pnl) == "table" and pnl.data
+    if type(d) == "userdata" and d.totable then
+      if d:dim() ~= 2 then
+        error(fmt("plot.heatmap: panel %d: data must be 2-d (got %d-d)", i,
+          d:dim()), 2)
+      end
+      d = d:double():totable()
+    end
+    if type(d) ~= "table" or type(d[1]) ~= "table" then
+      error(fmt("plot.heatmap: panel %d: data must be a 2-d tensor or a "
+        .. "table of rows", i), 2)
+    end
+    rows_of[i] = d
+    maxh, maxw = math.max(maxh, #d), math.max(maxw, #d[1])
+  end
+  local cols = o.columns or 4
+  local cell = o.cell or 5
+  if math.type(cols) ~= "integer" or cols < 1 or math.type(cell) ~= "integer"
+      or cell < 1 or cell > 1000 then
+    error("plot.heatmap: columns and cell must be positive integers "
+      .. "(cell at most 1000)", 2)
+  end
+  local n = #o.panels
+  cols = math.min(cols, n)
+  local nrows = (n + cols - 1) // cols
+  local pw, ph = maxw * cell, maxh * cell
+  local top = o.title and 30 or 8
+  local gap, label = 12, 18
+  local W = cols * (pw + gap) + gap
+  local H = top + nrows * (ph + label + gap)
+  local out = svg_open(W, H)
+  if o.title then
+    out[#out + 1] = fmt('<text x="%d" y="20" text-anchor="middle" '
+      .. 'font-size="14">%s</text>', W // 2, esc(o.title))
+  end
+  for i, pnl in ipairs(o.panels) do
+    local d = rows_of[i]
+    local c, r = (i - 1) % cols, (i - 1) // cols
+    local x0 = gap + c * (pw + gap)
+    local y0 = top + r * (ph + label + gap) + label
+    local lo, hi, mag = inf, -inf, 0
+    for _, row in ipairs(d) do
+      for _, v in ipairs(row) do
+        if finite(v) then
+          lo, hi = math.min(lo, v), math.max(hi, v)
+          mag = math.max(mag, math.abs(v))
+        end
+      end
+    end
+    if pnl.title then
+      out[#out + 1] = fmt('<text x="%d" y="%d" text-anchor="middle">%s'
+        .. '</text>', x0 + pw // 2, y0 - 5, esc(pnl.title))
+    end
+    for yi, row in ipairs(d) do
+      for xi, v in ipairs(row) do
+        local t
+        if pnl.sequential then
+          t = hi > lo and (v - lo) / (hi - lo) or 0
+        else
+          t = mag > 0 and v / mag or 0
+        end
+        out[#out + 1] = fmt('<rect x="%d" y="%d" width="%d" height="%d" '
+          .. 'fill="%s"/>', x0 + (xi - 1) * cell, y0 + (yi - 1) * cell, cell,
+          cell, heat_color(t, pnl.sequential))
+      end
+    end
+    out[#out + 1] = fmt('<rect x="%d" y="%d" width="%d" height="%d" '
+      .. 'fill="none" stroke="#444"/>', x0, y0, #d[1] * cell, #d * cell)
+  end
+  return finish(out, o.path)
+end
+
 return M

@@ -75,6 +75,40 @@ function M.accuracy(output, target)
   return pred:eq(target):sum():item() / pred:numel()
 end
 
+--- The area under the ROC curve of scores (1-d, higher means positive)
+-- against labels (1-d, positive where > 0.5): the probability that a random
+-- positive scores above a random negative, ties counting one half (the
+-- Mann-Whitney statistic, as sklearn's roc_auc_score).  nil when labels
+-- hold one class only.
+function M.auc(scores, labels)
+  if not is_tensor(scores) or not is_tensor(labels) or scores:dim() ~= 1
+      or labels:dim() ~= 1 or scores:numel() ~= labels:numel() then
+    error("auc: scores and labels must be 1-d tensors of one length", 2)
+  end
+  local sorted, order = lg.no_grad(function()
+    return scores:detach():double():sort(1)
+  end)
+  local s = sorted:totable()
+  local pos = labels:index_select(1, order):gt(0.5):totable()
+  local n, npos, rank_sum = #s, 0, 0.0
+  local i = 1
+  while i <= n do
+    local j = i
+    while j < n and s[j + 1] == s[i] do j = j + 1 end
+    local mid = (i + j) / 2 -- the mean rank of a run of ties
+    for k = i, j do
+      if pos[k] then
+        npos = npos + 1
+        rank_sum = rank_sum + mid
+      end
+    end
+    i = j + 1
+  end
+  local nneg = n - npos
+  if npos == 0 or nneg == 0 then return nil end
+  return (rank_sum - npos * (npos + 1) / 2) / (npos * nneg)
+end
+
 -- a metric given as a function or a name of one in this module
 local function resolve_metric(name, f)
   if type(f) == "function" then return f end
@@ -285,12 +319,12 @@ function M.fit(o)
   local progress = o.progress
   local tty = false
   if progress == nil or progress == "auto" then
-    tty = M.is_terminal()
+    tty = not lg.output and M.is_terminal()
     progress = true
   elseif progress == "bar" then
     tty, progress = true, true
   end
-  local out = io.stdout
+  local out = lg.output or io.stdout
   local dist = dist_world()
   if dist and not dist.is_main() then progress = false end
 
@@ -299,6 +333,12 @@ function M.fit(o)
   local keys = { "loss" }
   if val then keys[#keys + 1] = "val_loss" end
   for _, m in ipairs(metrics) do keys[#keys + 1] = m[1] end
+  local private = type(opt) == "table" and opt.accountant ~= nil
+    and type(opt.get_epsilon) == "function"
+  if private then
+    history.epsilon = {}
+    keys[#keys + 1] = "epsilon"
+  end
 
   local state = { model = model, optimizer = opt, history = history,
     epochs = epochs, epoch = 0, batch = 0, stop = false, logs = {} }
@@ -323,6 +363,12 @@ function M.fit(o)
     for xb, yb in data:iter() do
       b = b + 1
       opt:zero_grad()
+      if batch_size(xb, yb) == 0 then
+        -- an empty Poisson-sampled batch: a private optimizer's step is
+        -- its noise alone
+        opt:step()
+        goto next_batch
+      end
       local output = model(xb)
       local l = loss(output, yb)
       local lv = l:item()
@@ -361,6 +407,7 @@ function M.fit(o)
           out:flush()
         end
       end
+      ::next_batch::
     end
     local logs = { lr = lr }
     logs.loss = count > 0 and lsum / count or 0 / 0
@@ -375,6 +422,11 @@ function M.fit(o)
       end
     end
     if dist then average_logs(dist, logs) end
+    if private then
+      -- the privacy spent so far (DP optimizers of lg.privacy)
+      logs.epsilon = opt:get_epsilon()
+      history.epsilon[epoch] = logs.epsilon
+    end
     if sched and not per_batch then
       sched:step(logs.val_loss or logs.loss)
     end

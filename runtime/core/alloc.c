@@ -79,10 +79,49 @@ static void read_max_bytes(void) {
  * per 4 KB, which slowed a 1024^3 matmul from Lua by a fifth. */
 #define LG_HUGE_SHIFT 21
 
+/* a host's allocator for storage blocks (lg_set_allocator), or libc's */
+static lg_block_alloc_fn host_alloc;
+static lg_block_free_fn host_free;
+static void *host_ctx;
+static int blocks_made; /* a block was ever made: too late to switch */
+
+int lg_set_allocator(lg_block_alloc_fn alloc, lg_block_free_fn free_fn,
+                     void *ctx) {
+  if ((alloc == NULL) != (free_fn == NULL)) {
+    lg_seterr("lg_set_allocator: give both functions or neither");
+    return -1;
+  }
+  if (__atomic_load_n(&blocks_made, __ATOMIC_ACQUIRE)) {
+    lg_seterr("lg_set_allocator: tensor memory was already allocated; set "
+              "the allocator before the first tensor");
+    return -1;
+  }
+  host_alloc = alloc;
+  host_free = free_fn;
+  host_ctx = ctx;
+  return 0;
+}
+
+static void block_free(void *p, size_t sz) {
+  if (host_free)
+    host_free(p, sz, host_ctx);
+  else
+    free(p);
+}
+
 static void *fresh_block(size_t sz) {
   void *p = NULL;
   size_t align = sz >= ((size_t)1 << LG_HUGE_SHIFT) ? (size_t)1 << LG_HUGE_SHIFT
                                                     : 64;
+  __atomic_store_n(&blocks_made, 1, __ATOMIC_RELEASE);
+  if (host_alloc) {
+    p = host_alloc(sz, align, host_ctx);
+    if (p && ((uintptr_t)p & 63)) { /* kernels rely on 64-byte alignment */
+      host_free(p, sz, host_ctx);
+      return NULL;
+    }
+    return p;
+  }
   if (posix_memalign(&p, align, sz) != 0)
     return NULL;
 #ifdef MADV_HUGEPAGE
@@ -159,7 +198,8 @@ void lg_free(void *p, size_t nbytes) {
     p = NULL;
   }
   pthread_mutex_unlock(&bins_lock);
-  free(p);
+  if (p)
+    block_free(p, sz);
 }
 
 size_t lg_mem_live(void) {
@@ -171,7 +211,7 @@ void lg_mem_trim(void) {
     while (tl_bins[c]) {
       lg_block *b = tl_bins[c];
       tl_bins[c] = b->next;
-      free(b);
+      block_free(b, (size_t)1 << c);
     }
     tl_count[c] = 0;
   }
@@ -180,7 +220,7 @@ void lg_mem_trim(void) {
     while (bins[c]) {
       lg_block *b = bins[c];
       bins[c] = b->next;
-      free(b);
+      block_free(b, (size_t)1 << c);
     }
   }
   cached_bytes = 0;
@@ -232,6 +272,7 @@ lg_storage *lg_storage_new(size_t nbytes) {
   s->release = NULL;
   s->release_ctx = NULL;
   s->version = 0;
+  s->revoked = false;
   return s;
 }
 
@@ -248,7 +289,25 @@ lg_storage *lg_storage_wrap(void *data, size_t nbytes, lg_release_fn rel,
   s->release = rel;
   s->release_ctx = ctx;
   s->version = 0;
+  s->revoked = false;
   return s;
+}
+
+static void release_revoked(void *data, void *ctx) {
+  (void)data;
+  (void)ctx;
+}
+
+void lg_storage_revoke(lg_storage *s) {
+  if (!s || s->revoked)
+    return;
+  s->revoked = true;
+  if (s->release) { /* wrapped memory goes back to its owner now */
+    lg_release_fn rel = s->release;
+    s->release = release_revoked;
+    rel(s->data, s->release_ctx);
+    s->data = NULL;
+  }
 }
 
 void lg_storage_release(lg_storage *s) {
@@ -317,7 +376,7 @@ void lg_thread_cleanup(void) {
     while (tl_bins[c]) {
       lg_block *b = tl_bins[c];
       tl_bins[c] = b->next;
-      free(b);
+      block_free(b, (size_t)1 << c);
     }
     tl_count[c] = 0;
   }

@@ -36,7 +36,20 @@ void lg_set_anomaly_detection(bool on) {
 bool lg_anomaly_detection(void) { return anomaly; }
 bool lg_anomaly_forward(void) { return anomaly && !in_backward; }
 
-void lg_set_requires_grad(lg_tensor *t, bool on) { t->requires_grad = on; }
+int lg_set_requires_grad(lg_tensor *t, bool on) {
+  if (!t) {
+    lg_seterr("requires_grad_: argument 1 is NULL");
+    return -1;
+  }
+  if (on && !lg_dtype_is_float(t->dtype)) {
+    lg_seterr("requires_grad_: only floating-point tensors can require "
+              "gradients, not %s",
+              lg_dtype_name(t->dtype));
+    return -1;
+  }
+  t->requires_grad = on;
+  return 0;
+}
 
 bool lg_is_leaf(const lg_tensor *t) { return t->grad_fn == NULL; }
 
@@ -292,6 +305,13 @@ void lg_mark_once(lg_node *node, const char *name, lg_tensor *grad_out,
 }
 
 int lg_accumulate(lg_tensor **acc, lg_tensor *g) {
+  if (lg_is_row_sparse(g)) {
+    /* only a leaf's .grad stays sparse; anything else sees it dense */
+    lg_tensor *d = lg_rowsparse_to_dense(g);
+    int rc = d ? lg_accumulate(acc, d) : -1;
+    lg_release(d);
+    return rc;
+  }
   if (!*acc) {
     *acc = lg_retain(g);
     return 0;
@@ -381,6 +401,26 @@ static lg_tensor *tiny_full(const lg_tensor *t, double v) {
 /* ---- leaf accumulation ---- */
 
 static int accumulate_leaf(lg_tensor *leaf, lg_tensor *g, bool create_graph) {
+  if (lg_is_row_sparse(g) || lg_is_row_sparse(leaf->grad)) {
+    if (!create_graph && (lg_is_row_sparse(g) || lg_same_shape(g, leaf)))
+      return lg_grad_accumulate(&leaf->grad, g);
+    /* a differentiable .grad, or a dense g to reduce first: go dense */
+    lg_tensor *d = lg_is_row_sparse(g) ? lg_rowsparse_to_dense(g) : NULL;
+    if (lg_is_row_sparse(leaf->grad)) {
+      lg_tensor *old = leaf->grad;
+      leaf->grad = lg_rowsparse_to_dense(old);
+      lg_release(old);
+      if (!leaf->grad) {
+        lg_release(d);
+        return -1;
+      }
+    }
+    if (lg_is_row_sparse(g) && !d)
+      return -1;
+    int rc = accumulate_leaf(leaf, d ? d : g, create_graph);
+    lg_release(d);
+    return rc;
+  }
   if (g->dtype != leaf->dtype || !lg_same_shape(g, leaf)) {
     lg_tensor *r = lg_sum_to(g, leaf->ndim, leaf->shape);
     if (!r)
@@ -810,6 +850,11 @@ static lg_tensor *default_grad(lg_tensor *root, const char *fname) {
 
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
                 bool create_graph) {
+  if (LG_UNUSABLE(root) || (grad && grad->storage->revoked)) {
+    lg_seterr("lg_backward: argument %d is NULL or revoked",
+              (LG_UNUSABLE(root)) ? 1 : 2);
+    return -1;
+  }
   if (!root->requires_grad) {
     lg_seterr("backward: the tensor does not require grad and has no "
               "grad_fn");
@@ -837,22 +882,33 @@ int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
 int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
             int nin, lg_tensor **inputs, lg_tensor **grads,
             bool retain_graph, bool create_graph, bool allow_unused) {
-  lg_tensor *gs[64];
-  if (nout > 64) {
-    lg_seterr("grad: at most 64 outputs");
+  if (!outputs || !inputs || !grads) {
+    lg_seterr("lg_grad: argument %d is NULL", (!outputs)  ? 2
+                                                         : (!inputs) ? 5
+                                                                     : 6);
     return -1;
   }
+  lg_tensor *gs[64];
+  if (nout > 64 || nout < 1 || nin < 0) {
+    lg_seterr("grad: %s", nout > 64 ? "at most 64 outputs"
+                          : nout < 1 ? "needs at least one output"
+                                     : "a negative number of inputs");
+    return -1;
+  }
+  if (lg_check_list("grad", nout, outputs) < 0 ||
+      lg_check_list("grad", nin, inputs) < 0)
+    return -1;
   for (int i = 0; i < nin; i++) {
     grads[i] = NULL;
     if (!inputs[i]->requires_grad) {
-      lg_seterr("grad: input %d does not require grad", i + 1);
+      lg_seterr("grad: input %I does not require grad", (long long)i);
       return -1;
     }
   }
   int k;
   for (k = 0; k < nout; k++) {
     if (!outputs[k]->requires_grad) {
-      lg_seterr("grad: output %d does not require grad", k + 1);
+      lg_seterr("grad: output %I does not require grad", (long long)k);
       break;
     }
     if (grad_outputs && grad_outputs[k]) {
@@ -870,9 +926,9 @@ int lg_grad(int nout, lg_tensor **outputs, lg_tensor **grad_outputs,
   if (!rc && !allow_unused)
     for (int i = 0; i < nin; i++)
       if (!grads[i]) {
-        lg_seterr("grad: input %d was not used in the graph (pass "
-                  "allow_unused = true)",
-                  i + 1);
+        lg_seterr("grad: input %I was not used in the graph (pass allow_unused "
+                  "= true)",
+                  (long long)i);
         rc = -1;
       }
   if (rc)

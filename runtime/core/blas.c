@@ -98,11 +98,51 @@ const char *lg_blas_info(void) {
 }
 
 /* C (m x n) = alpha op(A) op(B) + beta C; row-major, leading dims given */
+static void gemm_once(lg_dtype d, bool ta, bool tb, int64_t m,
+                                int64_t n, int64_t k, double alpha,
+                                const void *a, int64_t lda, const void *b,
+                                int64_t ldb, double beta, void *c,
+                                int64_t ldc);
+
+/* GEMMs of at least this many multiply-adds are cut into blocks of rows
+ * when a cancellation token is current, so that a host's interrupt or time
+ * limit stops them within one block */
+#define CANCEL_GEMM_WORK ((int64_t)1 << 27)
+#define CANCEL_GEMM_BLOCK_WORK ((int64_t)1 << 31) /* 10-20 ms a block */
+#define CANCEL_GEMM_MIN_ROWS 256
+
 void lg_gemm(lg_dtype d, bool ta, bool tb, int64_t m, int64_t n, int64_t k,
              double alpha, const void *a, int64_t lda, const void *b,
              int64_t ldb, double beta, void *c, int64_t ldc) {
   if (m == 0 || n == 0)
     return;
+  if (lg_cancel_current() && m >= 2 * CANCEL_GEMM_MIN_ROWS &&
+      m * n > CANCEL_GEMM_WORK / (k > 0 ? k : 1)) {
+    size_t es = lg_dtype_size(d);
+    int64_t rows = CANCEL_GEMM_BLOCK_WORK / (n * (k > 0 ? k : 1));
+    if (rows < CANCEL_GEMM_MIN_ROWS)
+      rows = CANCEL_GEMM_MIN_ROWS;
+    for (int64_t i = 0; i < m; i += rows) {
+      if (lg_cancel_check() < 0)
+        return; /* the caller's op is cut short; the check after it fails */
+      int64_t r = m - i < rows ? m - i : rows;
+      /* rows i.. of op(A): row i of A, or column i of the stored A^T */
+      const char *ai = (const char *)a + (size_t)(ta ? i : i * lda) * es;
+      gemm_once(d, ta, tb, r, n, k, alpha, ai, lda, b, ldb, beta,
+                          (char *)c + (size_t)(i * ldc) * es, ldc);
+    }
+    return;
+  }
+  gemm_once(d, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c,
+                      ldc);
+}
+
+/* one BLAS call (or the naive twin for other dtypes) */
+static void gemm_once(lg_dtype d, bool ta, bool tb, int64_t m,
+                                int64_t n, int64_t k, double alpha,
+                                const void *a, int64_t lda, const void *b,
+                                int64_t ldb, double beta, void *c,
+                                int64_t ldc) {
   blas_init();
   if (d == LG_FLOAT32 && blas.sgemm)
     blas.sgemm(ROW_MAJOR, ta ? TRANS : NO_TRANS, tb ? TRANS : NO_TRANS, (int)m,

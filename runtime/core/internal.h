@@ -34,6 +34,10 @@ static inline int64_t lg_iter_istride(const lg_iter *it, int k) {
 /* advances to the next inner row; false at the end */
 bool lg_iter_next(lg_iter *it);
 
+/* -1 with "fname: tensor i of the list is NULL or revoked" for the first
+ * unusable tensor of ts[0 .. n-1] */
+int lg_check_list(const char *fname, int n, lg_tensor *const *ts);
+
 /* broadcast shape of a and b into out; -1 with an error when they clash */
 int lg_broadcast_shape(const char *fname, const lg_tensor *a,
                        const lg_tensor *b, int *ndim, int64_t *shape);
@@ -110,6 +114,13 @@ lg_tensor *lg_tiny_like(const lg_tensor *t, lg_dtype d);
 /* marks this thread as using lgrad, so its caches are freed at exit */
 void lg_thread_register(void);
 void lg_autograd_thread_cleanup(void);
+
+/* Kernels that draw random numbers on several threads reserve a run of
+ * Philox blocks of g (NULL: the default generator) and compute block
+ * c0 + i themselves: the numbers depend only on the seed and position */
+uint64_t lg_generator_reserve(lg_generator *g, uint64_t nblocks,
+                              uint64_t *seed);
+void lg_philox_block(uint64_t seed, uint64_t ctr, uint32_t out[4]);
 
 /* threading for big element-wise loops */
 typedef void (*lg_range_fn)(void *ctx, int64_t begin, int64_t end);

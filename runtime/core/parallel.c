@@ -56,6 +56,7 @@ static struct {
   /* the current job, written under mu before gen is advanced */
   lg_range_fn fn;
   void *ctx;
+  const lg_cancel *cancel; /* the caller's token, checked between chunks */
   int64_t n;
   int nchunks;
   unsigned gen;      /* advanced (atomically) for every job */
@@ -78,7 +79,7 @@ static inline int64_t chunk_begin(int64_t n, int nchunks, int i) {
 /* runs chunks of job gen until none is left; the claim fails once the job
  * has changed, so stale parameters never run */
 static void run_chunks(unsigned gen, lg_range_fn fn, void *ctx, int64_t n,
-                       int nchunks) {
+                       int nchunks, const lg_cancel *cancel) {
   for (;;) {
     uint64_t v = __atomic_load_n(&pool.next, __ATOMIC_ACQUIRE);
     int i;
@@ -90,7 +91,8 @@ static void run_chunks(unsigned gen, lg_range_fn fn, void *ctx, int64_t n,
                                           __ATOMIC_ACQ_REL,
                                           __ATOMIC_ACQUIRE));
     int64_t b = chunk_begin(n, nchunks, i), e = chunk_begin(n, nchunks, i + 1);
-    if (b < e)
+    /* a cancelled job claims and skips its remaining chunks */
+    if (b < e && !lg_cancel_state(cancel))
       fn(ctx, b, e);
 #ifdef LG_POOL_NO_SPIN
     /* every chunk's end under the lock: the hand-over a race checker sees */
@@ -127,13 +129,14 @@ static void *worker(void *arg) {
     bool stop = pool.stop;
     lg_range_fn fn = pool.fn;
     void *ctx = pool.ctx;
+    const lg_cancel *cancel = pool.cancel;
     int64_t n = pool.n;
     int nchunks = pool.nchunks;
     pthread_mutex_unlock(&pool.mu);
     if (stop)
       break;
     seen = g;
-    run_chunks(g, fn, ctx, n, nchunks);
+    run_chunks(g, fn, ctx, n, nchunks, cancel);
   }
   return NULL;
 }
@@ -225,6 +228,7 @@ void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
   pthread_mutex_lock(&pool.mu);
   pool.fn = fn;
   pool.ctx = ctx;
+  pool.cancel = lg_cancel_current();
   pool.n = n;
   pool.nchunks = nchunks;
   __atomic_store_n(&pool.finished, 0, __ATOMIC_RELEASE);
@@ -235,7 +239,7 @@ void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
   __atomic_store_n(&pool.gen, gen, __ATOMIC_RELEASE);
   pthread_cond_broadcast(&pool.wake);
   pthread_mutex_unlock(&pool.mu);
-  run_chunks(gen, fn, ctx, n, nchunks);
+  run_chunks(gen, fn, ctx, n, nchunks, pool.cancel);
   for (int s = 0; s < CALLER_SPINS &&
                   __atomic_load_n(&pool.finished, __ATOMIC_ACQUIRE) != nchunks;
        s++)
@@ -251,6 +255,8 @@ void lg_parallel_for(int64_t n, int64_t grain, lg_range_fn fn, void *ctx) {
   }
   in_region = false;
   pthread_mutex_unlock(&pool.busy);
+  if (lg_cancel_current()) /* chunks may have been skipped: tell the owner */
+    (void)lg_cancel_check();
 }
 
 /* when the library is unloaded (lua_close, dlclose, exit): stop and join

@@ -67,6 +67,20 @@ static void philox(uint64_t ctr, uint64_t key, uint32_t out[4]) {
   out[3] = c3;
 }
 
+void lg_philox_block(uint64_t seed, uint64_t ctr, uint32_t out[4]) {
+  philox(ctr, seed, out);
+}
+
+uint64_t lg_generator_reserve(lg_generator *g, uint64_t nblocks,
+                              uint64_t *seed) {
+  if (!g)
+    g = &default_gen;
+  uint64_t c0 = g->counter;
+  g->counter += nblocks;
+  *seed = g->seed;
+  return c0;
+}
+
 /* uniform doubles in [0, 1) from 53 bits of two words */
 static inline double to_unit(uint32_t hi, uint32_t lo) {
   uint64_t v = ((uint64_t)hi << 32) | lo;
@@ -173,6 +187,10 @@ static int fill_random(lg_tensor *t, lg_generator *g, int kind, double a,
 }
 
 int lg_uniform_(lg_tensor *t, double lo, double hi, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_uniform_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (!(lo <= hi)) {
     lg_seterr("uniform_: expects lo <= hi, got %g and %g", lo, hi);
     return -1;
@@ -181,6 +199,10 @@ int lg_uniform_(lg_tensor *t, double lo, double hi, lg_generator *g) {
 }
 
 int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_normal_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (!(std >= 0)) {
     lg_seterr("normal_: std must be non-negative, got %g", std);
     return -1;
@@ -189,6 +211,10 @@ int lg_normal_(lg_tensor *t, double mean, double std, lg_generator *g) {
 }
 
 int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_randint_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (lo > hi) {
     lg_seterr("randint: empty range [%lld, %lld]", (long long)lo,
               (long long)hi);
@@ -198,6 +224,10 @@ int lg_randint_(lg_tensor *t, int64_t lo, int64_t hi, lg_generator *g) {
 }
 
 int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_bernoulli_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (!(p >= 0 && p <= 1)) {
     lg_seterr("bernoulli_: probability %g not in [0, 1]", p);
     return -1;
@@ -207,6 +237,10 @@ int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
 
 lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,
                    lg_generator *g) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_rand: argument %d is NULL", 3);
+    return NULL;
+  }
   if (!lg_dtype_is_float(d)) {
     lg_seterr("rand: needs a float dtype, got %s", lg_dtype_name(d));
     return NULL;
@@ -221,6 +255,10 @@ lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,
 
 lg_tensor *lg_randn(lg_dtype d, int ndim, const int64_t *shape,
                     lg_generator *g) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_randn: argument %d is NULL", 3);
+    return NULL;
+  }
   if (!lg_dtype_is_float(d)) {
     lg_seterr("randn: needs a float dtype, got %s", lg_dtype_name(d));
     return NULL;

@@ -2,6 +2,7 @@
  * tensor.c -- errors, dtypes, tensor headers, creation, element access
  * and strided iteration.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,17 +11,79 @@
 
 #include "internal.h"
 
-/* ---- errors ---- */
+/* ---- errors ----
+ * Messages name indices and dimensions in the caller's numbering: a site
+ * writes "%I" for an index (passed as long long, 0-based), stored between
+ * markers, and the message is rendered 0-based for C callers (lg_errmsg)
+ * and 1-based for Lua (lg_errmsg_based(1)). */
+
+#define IDX_OPEN '\x01'
+#define IDX_CLOSE '\x02'
 
 static LG_THREAD char errbuf[512];
+static LG_THREAD char rendered[512];
+static LG_THREAD bool have_error;
 
-const char *lg_errmsg(void) { return errbuf[0] ? errbuf : "unknown error"; }
+int lg_version(void) { return LG_VERSION_NUM; }
+
+const char *lg_errmsg_based(int base) {
+  if (!errbuf[0])
+    return "unknown error";
+  size_t k = 0;
+  for (const char *p = errbuf; *p && k + 24 < sizeof rendered; p++) {
+    if (*p != IDX_OPEN) {
+      rendered[k++] = *p;
+      continue;
+    }
+    char *end;
+    long long v = strtoll(p + 1, &end, 10);
+    if (*end != IDX_CLOSE) { /* cut by the buffer's end */
+      break;
+    }
+    /* v + base without overflow at the extremes */
+    if (base > 0 && v == LLONG_MAX)
+      k += (size_t)snprintf(rendered + k, sizeof rendered - k, "%llu",
+                            (unsigned long long)v + (unsigned long long)base);
+    else
+      k += (size_t)snprintf(rendered + k, sizeof rendered - k, "%lld",
+                            v + base);
+    p = end;
+  }
+  rendered[k] = '\0';
+  return rendered;
+}
+
+const char *lg_errmsg(void) { return lg_errmsg_based(0); }
+
+const char *lg_error(void) { return have_error ? lg_errmsg() : NULL; }
+
+void lg_clear_error(void) {
+  errbuf[0] = '\0';
+  have_error = false;
+}
 
 void lg_seterr(const char *fmt, ...) {
+  char f[256];
+  const char *use = fmt;
+  if (strstr(fmt, "%I")) {
+    size_t k = 0;
+    for (const char *p = fmt; *p && k + 8 < sizeof f; p++) {
+      if (p[0] == '%' && p[1] == 'I') {
+        memcpy(f + k, "\x01%lld\x02", 6);
+        k += 6;
+        p++;
+      } else {
+        f[k++] = *p;
+      }
+    }
+    f[k] = '\0';
+    use = f;
+  }
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+  vsnprintf(errbuf, sizeof errbuf, use, ap);
   va_end(ap);
+  have_error = true;
 }
 
 char *lg_shape_str(const lg_tensor *t, char *buf, size_t n) {
@@ -104,8 +167,8 @@ int lg_check_shape(const char *fname, int ndim, const int64_t *shape) {
   int64_t n = 1;
   for (int i = 0; i < ndim; i++) {
     if (shape[i] < 0) {
-      lg_seterr("%s: negative size %lld in dimension %d", fname,
-                (long long)shape[i], i + 1);
+      lg_seterr("%s: negative size %lld in dimension %I", fname,
+                (long long)shape[i], (long long)i);
       return -1;
     }
     if (shape[i] && n > ((int64_t)1 << 46) / shape[i]) {
@@ -121,15 +184,21 @@ void lg_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) {
   int64_t s = 1;
   for (int i = ndim - 1; i >= 0; i--) {
     strides[i] = s;
-    s *= shape[i] ? shape[i] : 1;
+    /* wraps (defined) only for shapes holding a 0, whose strides never
+     * address anything */
+    s = (int64_t)((uint64_t)s * (uint64_t)(shape[i] ? shape[i] : 1));
   }
 }
 
 int lg_wrap_dim(const char *fname, int dim, int ndim) {
   int n = ndim ? ndim : 1;
   if (dim < -n || dim >= n) {
-    lg_seterr("%s: dimension %d out of range for a %d-d tensor", fname,
-              dim >= 0 ? dim + 1 : dim, ndim);
+    if (dim >= 0)
+      lg_seterr("%s: dimension %I out of range for a %d-d tensor", fname,
+                (long long)dim, ndim);
+    else /* negative dims read the same in C and Lua */
+      lg_seterr("%s: dimension %d out of range for a %d-d tensor", fname,
+                dim, ndim);
     return -1;
   }
   return dim < 0 ? dim + n : dim;
@@ -149,6 +218,7 @@ void lg_release(lg_tensor *t) {
   lg_storage_release(t->storage);
   if (t->grad)
     lg_release(t->grad);
+  lg_release(t->sparse_rows);
   if (t->grad_fn) {
     if (t->grad_fn->retained_out == t)
       t->grad_fn->retained_out = NULL;
@@ -161,6 +231,10 @@ void lg_release(lg_tensor *t) {
 /* ---- creation ---- */
 
 lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_empty: argument %d is NULL", 3);
+    return NULL;
+  }
   if ((unsigned)d >= LG_NDTYPES) {
     lg_seterr("empty: bad dtype");
     return NULL;
@@ -185,6 +259,10 @@ lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_zeros: argument %d is NULL", 3);
+    return NULL;
+  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t)
     memset(t->storage->data, 0, lg_numel(t) * dtype_sizes[d]);
@@ -192,6 +270,10 @@ lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_full(lg_dtype d, int ndim, const int64_t *shape, double v) {
+  if ((ndim > 0 && !shape)) {
+    lg_seterr("lg_full: argument %d is NULL", 3);
+    return NULL;
+  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t)
     lg_fill_(t, v);
@@ -207,6 +289,10 @@ lg_tensor *lg_scalar(lg_dtype d, double v) {
 
 lg_tensor *lg_from_data(lg_dtype d, int ndim, const int64_t *shape,
                         const void *data) {
+  if (!data) {
+    lg_seterr("from_data: argument 4 (data) is NULL");
+    return NULL;
+  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t && lg_numel(t) > 0)
     memcpy(t->storage->data, data, lg_numel(t) * dtype_sizes[d]);
@@ -228,6 +314,10 @@ lg_tensor *lg_wrap(lg_dtype d, int ndim, const int64_t *shape,
   }
   if (lg_check_shape("wrap", ndim, shape))
     return NULL;
+  if (!data) {
+    lg_seterr("wrap: argument 5 (data) is NULL");
+    return NULL;
+  }
   lg_tensor *t = lg_tensor_header();
   if (!t)
     return NULL;
@@ -305,9 +395,17 @@ lg_tensor *lg_empty_shape_of(const lg_tensor *t, lg_dtype d) {
   return lg_empty(d, t->ndim, t->shape);
 }
 lg_tensor *lg_empty_like(const lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_empty_like: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_empty(t->dtype, t->ndim, t->shape);
 }
 lg_tensor *lg_zeros_like(const lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_zeros_like: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_zeros(t->dtype, t->ndim, t->shape);
 }
 
@@ -376,24 +474,79 @@ static int64_t elem_offset(const lg_tensor *t, const int64_t *idx) {
   return o;
 }
 
+/* 0 when idx (ndim 0-based indices) lies inside t, else -1 naming the
+ * first index out of range */
+static int check_index(const char *fname, const lg_tensor *t,
+                       const int64_t *idx) {
+  if (LG_UNUSABLE(t) || (t->ndim > 0 && !idx)) {
+    lg_seterr("%s: argument %d is NULL%s", fname, LG_UNUSABLE(t) ? 1 : 2,
+              LG_UNUSABLE(t) ? " or revoked" : "");
+    return -1;
+  }
+  for (int i = 0; i < t->ndim; i++)
+    if (idx[i] < 0 || idx[i] >= t->shape[i]) {
+      char b[200];
+      lg_seterr("%s: index %I is out of range for dimension %I of a tensor "
+                "of shape %s",
+                fname, (long long)idx[i], (long long)i,
+                lg_shape_str(t, b, sizeof b));
+      return -1;
+    }
+  return 0;
+}
+
+int lg_check_list(const char *fname, int n, lg_tensor *const *ts) {
+  for (int i = 0; i < n; i++)
+    if (LG_UNUSABLE(ts[i])) {
+      lg_seterr("%s: tensor %I of the list is NULL or revoked", fname,
+                (long long)i);
+      return -1;
+    }
+  return 0;
+}
+
+int lg_get_value(const lg_tensor *t, const int64_t *idx, double *out) {
+  if (check_index("lg_get", t, idx) < 0)
+    return -1;
+  double v = lg_load(t->dtype, t->storage->data, elem_offset(t, idx));
+  if (out)
+    *out = v;
+  return 0;
+}
+
 double lg_get(const lg_tensor *t, const int64_t *idx) {
-  return lg_load(t->dtype, t->storage->data, elem_offset(t, idx));
+  double v;
+  return lg_get_value(t, idx, &v) < 0 ? NAN : v;
 }
 
 int lg_set(lg_tensor *t, const int64_t *idx, double v) {
+  if (check_index("lg_set", t, idx) < 0)
+    return -1;
   lg_store(t->dtype, t->storage->data, elem_offset(t, idx), v);
   lg_bump_version(t);
   return 0;
 }
 
-double lg_item(const lg_tensor *t) {
+int lg_item_value(const lg_tensor *t, double *out) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("item: argument 1 is NULL or revoked");
+    return -1;
+  }
   if (lg_numel(t) != 1) {
     char b[200];
     lg_seterr("item: a tensor of shape %s has %lld elements, not one",
               lg_shape_str(t, b, sizeof b), (long long)lg_numel(t));
-    return NAN;
+    return -1;
   }
-  return lg_load(t->dtype, t->storage->data, t->offset);
+  double v = lg_load(t->dtype, t->storage->data, t->offset);
+  if (out)
+    *out = v;
+  return 0;
+}
+
+double lg_item(const lg_tensor *t) {
+  double v;
+  return lg_item_value(t, &v) < 0 ? NAN : v;
 }
 
 bool lg_same_shape(const lg_tensor *a, const lg_tensor *b) {
@@ -411,6 +564,18 @@ void lg_iter_init(lg_iter *it, int ndim, const int64_t *shape, int nops,
                   const int64_t *const *strides) {
   it->nops = nops;
   it->ndim = 0;
+  for (int k = 0; k < 3; k++)
+    it->offs[k] = 0;
+  for (int d = 0; d < ndim; d++)
+    if (shape[d] == 0) { /* nothing to visit (its other dims may be huge) */
+      it->ndim = 1;
+      it->shape[0] = 0;
+      it->counter[0] = 0;
+      for (int k = 0; k < nops; k++)
+        it->strides[k][0] = 0;
+      it->remaining = 0;
+      return;
+    }
   /* drop size-1 dims, coalesce dims that are contiguous for all */
   for (int d = 0; d < ndim; d++) {
     if (shape[d] == 1)

@@ -137,6 +137,11 @@ static int infer_shape(const char *fname, const lg_tensor *t, int ndim,
 }
 
 lg_tensor *lg_view(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_view: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
   if (infer_shape("view", t, ndim, shape, s))
     return NULL;
@@ -150,6 +155,11 @@ lg_tensor *lg_view(lg_tensor *t, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_reshape(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_reshape: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
   if (infer_shape("reshape", t, ndim, shape, s))
     return NULL;
@@ -166,6 +176,10 @@ lg_tensor *lg_reshape(lg_tensor *t, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_flatten(lg_tensor *t, int start, int end) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_flatten: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   int nd = t->ndim;
   if (nd == 0) {
     int64_t one = 1;
@@ -192,6 +206,10 @@ lg_tensor *lg_flatten(lg_tensor *t, int start, int end) {
 }
 
 lg_tensor *lg_squeeze(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_squeeze: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS];
   int k = 0;
   if (dim == LG_ALL_DIMS) {
@@ -209,6 +227,10 @@ lg_tensor *lg_squeeze(lg_tensor *t, int dim) {
 }
 
 lg_tensor *lg_unsqueeze(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_unsqueeze: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim >= LG_MAX_DIMS) {
     lg_seterr("unsqueeze: at most %d dimensions", LG_MAX_DIMS);
     return NULL;
@@ -250,6 +272,10 @@ static int transpose_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_transpose(lg_tensor *t, int d0, int d1) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_transpose: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim == 0)
     return lg_make_view(t, 0, t->shape, t->strides, t->offset);
   if ((d0 = lg_wrap_dim("transpose", d0, t->ndim)) < 0 ||
@@ -286,6 +312,11 @@ static int permute_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
+  if (LG_UNUSABLE(t) || !dims) {
+    lg_seterr("lg_permute: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 2);
+    return NULL;
+  }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
   bool seen[LG_MAX_DIMS] = {0};
   int d[LG_MAX_DIMS];
@@ -293,7 +324,7 @@ lg_tensor *lg_permute(lg_tensor *t, const int *dims) {
     if ((d[i] = lg_wrap_dim("permute", dims[i], t->ndim)) < 0)
       return NULL;
     if (seen[d[i]]) {
-      lg_seterr("permute: dimension %d repeated", d[i] + 1);
+      lg_seterr("permute: dimension %I repeated", (long long)d[i]);
       return NULL;
     }
     seen[d[i]] = true;
@@ -316,6 +347,11 @@ static int expand_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_expand: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   if (ndim < t->ndim || ndim > LG_MAX_DIMS) {
     char b[200];
     lg_seterr("expand: cannot expand %s to %d dimensions",
@@ -341,10 +377,10 @@ lg_tensor *lg_expand(lg_tensor *t, int ndim, const int64_t *shape) {
       st[i] = 0;
     } else {
       char b[200];
-      lg_seterr("expand: size %lld of dimension %d of %s is not 1 and "
-                "cannot become %lld",
-                (long long)t->shape[j], j + 1, lg_shape_str(t, b, sizeof b),
-                (long long)want);
+      lg_seterr("expand: size %lld of dimension %I of %s is not 1 and cannot "
+                "become %lld",
+                (long long)t->shape[j], (long long)j,
+                lg_shape_str(t, b, sizeof b), (long long)want);
       return NULL;
     }
   }
@@ -409,17 +445,22 @@ static int narrow_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_narrow(lg_tensor *t, int dim, int64_t start, int64_t len) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_narrow: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if ((dim = lg_wrap_dim("narrow", dim, t->ndim)) < 0)
     return NULL;
   if (t->ndim == 0) {
     lg_seterr("narrow: cannot narrow a 0-d tensor");
     return NULL;
   }
-  if (start < 0 || len < 0 || start + len > t->shape[dim]) {
-    lg_seterr("narrow: range [%lld, %lld] out of bounds for size %lld of "
-              "dimension %d",
-              (long long)start + 1, (long long)(start + len),
-              (long long)t->shape[dim], dim + 1);
+  if (start < 0 || len < 0 || start > t->shape[dim] ||
+      len > t->shape[dim] - start) {
+    lg_seterr(
+        "narrow: range [%I, %lld] out of bounds for size %lld of dimension %I",
+        (long long)start, (long long)((uint64_t)start + (uint64_t)len),
+        (long long)t->shape[dim], (long long)dim);
     return NULL;
   }
   lg_tensor *v = lg_make_view(t, t->ndim, t->shape, t->strides,
@@ -447,6 +488,10 @@ static int select_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_select: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim == 0) {
     lg_seterr("select: cannot index a 0-d tensor");
     return NULL;
@@ -454,8 +499,8 @@ lg_tensor *lg_select(lg_tensor *t, int dim, int64_t index) {
   if ((dim = lg_wrap_dim("select", dim, t->ndim)) < 0)
     return NULL;
   if (index < 0 || index >= t->shape[dim]) {
-    lg_seterr("select: index %lld out of range for size %lld of dimension %d",
-              (long long)index + 1, (long long)t->shape[dim], dim + 1);
+    lg_seterr("select: index %I out of range for size %lld of dimension %I",
+              (long long)index, (long long)t->shape[dim], (long long)dim);
     return NULL;
   }
   int64_t s[LG_MAX_DIMS], st[LG_MAX_DIMS];
@@ -499,6 +544,10 @@ static lg_tensor *copy_out(lg_tensor *t, lg_dtype d, const char *name) {
 }
 
 lg_tensor *lg_contiguous(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_contiguous: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (lg_is_contiguous(t))
     return lg_retain(t);
   lg_tensor *c = copy_out(t, t->dtype, "contiguous");
@@ -508,6 +557,10 @@ lg_tensor *lg_contiguous(lg_tensor *t) {
 }
 
 lg_tensor *lg_clone(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_clone: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   lg_tensor *c = copy_out(t, t->dtype, "clone");
   if (c)
     lg_record(c, "clone", identity_backward, 1, &t);
@@ -520,6 +573,10 @@ static int to_dtype_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_to_dtype(lg_tensor *t, lg_dtype d) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_to_dtype: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if ((unsigned)d >= LG_NDTYPES) {
     lg_seterr("to: bad dtype");
     return NULL;
@@ -536,6 +593,10 @@ lg_tensor *lg_to_dtype(lg_tensor *t, lg_dtype d) {
 }
 
 lg_tensor *lg_detach(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_detach: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_make_view(t, t->ndim, t->shape, t->strides, t->offset);
 }
 
@@ -572,6 +633,11 @@ int lg_check_inplace(const char *fname, lg_tensor *t) {
   } while (0)
 
 int lg_copy_(lg_tensor *dst, lg_tensor *src) {
+  if (LG_UNUSABLE(dst) || LG_UNUSABLE(src)) {
+    lg_seterr("lg_copy_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(dst)) ? 1 : 2);
+    return -1;
+  }
   if (lg_check_inplace("copy_", dst))
     return -1;
   int nd;
@@ -633,6 +699,10 @@ int lg_copy_(lg_tensor *dst, lg_tensor *src) {
 }
 
 int lg_fill_(lg_tensor *t, double v) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_fill_: argument %d is NULL or revoked", 1);
+    return -1;
+  }
   if (lg_check_inplace("fill_", t))
     return -1;
   lg_tensor *s = lg_scalar(t->dtype, v);

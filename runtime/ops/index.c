@@ -29,9 +29,9 @@ static int check_index(const char *fname, lg_tensor *idx) {
  * binding's conversion from 1-based wraps (INT64_MAX + 1 is the INT64_MIN
  * the caller gave), without signed overflow */
 static int index_oob(const char *fname, int64_t v, int64_t size, int dim) {
-  lg_seterr("%s: index %lld out of range for size %lld of dimension %d",
-            fname, (long long)(int64_t)((uint64_t)v + 1), (long long)size,
-            dim + 1);
+  lg_seterr("%s: index %lld out of range for size %lld of dimension %I", fname,
+            (long long)(int64_t)((uint64_t)v + 1), (long long)size,
+            (long long)dim);
   return -1;
 }
 
@@ -49,6 +49,11 @@ static int index_select_backward(lg_node *n, lg_tensor *g,
 }
 
 lg_tensor *lg_index_select(lg_tensor *t, int dim, lg_tensor *index) {
+  if (LG_UNUSABLE(t) || LG_UNUSABLE(index)) {
+    lg_seterr("lg_index_select: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   if (check_index("index_select", index))
     return NULL;
   if (index->ndim > 1) {
@@ -122,6 +127,13 @@ static int index_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_index_add(lg_tensor *t, int dim, lg_tensor *index,
                         lg_tensor *src) {
+  if (LG_UNUSABLE(t) || LG_UNUSABLE(index) || LG_UNUSABLE(src)) {
+    lg_seterr("lg_index_add: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t))       ? 1
+              : (LG_UNUSABLE(index)) ? 3
+                                     : 4);
+    return NULL;
+  }
   if (check_index("index_add", index))
     return NULL;
   if ((dim = lg_wrap_dim("index_add", dim, t->ndim)) < 0)
@@ -214,9 +226,9 @@ static int check_gather_shapes(const char *fname, lg_tensor *t, int dim,
   for (int i = 0; i < t->ndim; i++)
     if (i != dim && index->shape[i] > t->shape[i]) {
       char a[200], b[200];
-      lg_seterr("%s: index %s is larger than input %s in dimension %d", fname,
-                lg_shape_str(index, b, sizeof b),
-                lg_shape_str(t, a, sizeof a), i + 1);
+      lg_seterr("%s: index %s is larger than input %s in dimension %I", fname,
+                lg_shape_str(index, b, sizeof b), lg_shape_str(t, a, sizeof a),
+                (long long)i);
       return -1;
     }
   return 0;
@@ -232,6 +244,11 @@ static int gather_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_gather(lg_tensor *t, int dim, lg_tensor *index) {
+  if (LG_UNUSABLE(t) || LG_UNUSABLE(index)) {
+    lg_seterr("lg_gather: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   if (check_index("gather", index))
     return NULL;
   if ((dim = lg_wrap_dim("gather", dim, t->ndim)) < 0)
@@ -318,6 +335,13 @@ static int scatter_raw(const char *fname, lg_tensor *dst, int dim,
 }
 
 int lg_scatter_(lg_tensor *t, int dim, lg_tensor *index, lg_tensor *src) {
+  if (LG_UNUSABLE(t) || LG_UNUSABLE(index) || LG_UNUSABLE(src)) {
+    lg_seterr("lg_scatter_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t))       ? 1
+              : (LG_UNUSABLE(index)) ? 3
+                                     : 4);
+    return -1;
+  }
   if (lg_check_inplace("scatter_", t))
     return -1;
   if ((dim = lg_wrap_dim("scatter_", dim, t->ndim)) < 0)
@@ -357,6 +381,13 @@ static int scatter_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_scatter_add(lg_tensor *t, int dim, lg_tensor *index,
                           lg_tensor *src) {
+  if (LG_UNUSABLE(t) || LG_UNUSABLE(index) || LG_UNUSABLE(src)) {
+    lg_seterr("lg_scatter_add: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t))       ? 1
+              : (LG_UNUSABLE(index)) ? 3
+                                     : 4);
+    return NULL;
+  }
   if ((dim = lg_wrap_dim("scatter_add", dim, t->ndim)) < 0)
     return NULL;
   bool was = lg_set_grad_enabled(false);
@@ -395,6 +426,11 @@ static int masked_fill_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_masked_fill(lg_tensor *t, lg_tensor *mask, double v) {
+  if (LG_UNUSABLE(t) || LG_UNUSABLE(mask)) {
+    lg_seterr("lg_masked_fill: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 2);
+    return NULL;
+  }
   if (mask->dtype != LG_BOOL) {
     lg_seterr("masked_fill: the mask must be a bool tensor, got %s",
               lg_dtype_name(mask->dtype));
@@ -452,10 +488,16 @@ static int cat_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_cat(int n, lg_tensor **ts, int dim) {
+  if (!ts) {
+    lg_seterr("lg_cat: argument %d is NULL", 2);
+    return NULL;
+  }
   if (n <= 0) {
     lg_seterr("cat: needs at least one tensor");
     return NULL;
   }
+  if (lg_check_list("cat", n, ts) < 0)
+    return NULL;
   lg_tensor *ref = NULL;
   for (int i = 0; i < n; i++) /* 1-d empty tensors are skipped as PyTorch */
     if (!(ts[i]->ndim == 1 && ts[i]->shape[0] == 0)) {
@@ -482,9 +524,9 @@ lg_tensor *lg_cat(int n, lg_tensor **ts, int dim) {
       ok = k == dim || t->shape[k] == ref->shape[k];
     if (!ok) {
       char a[200], b[200];
-      lg_seterr("cat: shapes %s and %s do not match outside dimension %d",
+      lg_seterr("cat: shapes %s and %s do not match outside dimension %I",
                 lg_shape_str(ref, a, sizeof a), lg_shape_str(t, b, sizeof b),
-                dim + 1);
+                (long long)dim);
       return NULL;
     }
     total += t->shape[dim];
@@ -532,10 +574,16 @@ lg_tensor *lg_cat(int n, lg_tensor **ts, int dim) {
 }
 
 lg_tensor *lg_stack(int n, lg_tensor **ts, int dim) {
+  if (!ts) {
+    lg_seterr("lg_stack: argument %d is NULL", 2);
+    return NULL;
+  }
   if (n <= 0) {
     lg_seterr("stack: needs at least one tensor");
     return NULL;
   }
+  if (lg_check_list("stack", n, ts) < 0)
+    return NULL;
   for (int i = 1; i < n; i++)
     if (!lg_same_shape(ts[i], ts[0])) {
       char a[200], b[200];
@@ -610,6 +658,11 @@ static int sort_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
             lg_tensor **values, lg_tensor **indices) {
+  if (LG_UNUSABLE(t) || !values) {
+    lg_seterr("lg_topk: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 6);
+    return -1;
+  }
   *values = *indices = NULL;
   const char *name = "topk";
   int nd = t->ndim;
@@ -682,6 +735,11 @@ int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
 
 int lg_sort(lg_tensor *t, int dim, bool descending, lg_tensor **values,
             lg_tensor **indices) {
+  if (LG_UNUSABLE(t) || !values) {
+    lg_seterr("lg_sort: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 4);
+    return -1;
+  }
   if (t->ndim == 0) {
     *values = lg_clone(t);
     *indices = lg_zeros(LG_INT64, 0, NULL);

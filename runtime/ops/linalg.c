@@ -176,6 +176,11 @@ static lg_tensor *matmul_nd(const char *fname, lg_tensor *a, lg_tensor *b) {
 }
 
 lg_tensor *lg_matmul(lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_matmul: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 2);
+    return NULL;
+  }
   const char *fname = "matmul";
   if (a->ndim == 0 || b->ndim == 0) {
     lg_seterr("%s: both arguments need at least one dimension", fname);
@@ -224,6 +229,11 @@ done:
 }
 
 lg_tensor *lg_mm(lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_mm: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 2);
+    return NULL;
+  }
   if (a->ndim != 2 || b->ndim != 2) {
     char x[200], y[200];
     lg_seterr("mm: needs two 2-d tensors, got %s and %s",
@@ -234,6 +244,11 @@ lg_tensor *lg_mm(lg_tensor *a, lg_tensor *b) {
 }
 
 lg_tensor *lg_dot(lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_dot: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 2);
+    return NULL;
+  }
   if (a->ndim != 1 || b->ndim != 1 || a->shape[0] != b->shape[0]) {
     char x[200], y[200];
     lg_seterr("dot: needs two 1-d tensors of the same size, got %s and %s",
@@ -244,6 +259,11 @@ lg_tensor *lg_dot(lg_tensor *a, lg_tensor *b) {
 }
 
 lg_tensor *lg_outer(lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_outer: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 2);
+    return NULL;
+  }
   if (a->ndim != 1 || b->ndim != 1) {
     char x[200], y[200];
     lg_seterr("outer: needs two 1-d tensors, got %s and %s",

@@ -142,6 +142,10 @@ static inline double grad_at(const grad_view *gv, lg_dtype d, int64_t i) {
 
 
 int lg_reduction_from_name(const char *name, bool allow_batchmean) {
+  if (!name) {
+    lg_seterr("lg_reduction_from_name: argument %d is NULL", 1);
+    return -1;
+  }
   if (!strcmp(name, "none"))
     return LG_REDUCTION_NONE;
   if (!strcmp(name, "mean"))
@@ -378,15 +382,30 @@ fail:
 }
 
 lg_tensor *lg_mse_loss(lg_tensor *input, lg_tensor *target, lg_reduction r) {
+  if (LG_UNUSABLE(input) || LG_UNUSABLE(target)) {
+    lg_seterr("lg_mse_loss: argument %d is NULL or revoked",
+              (LG_UNUSABLE(input)) ? 1 : 2);
+    return NULL;
+  }
   return pw_loss(PW_MSE, input, target, 0.0, r);
 }
 
 lg_tensor *lg_l1_loss(lg_tensor *input, lg_tensor *target, lg_reduction r) {
+  if (LG_UNUSABLE(input) || LG_UNUSABLE(target)) {
+    lg_seterr("lg_l1_loss: argument %d is NULL or revoked",
+              (LG_UNUSABLE(input)) ? 1 : 2);
+    return NULL;
+  }
   return pw_loss(PW_L1, input, target, 0.0, r);
 }
 
 lg_tensor *lg_smooth_l1_loss(lg_tensor *input, lg_tensor *target, double beta,
                              lg_reduction r) {
+  if (LG_UNUSABLE(input) || LG_UNUSABLE(target)) {
+    lg_seterr("lg_smooth_l1_loss: argument %d is NULL or revoked",
+              (LG_UNUSABLE(input)) ? 1 : 2);
+    return NULL;
+  }
   if (!(beta >= 0)) {
     lg_seterr("smooth_l1_loss: beta must be non-negative (got %g)", beta);
     return NULL;
@@ -398,6 +417,11 @@ lg_tensor *lg_smooth_l1_loss(lg_tensor *input, lg_tensor *target, double beta,
 
 lg_tensor *lg_huber_loss(lg_tensor *input, lg_tensor *target, double delta,
                          lg_reduction r) {
+  if (LG_UNUSABLE(input) || LG_UNUSABLE(target)) {
+    lg_seterr("lg_huber_loss: argument %d is NULL or revoked",
+              (LG_UNUSABLE(input)) ? 1 : 2);
+    return NULL;
+  }
   if (!(delta > 0)) {
     lg_seterr("huber_loss: delta must be positive (got %g)", delta);
     return NULL;
@@ -813,6 +837,14 @@ lg_tensor *lg_cross_entropy(lg_tensor *logits, lg_tensor *target,
                             lg_tensor *weight, double label_smoothing,
                             int64_t ignore_index, int64_t index_base,
                             lg_reduction r) {
+  if (LG_UNUSABLE(logits) || LG_UNUSABLE(target) ||
+      (weight && weight->storage->revoked)) {
+    lg_seterr("lg_cross_entropy: argument %d is NULL or revoked",
+              (LG_UNUSABLE(logits))   ? 1
+              : (LG_UNUSABLE(target)) ? 2
+                                      : 3);
+    return NULL;
+  }
   const char *fn = "cross_entropy";
   cls_geom g;
   bool probs;
@@ -996,6 +1028,14 @@ out:
 lg_tensor *lg_nll_loss(lg_tensor *logp, lg_tensor *target, lg_tensor *weight,
                        int64_t ignore_index, int64_t index_base,
                        lg_reduction r) {
+  if (LG_UNUSABLE(logp) || LG_UNUSABLE(target) ||
+      (weight && weight->storage->revoked)) {
+    lg_seterr("lg_nll_loss: argument %d is NULL or revoked",
+              (LG_UNUSABLE(logp))     ? 1
+              : (LG_UNUSABLE(target)) ? 2
+                                      : 3);
+    return NULL;
+  }
   const char *fn = "nll_loss";
   cls_geom g;
   bool probs;
@@ -1145,6 +1185,14 @@ ONCE_DIFFERENTIABLE(binary_cross_entropy_backward)
 
 lg_tensor *lg_binary_cross_entropy(lg_tensor *p, lg_tensor *target,
                                    lg_tensor *weight, lg_reduction r) {
+  if (LG_UNUSABLE(p) || LG_UNUSABLE(target) ||
+      (weight && weight->storage->revoked)) {
+    lg_seterr("lg_binary_cross_entropy: argument %d is NULL or revoked",
+              (LG_UNUSABLE(p))        ? 1
+              : (LG_UNUSABLE(target)) ? 2
+                                      : 3);
+    return NULL;
+  }
   const char *fn = "binary_cross_entropy";
   if (check_reduction(fn, r, false) || check_float(fn, "input", p) ||
       check_same_shape(fn, p, target))
@@ -1272,6 +1320,16 @@ ONCE_DIFFERENTIABLE(bce_with_logits_backward)
 lg_tensor *lg_bce_with_logits(lg_tensor *x, lg_tensor *target,
                               lg_tensor *weight, lg_tensor *pos_weight,
                               lg_reduction r) {
+  if (LG_UNUSABLE(x) || LG_UNUSABLE(target) ||
+      (weight && weight->storage->revoked) ||
+      (pos_weight && pos_weight->storage->revoked)) {
+    lg_seterr("lg_bce_with_logits: argument %d is NULL or revoked",
+              (LG_UNUSABLE(x))                         ? 1
+              : (LG_UNUSABLE(target))                  ? 2
+              : ((weight && weight->storage->revoked)) ? 3
+                                                       : 4);
+    return NULL;
+  }
   const char *fn = "bce_with_logits";
   if (check_reduction(fn, r, false) || check_float(fn, "input", x) ||
       check_same_shape(fn, x, target))
@@ -1388,6 +1446,11 @@ ONCE_DIFFERENTIABLE(kl_div_backward)
 
 lg_tensor *lg_kl_div(lg_tensor *log_q, lg_tensor *p, bool log_target,
                      lg_reduction r) {
+  if (LG_UNUSABLE(log_q) || LG_UNUSABLE(p)) {
+    lg_seterr("lg_kl_div: argument %d is NULL or revoked",
+              (LG_UNUSABLE(log_q)) ? 1 : 2);
+    return NULL;
+  }
   const char *fn = "kl_div";
   if (check_reduction(fn, r, true) || check_float(fn, "input", log_q) ||
       check_same_shape(fn, log_q, p))

@@ -247,6 +247,13 @@ out:
 }
 
 lg_tensor *lg_linear(lg_tensor *x, lg_tensor *w, lg_tensor *b) {
+  if (LG_UNUSABLE(x) || LG_UNUSABLE(w) || (b && b->storage->revoked)) {
+    lg_seterr("lg_linear: argument %d is NULL or revoked", (LG_UNUSABLE(x)) ? 1
+                                                           : (LG_UNUSABLE(w))
+                                                               ? 2
+                                                               : 3);
+    return NULL;
+  }
   const char *fn = "linear";
   char sa[SHAPE_BUF], sb[SHAPE_BUF];
   if (check_float(fn, "input", x) || check_dtype_as(fn, "weight", w, x) ||
@@ -742,6 +749,14 @@ ONCE_DIFFERENTIABLE(conv2d_backward)
 
 lg_tensor *lg_conv2d(lg_tensor *x, lg_tensor *w, lg_tensor *b,
                      const lg_conv2d_opts *opts) {
+  if (LG_UNUSABLE(x) || LG_UNUSABLE(w) || (b && b->storage->revoked) || !opts) {
+    lg_seterr("lg_conv2d: argument %d is NULL or revoked",
+              (LG_UNUSABLE(x))               ? 1
+              : (LG_UNUSABLE(w))             ? 2
+              : ((b && b->storage->revoked)) ? 3
+                                             : 4);
+    return NULL;
+  }
   const char *fn = "conv2d";
   lg_conv2d_opts o = LG_CONV2D_DEFAULTS;
   if (opts)
@@ -1190,6 +1205,11 @@ ONCE_DIFFERENTIABLE(max_pool2d_backward)
 
 lg_tensor *lg_max_pool2d(lg_tensor *x, const lg_pool2d_opts *opts,
                          lg_tensor **indices) {
+  if (LG_UNUSABLE(x) || !opts) {
+    lg_seterr("lg_max_pool2d: argument %d is NULL or revoked",
+              (LG_UNUSABLE(x)) ? 1 : 2);
+    return NULL;
+  }
   const char *fn = "max_pool2d";
   lg_pool2d_opts o = LG_POOL2D_DEFAULTS;
   if (opts)
@@ -1335,6 +1355,11 @@ static int avg_pool2d_backward(lg_node *node, lg_tensor *grad_out,
 ONCE_DIFFERENTIABLE(avg_pool2d_backward)
 
 lg_tensor *lg_avg_pool2d(lg_tensor *x, const lg_pool2d_opts *opts) {
+  if (LG_UNUSABLE(x) || !opts) {
+    lg_seterr("lg_avg_pool2d: argument %d is NULL or revoked",
+              (LG_UNUSABLE(x)) ? 1 : 2);
+    return NULL;
+  }
   const char *fn = "avg_pool2d";
   lg_pool2d_opts o = LG_POOL2D_DEFAULTS;
   if (opts)
@@ -1421,6 +1446,11 @@ ONCE_DIFFERENTIABLE(embedding_backward)
 
 lg_tensor *lg_embedding(lg_tensor *idx, lg_tensor *weight, int64_t padding_idx,
                         int64_t index_base) {
+  if (LG_UNUSABLE(idx) || LG_UNUSABLE(weight)) {
+    lg_seterr("lg_embedding: argument %d is NULL or revoked",
+              LG_UNUSABLE(idx) ? 1 : 2);
+    return NULL;
+  }
   const char *fn = "embedding";
   char sa[SHAPE_BUF];
   if (idx->dtype != LG_INT64) {
@@ -1500,6 +1530,10 @@ static int dropout_backward(lg_node *node, lg_tensor *grad_out,
 
 lg_tensor *lg_dropout(lg_tensor *x, double p, bool training,
                       lg_generator *gen) {
+  if (LG_UNUSABLE(x)) {
+    lg_seterr("lg_dropout: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   const char *fn = "dropout";
   if (!(p >= 0.0 && p <= 1.0)) {
     lg_seterr("%s: probability must be between 0 and 1 (got %g)", fn, p);
@@ -1541,6 +1575,10 @@ lg_tensor *lg_dropout(lg_tensor *x, double p, bool training,
 /* ==== one_hot ==== */
 
 lg_tensor *lg_one_hot(lg_tensor *labels, int64_t C, int64_t index_base) {
+  if (LG_UNUSABLE(labels)) {
+    lg_seterr("lg_one_hot: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   const char *fn = "one_hot";
   if (labels->dtype != LG_INT64) {
     lg_seterr("%s: labels must be int64 (got %s)", fn,
@@ -1573,7 +1611,8 @@ lg_tensor *lg_one_hot(lg_tensor *labels, int64_t C, int64_t index_base) {
   for (int64_t i = 0; i < n; i++)
     if (lp[i] < index_base || lp[i] - index_base >= C) {
       lg_seterr("%s: label %lld out of range %lld..%lld", fn, (long long)lp[i],
-                (long long)index_base, (long long)(index_base + C - 1));
+                (long long)index_base,
+                (long long)((uint64_t)index_base + (uint64_t)C - 1));
       lg_release(lc);
       return NULL;
     }
@@ -1735,6 +1774,16 @@ ONCE_DIFFERENTIABLE(layer_norm_backward)
 lg_tensor *lg_layer_norm(lg_tensor *x, int nnorm,
                          const int64_t *normalized_shape, lg_tensor *weight,
                          lg_tensor *bias, double eps) {
+  if (LG_UNUSABLE(x) || (nnorm > 0 && !normalized_shape) ||
+      (weight && weight->storage->revoked) ||
+      (bias && bias->storage->revoked)) {
+    lg_seterr("lg_layer_norm: argument %d is NULL or revoked",
+              (LG_UNUSABLE(x))                         ? 1
+              : ((nnorm > 0 && !normalized_shape))     ? 3
+              : ((weight && weight->storage->revoked)) ? 4
+                                                       : 5);
+    return NULL;
+  }
   const char *fn = "layer_norm";
   char sa[SHAPE_BUF], sb[SHAPE_BUF];
   if (check_float(fn, "input", x) ||
@@ -1970,6 +2019,18 @@ lg_tensor *lg_batch_norm(lg_tensor *x, lg_tensor *running_mean,
                          lg_tensor *running_var, lg_tensor *weight,
                          lg_tensor *bias, bool training, double momentum,
                          double eps) {
+  if (LG_UNUSABLE(x) || (running_mean && running_mean->storage->revoked) ||
+      (running_var && running_var->storage->revoked) ||
+      (weight && weight->storage->revoked) ||
+      (bias && bias->storage->revoked)) {
+    lg_seterr("lg_batch_norm: argument %d is NULL or revoked",
+              (LG_UNUSABLE(x))                                     ? 1
+              : ((running_mean && running_mean->storage->revoked)) ? 2
+              : ((running_var && running_var->storage->revoked))   ? 3
+              : ((weight && weight->storage->revoked))             ? 4
+                                                                   : 5);
+    return NULL;
+  }
   const char *fn = "batch_norm";
   char sa[SHAPE_BUF];
   if (check_float(fn, "input", x) ||

@@ -32,8 +32,12 @@ const lg_op_info *lg_binop_info(lg_binop op) {
 const lg_op_info *lg_unop_info(lg_unop op) {
   return (unsigned)op < LG_NUNOPS ? &unop_info[op] : NULL;
 }
-const char *lg_binop_name(lg_binop op) { return binop_info[op].name; }
-const char *lg_unop_name(lg_unop op) { return unop_info[op].name; }
+const char *lg_binop_name(lg_binop op) {
+  return (unsigned)op < LG_NBINOPS ? binop_info[op].name : "?";
+}
+const char *lg_unop_name(lg_unop op) {
+  return (unsigned)op < LG_NUNOPS ? unop_info[op].name : "?";
+}
 
 /* the comparisons as a bit set, a constant, so the hot paths test one bit */
 #define LG_BINOP(ID, name, family, flags)                                     \
@@ -775,6 +779,11 @@ static int save_binary(lg_node *n, lg_binop op, lg_tensor *a, lg_tensor *b,
 }
 
 lg_tensor *lg_binary(lg_binop op, lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_binary: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 2 : 3);
+    return NULL;
+  }
   if ((unsigned)op >= LG_NBINOPS) {
     lg_seterr("binary: bad op");
     return NULL;
@@ -947,6 +956,10 @@ static int scalar_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
                             bool scalar_first) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_binary_scalar: argument %d is NULL or revoked", 2);
+    return NULL;
+  }
   if ((unsigned)op >= LG_NBINOPS) {
     lg_seterr("binary: bad op");
     return NULL;
@@ -991,6 +1004,15 @@ lg_tensor *lg_binary_scalar(lg_binop op, lg_tensor *a, double s,
 }
 
 int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_binary_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 2 : 3);
+    return -1;
+  }
+  if ((unsigned)op >= LG_NBINOPS) {
+    lg_seterr("binary: bad op");
+    return -1;
+  }
   const char *name = binop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
@@ -1052,6 +1074,14 @@ int lg_binary_(lg_binop op, lg_tensor *a, lg_tensor *b) {
 }
 
 int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_binary_scalar_: argument %d is NULL or revoked", 2);
+    return -1;
+  }
+  if ((unsigned)op >= LG_NBINOPS) {
+    lg_seterr("binary: bad op");
+    return -1;
+  }
   const char *name = binop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
@@ -1068,6 +1098,11 @@ int lg_binary_scalar_(lg_binop op, lg_tensor *a, double s) {
 }
 
 int lg_axpy_(lg_tensor *a, double alpha, lg_tensor *b) {
+  if (LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_axpy_: argument %d is NULL or revoked",
+              (LG_UNUSABLE(a)) ? 1 : 3);
+    return -1;
+  }
   if (lg_check_inplace("axpy_", a))
     return -1;
   if (a->dtype == b->dtype && lg_same_shape(a, b) && lg_is_contiguous(a) &&
@@ -1267,6 +1302,10 @@ static bool unary_saves_out(lg_unop op) {
 }
 
 lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_unary: argument %d is NULL or revoked", 2);
+    return NULL;
+  }
   if ((unsigned)op >= LG_NUNOPS) {
     lg_seterr("unary: bad op");
     return NULL;
@@ -1306,6 +1345,14 @@ lg_tensor *lg_unary(lg_unop op, lg_tensor *a) {
 }
 
 int lg_unary_(lg_unop op, lg_tensor *a) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_unary_: argument %d is NULL or revoked", 2);
+    return -1;
+  }
+  if ((unsigned)op >= LG_NUNOPS) {
+    lg_seterr("unary: bad op");
+    return -1;
+  }
   const char *name = unop_info[op].name;
   if (lg_check_inplace(name, a))
     return -1;
@@ -1357,6 +1404,10 @@ static int clamp_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_clamp(lg_tensor *a, double lo, double hi) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_clamp: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!isnan(lo) && !isnan(hi) && lo > hi) {
     lg_seterr("clamp: min %g is greater than max %g", lo, hi);
     return NULL;
@@ -1415,6 +1466,10 @@ static int leaky_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_leaky_relu(lg_tensor *a, double slope) {
+  if (LG_UNUSABLE(a)) {
+    lg_seterr("lg_leaky_relu: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!lg_dtype_is_float(a->dtype)) {
     lg_seterr("leaky_relu: needs a float tensor, got %s",
               lg_dtype_name(a->dtype));
@@ -1477,6 +1532,13 @@ static int where_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_where(lg_tensor *cond, lg_tensor *a, lg_tensor *b) {
+  if (LG_UNUSABLE(cond) || LG_UNUSABLE(a) || LG_UNUSABLE(b)) {
+    lg_seterr("lg_where: argument %d is NULL or revoked",
+              (LG_UNUSABLE(cond)) ? 1
+              : (LG_UNUSABLE(a))  ? 2
+                                  : 3);
+    return NULL;
+  }
   if (cond->dtype != LG_BOOL) {
     lg_seterr("where: the condition must be a bool tensor, got %s",
               lg_dtype_name(cond->dtype));

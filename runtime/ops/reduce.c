@@ -45,10 +45,14 @@ static int red_geometry(const char *fname, const lg_tensor *t, int dim,
   g->outer = 1;
   g->inner = 1;
   g->r = nd ? t->shape[dim] : 1;
+  /* in unsigned arithmetic: a shape holding a 0 may have huge other dims;
+   * a product with a 0 among its factors is still exactly 0 */
   for (int i = 0; i < dim; i++)
-    g->outer *= t->shape[i];
+    g->outer = (int64_t)((uint64_t)g->outer * (uint64_t)t->shape[i]);
   for (int i = dim + 1; i < nd; i++)
-    g->inner *= t->shape[i];
+    g->inner = (int64_t)((uint64_t)g->inner * (uint64_t)t->shape[i]);
+  if (g->r != 0 && lg_numel(t) == 0) /* the 0 is outside dim */
+    g->outer = g->inner = 0;
   g->keep_ndim = nd;
   memcpy(g->keep_shape, t->shape, sizeof g->keep_shape);
   if (nd)
@@ -313,6 +317,14 @@ static int reduce_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_reduce(lg_redop op, lg_tensor *t, int dim, bool keepdim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_reduce: argument %d is NULL or revoked", 2);
+    return NULL;
+  }
+  if ((unsigned)op > LG_RED_ALL) {
+    lg_seterr("reduce: bad op");
+    return NULL;
+  }
   const char *name = red_names[op];
   red_geom g;
   int d = red_geometry(name, t, dim, keepdim, &g);
@@ -353,6 +365,10 @@ lg_tensor *lg_reduce(lg_redop op, lg_tensor *t, int dim, bool keepdim) {
 }
 
 lg_tensor *lg_sum(lg_tensor *t) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_sum: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return lg_reduce(LG_RED_SUM, t, LG_ALL_DIMS, false);
 }
 
@@ -364,6 +380,11 @@ static int sum_to_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_sum_to(lg_tensor *t, int ndim, const int64_t *shape) {
+  if (LG_UNUSABLE(t) || (ndim > 0 && !shape)) {
+    lg_seterr("lg_sum_to: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 3);
+    return NULL;
+  }
   if (ndim > t->ndim) {
     lg_seterr("sum_to: cannot reduce %d dims to %d", t->ndim, ndim);
     return NULL;
@@ -445,6 +466,10 @@ lg_tensor *lg_sum_to(lg_tensor *t, int ndim, const int64_t *shape) {
 /* ---- composite reductions (differentiable through their parts) ---- */
 
 lg_tensor *lg_var(lg_tensor *t, int dim, bool keepdim, bool unbiased) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_var: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!lg_dtype_is_float(t->dtype)) {
     lg_seterr("var: needs a float tensor, got %s", lg_dtype_name(t->dtype));
     return NULL;
@@ -510,6 +535,10 @@ static int norm_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_norm(lg_tensor *t, double p, int dim, bool keepdim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_norm: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!lg_dtype_is_float(t->dtype)) {
     lg_seterr("norm: needs a float tensor, got %s", lg_dtype_name(t->dtype));
     return NULL;
@@ -572,6 +601,10 @@ lg_tensor *lg_norm(lg_tensor *t, double p, int dim, bool keepdim) {
 }
 
 lg_tensor *lg_logsumexp(lg_tensor *t, int dim, bool keepdim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_logsumexp: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (!lg_dtype_is_float(t->dtype)) {
     lg_seterr("logsumexp: needs a float tensor, got %s",
               lg_dtype_name(t->dtype));
@@ -690,6 +723,8 @@ static lg_tensor *softmax_impl(lg_tensor *t, int dim, bool log_out) {
   }
   red_geom g;
   int d = red_geometry(name, t, dim, true, &g);
+  if (d == LG_ALL_DIMS)
+    lg_seterr("%s: needs one dimension, not all of them", name);
   if (d < 0)
     return NULL;
   lg_tensor *c = lg_contiguous(t);
@@ -713,9 +748,17 @@ static lg_tensor *softmax_impl(lg_tensor *t, int dim, bool log_out) {
 }
 
 lg_tensor *lg_softmax(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_softmax: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return softmax_impl(t, dim, false);
 }
 lg_tensor *lg_log_softmax(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_log_softmax: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   return softmax_impl(t, dim, true);
 }
 
@@ -769,6 +812,10 @@ static int cumsum_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_cumsum(lg_tensor *t, int dim) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_cumsum: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   if (t->ndim == 0)
     dim = 0;
   else if ((dim = lg_wrap_dim("cumsum", dim, t->ndim)) < 0)
@@ -808,10 +855,17 @@ static int maxdim_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 int lg_max_dim(lg_tensor *t, int dim, bool keepdim, bool is_min,
                lg_tensor **values, lg_tensor **indices) {
+  if (LG_UNUSABLE(t) || !values) {
+    lg_seterr("lg_max_dim: argument %d is NULL or revoked",
+              (LG_UNUSABLE(t)) ? 1 : 5);
+    return -1;
+  }
   const char *name = is_min ? "min" : "max";
   *values = *indices = NULL;
   red_geom g;
   int d = red_geometry(name, t, dim, keepdim, &g);
+  if (d == LG_ALL_DIMS)
+    lg_seterr("%s: needs one dimension, not all of them", name);
   if (d < 0)
     return -1;
   if (g.r == 0) {
@@ -865,6 +919,10 @@ int lg_max_dim(lg_tensor *t, int dim, bool keepdim, bool is_min,
 }
 
 lg_tensor *lg_argmax(lg_tensor *t, int dim, bool keepdim, bool is_min) {
+  if (LG_UNUSABLE(t)) {
+    lg_seterr("lg_argmax: argument %d is NULL or revoked", 1);
+    return NULL;
+  }
   lg_tensor *v, *ix;
   bool was = lg_set_grad_enabled(false);
   int rc;

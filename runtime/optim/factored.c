@@ -261,9 +261,9 @@ static int muon_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
 
 static int muon_check_param(const lg_optim *o, int index, const lg_tensor *t) {
   if (t->ndim != 2) {
-    lg_seterr("Muon: parameter %d has %d dimensions; Muon only optimizes "
-              "2-d parameters (give biases and embeddings to AdamW)",
-              index + 1, t->ndim);
+    lg_seterr("Muon: parameter %I has %d dimensions; Muon only optimizes 2-d "
+              "parameters (give biases and embeddings to AdamW)",
+              (long long)index, t->ndim);
     return -1;
   }
   return 0;

@@ -155,9 +155,9 @@ static int gather_grad(lg_optim *o, double *out) {
       memset(out + off, 0, (size_t)n * sizeof *out);
     } else {
       if (g->dtype != p->dtype || lg_numel(g) != n || !lg_is_contiguous(g)) {
-        lg_seterr("LBFGS.step: the gradient of parameter %d does not match "
-                  "the parameter (dtype, size) or is not contiguous",
-                  i + 1);
+        lg_seterr("LBFGS.step: the gradient of parameter %I does not match the "
+                  "parameter (dtype, size) or is not contiguous",
+                  (long long)i);
         return -1;
       }
       LG_OPT_TYPED(g->dtype, {
@@ -488,6 +488,8 @@ static int lbfgs_step(lg_optim *o, lg_closure_fn closure, void *ctx,
 
   int n_iter = 0;
   while (n_iter < max_iter) {
+    if (lg_cancel_check() < 0)
+      return -1; /* interrupted by the host: the state stays consistent */
     n_iter++;
     s->n_iter++;
     /* direction */

@@ -162,7 +162,9 @@ const lg_optim_kind lg_optim_adagrad = {.name = "Adagrad",
                                         .specs = adagrad_specs,
                                         .state = adagrad_state,
                                         .init_param = adagrad_init,
-                                        .update = adagrad_update};
+                                        .update = adagrad_update,
+                                        .update_sparse =
+                                            lg_adagrad_update_sparse};
 
 /* ---- Adadelta ----
  * s = rho s + (1 - rho) d^2 ;  delta = sqrt(a + eps) / sqrt(s + eps) * d

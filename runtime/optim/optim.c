@@ -28,11 +28,16 @@ static const lg_optim_kind *const kinds[] = {&lg_optim_gd,
                                              &lg_optim_muon,
                                              &lg_optim_lion,
                                              &lg_optim_lbfgs,
+                                             &lg_optim_sparse_adam,
                                              NULL};
 
 /* ---- construction ---- */
 
 lg_optim *lg_optim_new(const char *name) {
+  if (!name) {
+    lg_seterr("lg_optim_new: argument %d is NULL", 1);
+    return NULL;
+  }
   const lg_optim_kind *kind = NULL;
   for (int i = 0; kinds[i]; i++)
     if (!strcmp(kinds[i]->name, name))
@@ -58,6 +63,7 @@ static void free_param_state(lg_opt_param *p) {
     p->buf[k] = NULL;
     p->buflen[k] = 0;
   }
+  lg_opt_rows_free(p);
   p->has_state = false;
   p->step = 0;
   p->scal[0] = p->scal[1] = 0;
@@ -180,36 +186,37 @@ static int check_param(const lg_optim *o, int index, lg_tensor *t,
                        lg_tensor **list, int n) {
   const char *on = o->kind->name;
   if (!t) {
-    lg_seterr("%s: parameter %d is not a tensor", on, index + 1);
+    lg_seterr("%s: parameter %I is not a tensor", on, (long long)index);
     return -1;
   }
   if (!lg_dtype_is_float(t->dtype)) {
-    lg_seterr("%s: parameter %d has dtype %s; optimizers need float32 or "
+    lg_seterr("%s: parameter %I has dtype %s; optimizers need float32 or "
               "float64 parameters",
-              on, index + 1, lg_dtype_name(t->dtype));
+              on, (long long)index, lg_dtype_name(t->dtype));
     return -1;
   }
   if (!lg_is_contiguous(t)) {
-    lg_seterr("%s: parameter %d is not contiguous (call :contiguous() "
-              "before making it a parameter)",
-              on, index + 1);
+    lg_seterr("%s: parameter %I is not contiguous (call :contiguous() before "
+              "making it a parameter)",
+              on, (long long)index);
     return -1;
   }
   if (t->grad_fn) {
-    lg_seterr("%s: parameter %d is not a leaf tensor (it was computed by "
-              "%s); optimize the leaf it comes from",
-              on, index + 1, lg_grad_fn_name(t));
+    lg_seterr("%s: parameter %I is not a leaf tensor (it was computed by %s); "
+              "optimize the leaf it comes from",
+              on, (long long)index, lg_grad_fn_name(t));
     return -1;
   }
   for (int i = 0; i < o->nparams; i++)
     if (o->params[i].t == t) {
-      lg_seterr("%s: parameter %d is already in parameter group %d", on,
-                index + 1, o->params[i].group + 1);
+      lg_seterr("%s: parameter %I is already in parameter group %I", on,
+                (long long)index, (long long)o->params[i].group);
       return -1;
     }
   for (int i = 0; i < n; i++)
     if (list[i] == t) {
-      lg_seterr("%s: parameter %d appears twice in its group", on, index + 1);
+      lg_seterr("%s: parameter %I appears twice in its group", on,
+                (long long)index);
       return -1;
     }
   if (o->kind->check_param && o->kind->check_param(o, index, t) < 0)
@@ -330,13 +337,18 @@ static lg_opt_extra *find_extra(const lg_opt_group *g, const char *key) {
 
 static int check_group_index(const lg_optim *o, int group, const char *fn) {
   if (group < 0 || group >= o->ngroups) {
-    lg_seterr("%s: %s has no parameter group %d", fn, o->kind->name, group + 1);
+    lg_seterr("%s: %s has no parameter group %I", fn, o->kind->name,
+              (long long)group);
     return -1;
   }
   return 0;
 }
 
 int lg_optim_get(const lg_optim *o, int group, const char *key, double *v) {
+  if (!o || !key) {
+    lg_seterr("lg_optim_get: argument %d is NULL", (!o) ? 1 : 3);
+    return -1;
+  }
   if (check_group_index(o, group, "lg_optim_get") < 0)
     return -1;
   const lg_opt_group *g = &o->groups[group];
@@ -351,12 +363,16 @@ int lg_optim_get(const lg_optim *o, int group, const char *key, double *v) {
     *v = e->value;
     return 0;
   }
-  lg_seterr("%s: parameter group %d has no key '%s'", o->kind->name, group + 1,
-            key);
+  lg_seterr("%s: parameter group %I has no key '%s'", o->kind->name,
+            (long long)group, key);
   return -1;
 }
 
 int lg_optim_set(lg_optim *o, int group, const char *key, double v) {
+  if (!o || !key) {
+    lg_seterr("lg_optim_set: argument %d is NULL", (!o) ? 1 : 3);
+    return -1;
+  }
   if (check_group_index(o, group, "lg_optim_set") < 0)
     return -1;
   lg_opt_group *g = &o->groups[group];
@@ -372,6 +388,28 @@ int lg_optim_set(lg_optim *o, int group, const char *key, double v) {
     lg_seterr("%s: '%s' cannot be set to a number", o->kind->name, key);
     return -1;
   }
+  lg_seterr("%s: unknown option '%s'", o->kind->name, key);
+  return -1;
+}
+
+bool lg_optim_is_option(const lg_optim *o, const char *key) {
+  int k;
+  return key && find_key(o, key, &k) != NULL;
+}
+
+int lg_optim_set_extra(lg_optim *o, int group, const char *key, double v) {
+  if (check_group_index(o, group, "lg_optim_set_extra") < 0)
+    return -1;
+  if (!key) {
+    lg_seterr("lg_optim_set_extra: argument 3 is NULL");
+    return -1;
+  }
+  if (!strcmp(key, "params") || lg_optim_find_spec(o, key) ||
+      find_key(o, key, &(int){0})) {
+    lg_seterr("%s: '%s' is an option, not an extra key", o->kind->name, key);
+    return -1;
+  }
+  lg_opt_group *g = &o->groups[group];
   lg_opt_extra *e = find_extra(g, key);
   if (e) {
     e->value = v;
@@ -482,27 +520,52 @@ void lg_opt_parallel(int64_t n, void (*fn)(void *, int64_t, int64_t),
 static int check_grad(const lg_optim *o, int index, const lg_tensor *p,
                       const lg_tensor *g) {
   const char *on = o->kind->name;
+  if (lg_is_row_sparse(g)) {
+    if (!o->kind->update_sparse) {
+      lg_seterr("%s.step: parameter %d has a sparse gradient, which %s does "
+                "not support (use SparseAdam, SGD or Adagrad for it, or an "
+                "embedding with sparse = false)",
+                on, index + 1, on);
+      return -1;
+    }
+    if (g->dtype != p->dtype || g->sparse_dim0 != (p->ndim ? p->shape[0] : 1) ||
+        g->ndim != p->ndim || !lg_is_contiguous(g) ||
+        !lg_is_contiguous(p)) {
+      lg_seterr("%s.step: the sparse gradient of parameter %d does not fit "
+                "the parameter",
+                on, index + 1);
+      return -1;
+    }
+    return 0;
+  }
+  if (!o->kind->update) {
+    lg_seterr("%s.step: parameter %d has a dense gradient; %s does not "
+              "support dense gradients, please consider Adam instead",
+              on, index + 1, on);
+    return -1;
+  }
   if (g->dtype != p->dtype) {
-    lg_seterr("%s.step: the gradient of parameter %d has dtype %s, the "
-              "parameter %s",
-              on, index + 1, lg_dtype_name(g->dtype), lg_dtype_name(p->dtype));
+    lg_seterr(
+        "%s.step: the gradient of parameter %I has dtype %s, the parameter %s",
+        on, (long long)index, lg_dtype_name(g->dtype), lg_dtype_name(p->dtype));
     return -1;
   }
   if (lg_numel(g) != lg_numel(p)) {
     char a[200], b[200];
-    lg_seterr("%s.step: the gradient of parameter %d has shape %s, the "
-              "parameter %s",
-              on, index + 1, lg_shape_str(g, a, sizeof a),
-              lg_shape_str(p, b, sizeof b));
+    lg_seterr(
+        "%s.step: the gradient of parameter %I has shape %s, the parameter %s",
+        on, (long long)index, lg_shape_str(g, a, sizeof a),
+        lg_shape_str(p, b, sizeof b));
     return -1;
   }
   if (!lg_is_contiguous(g)) {
-    lg_seterr("%s.step: the gradient of parameter %d is not contiguous", on,
-              index + 1);
+    lg_seterr("%s.step: the gradient of parameter %I is not contiguous", on,
+              (long long)index);
     return -1;
   }
   if (!lg_is_contiguous(p)) {
-    lg_seterr("%s.step: parameter %d is no longer contiguous", on, index + 1);
+    lg_seterr("%s.step: parameter %I is no longer contiguous", on,
+              (long long)index);
     return -1;
   }
   return 0;
@@ -516,6 +579,10 @@ static int run_closure(lg_closure_fn closure, void *ctx, double *loss) {
 }
 
 int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
+  if (!o) {
+    lg_seterr("lg_optim_step: argument %d is NULL", 1);
+    return -1;
+  }
   const char *on = o->kind->name;
   double l = NAN;
   if (o->busy) {
@@ -529,6 +596,10 @@ int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
   o->busy = true;
   int rc = 0;
   if (o->kind->step) {
+    for (int i = 0; i < o->nparams; i++)
+      if (lg_is_row_sparse(o->params[i].t->grad) &&
+          (rc = check_grad(o, i, o->params[i].t, o->params[i].t->grad)) < 0)
+        goto done;
     rc = o->kind->step(o, closure, ctx, &l);
     goto done;
   }
@@ -543,7 +614,12 @@ int lg_optim_step(lg_optim *o, lg_closure_fn closure, void *ctx, double *loss) {
     lg_opt_param *p = &o->params[i];
     if (!p->t->grad)
       continue;
-    rc = o->kind->update(o, &o->groups[p->group], p, p->t->grad);
+    if (lg_is_row_sparse(p->t->grad)) {
+      rc = o->kind->update_sparse(o, &o->groups[p->group], p, p->t->grad);
+    } else {
+      rc = o->kind->update(o, &o->groups[p->group], p, p->t->grad);
+      p->rows_known = false; /* a dense step may have touched any row */
+    }
     if (rc < 0)
       goto done;
     lg_bump_version(p->t);
@@ -556,12 +632,31 @@ done:
 }
 
 int lg_optim_zero_grad(lg_optim *o, bool set_to_none) {
+  if (!o) {
+    lg_seterr("lg_optim_zero_grad: argument %d is NULL", 1);
+    return -1;
+  }
   for (int i = 0; i < o->nparams; i++) {
     lg_tensor *t = o->params[i].t, *g = t->grad;
     if (!g)
       continue;
     if (set_to_none) {
       t->grad = NULL;
+      lg_release(g);
+    } else if (lg_is_row_sparse(g)) {
+      /* zeros of a sparse gradient: no rows */
+      int64_t shape[LG_MAX_DIMS], none = 0;
+      memcpy(shape, g->shape, sizeof(int64_t) * g->ndim);
+      shape[0] = 0;
+      lg_tensor *rows = lg_empty(LG_INT64, 1, &none);
+      lg_tensor *z = rows ? lg_empty(g->dtype, g->ndim, shape) : NULL;
+      if (!z) {
+        lg_release(rows);
+        return -1;
+      }
+      lg_rowsparse_attach(z, rows, g->sparse_dim0);
+      lg_release(rows);
+      t->grad = z;
       lg_release(g);
     } else if (g->grad_fn || g->requires_grad || !lg_is_contiguous(g)) {
       /* a gradient with history is replaced by detached zeros */
@@ -590,7 +685,8 @@ static const lg_state_spec *find_state(const lg_optim *o, const char *key) {
 
 static int check_index(const lg_optim *o, int index, const char *fn) {
   if (index < 0 || index >= o->nparams) {
-    lg_seterr("%s: %s has no parameter %d", fn, o->kind->name, index + 1);
+    lg_seterr("%s: %s has no parameter %I", fn, o->kind->name,
+              (long long)index);
     return -1;
   }
   return 0;
@@ -627,7 +723,8 @@ int lg_optim_state_get(const lg_optim *o, int index, const char *key,
   const lg_opt_param *p = &o->params[index];
   const lg_state_spec *s = find_state(o, key);
   if (!s || !p->has_state) {
-    lg_seterr("state_dict: parameter %d has no state '%s'", index + 1, key);
+    lg_seterr("state_dict: parameter %I has no state '%s'", (long long)index,
+              key);
     return -1;
   }
   switch (s->slot) {
@@ -643,7 +740,8 @@ int lg_optim_state_get(const lg_optim *o, int index, const char *key,
   }
   const void *b = p->buf[s->slot - LG_ST_BUF0];
   if (!b) {
-    lg_seterr("state_dict: parameter %d has no state '%s'", index + 1, key);
+    lg_seterr("state_dict: parameter %I has no state '%s'", (long long)index,
+              key);
     return -1;
   }
   int64_t dims[LG_MAX_DIMS];
@@ -696,21 +794,22 @@ int lg_optim_state_set_tensor(lg_optim *o, int index, const char *key,
   }
   int64_t n = lg_opt_state_numel(p->t, s->shape);
   if (lg_numel(src) != n) {
-    lg_seterr("load_state_dict: state '%s' of parameter %d has %lld "
-              "elements, expected %lld",
-              key, index + 1, (long long)lg_numel(src), (long long)n);
+    lg_seterr("load_state_dict: state '%s' of parameter %I has %lld elements, "
+              "expected %lld",
+              key, (long long)index, (long long)lg_numel(src), (long long)n);
     return -1;
   }
   if (!lg_dtype_is_float(src->dtype) || !lg_is_contiguous(src)) {
-    lg_seterr("load_state_dict: state '%s' of parameter %d must be a "
+    lg_seterr("load_state_dict: state '%s' of parameter %I must be a "
               "contiguous float tensor",
-              key, index + 1);
+              key, (long long)index);
     return -1;
   }
   int k = s->slot - LG_ST_BUF0;
   void *b = lg_opt_buf(p, k, n, 0, NULL);
   if (!b)
     return -1;
+  p->rows_known = false;
   const void *from = lg_data_ptr(src);
   if (src->dtype == p->t->dtype) {
     memcpy(b, from, (size_t)n * lg_dtype_size(src->dtype));
@@ -737,6 +836,11 @@ void lg_optim_state_clear(lg_optim *o) {
 
 /* the public shorthand: a group with the defaults and a learning rate */
 int lg_optim_add_params(lg_optim *o, int n, lg_tensor **params, double lr) {
+  if (!o || !params) {
+    lg_seterr("lg_optim_add_params: argument %d is NULL",
+              (!o) ? 1 : 3);
+    return -1;
+  }
   double hp[LG_HP_COUNT];
   lg_optim_defaults(o, hp);
   hp[LG_HP_LR] = lr;

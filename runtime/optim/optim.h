@@ -137,6 +137,11 @@ typedef struct lg_opt_param {
   double scal[2];
   void *buf[LG_OPT_MAXBUF]; /* lg_alloc'd, the parameter's dtype */
   int64_t buflen[LG_OPT_MAXBUF];
+  /* sparse updates (optim/sparse.c): the rows a state buffer may hold
+   * nonzero (SGD's momentum), sorted; rows_known false means unknown */
+  int64_t *rows;
+  int64_t nrows, rows_cap;
+  bool rows_known;
 } lg_opt_param;
 
 typedef struct lg_opt_extra {
@@ -165,6 +170,10 @@ typedef struct lg_optim_kind {
   /* updates one parameter whose gradient g is checked */
   int (*update)(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                 const lg_tensor *grad);
+  /* updates one parameter from a row-sparse gradient (NULL: the
+   * algorithm takes dense gradients only; update NULL: sparse only) */
+  int (*update_sparse)(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                       const lg_tensor *grad);
   /* a whole step instead of per-parameter updates (LBFGS) */
   int (*step)(lg_optim *o, int (*closure)(void *ctx, double *loss), void *ctx,
               double *loss);
@@ -308,6 +317,15 @@ extern const lg_optim_kind lg_optim_rmsprop, lg_optim_adagrad,
     lg_optim_adadelta, lg_optim_rprop, lg_optim_asgd;
 extern const lg_optim_kind lg_optim_adafactor, lg_optim_muon;
 extern const lg_optim_kind lg_optim_lbfgs;
+extern const lg_optim_kind lg_optim_sparse_adam;
+
+/* the row-sparse rules of SGD and Adagrad (optim/sparse.c) */
+int lg_sgd_update_sparse(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                         const lg_tensor *grad);
+int lg_adagrad_update_sparse(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
+                             const lg_tensor *grad);
+/* frees p's row list (with its state) */
+void lg_opt_rows_free(lg_opt_param *p);
 
 /* LBFGS's state entries (optim/lbfgs.c) */
 int lg_lbfgs_state_keys(const lg_optim *o, const char **keys, int max);
@@ -315,5 +333,8 @@ int lg_lbfgs_state_get(const lg_optim *o, const char *key, double *num,
                        lg_tensor **t);
 int lg_lbfgs_state_set(lg_optim *o, const char *key, double num, lg_tensor *t);
 void lg_lbfgs_free(lg_optim *o);
+
+/* true for the algorithm's hyperparameter names ("lr", "betas1" ...) */
+bool lg_optim_is_option(const lg_optim *o, const char *key);
 
 #endif

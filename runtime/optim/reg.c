@@ -64,12 +64,12 @@ static char *storage_base(const lg_tensor *t) {
 static int check_float(const char *fname, const char *what, int i,
                        const lg_tensor *t) {
   if (!t) {
-    lg_seterr("%s: parameter %d is NULL", fname, i + 1);
+    lg_seterr("%s: parameter %I is NULL", fname, (long long)i);
     return -1;
   }
   if (t->dtype != LG_FLOAT32 && t->dtype != LG_FLOAT64) {
-    lg_seterr("%s: %s of parameter %d is %s, not floating point", fname, what,
-              i + 1, lg_dtype_name(t->dtype));
+    lg_seterr("%s: %s of parameter %I is %s, not floating point", fname, what,
+              (long long)i, lg_dtype_name(t->dtype));
     return -1;
   }
   return 0;
@@ -150,10 +150,33 @@ int lg_reg_apply(double l1, double l2, int n, lg_tensor **params) {
     lg_tensor *g = p->grad;
     if (check_float("apply", "the grad", i, g) < 0)
       return -1;
+    if (lg_is_row_sparse(g)) {
+      /* a row-sparse gradient gets the penalty of the rows it holds only
+       * (lazy regularization: a step stays O(rows used)) */
+      if (!lg_is_contiguous(p) || p->dtype != g->dtype) {
+        lg_seterr("apply: parameter %d must be contiguous and of its sparse "
+                  "gradient's dtype",
+                  i + 1);
+        return -1;
+      }
+      int64_t nnz = g->shape[0], m = nnz ? lg_numel(g) / nnz : 0;
+      const int64_t *rows = lg_data_ptr(g->sparse_rows);
+      const char *xb = lg_data_ptr(p);
+      char *gb = lg_data_ptr(g);
+      for (int64_t r = 0; r < nnz; r++)
+        for (int64_t k = 0; k < m; k++) {
+          double x = load(p->dtype, xb, rows[r] * m + k);
+          double v = load(g->dtype, gb, r * m + k) + l1 * sgn(x) + l2 * x;
+          store(g->dtype, gb, r * m + k, v);
+        }
+      bump(g);
+      continue;
+    }
     if (!lg_same_shape(p, g)) {
       char a[200], b[200];
-      lg_seterr("apply: parameter %d has shape %s but its grad %s", i + 1,
-                lg_shape_str(p, a, sizeof a), lg_shape_str(g, b, sizeof b));
+      lg_seterr("apply: parameter %I has shape %s but its grad %s",
+                (long long)i, lg_shape_str(p, a, sizeof a),
+                lg_shape_str(g, b, sizeof b));
       return -1;
     }
     int64_t m = lg_numel(p);
@@ -260,9 +283,9 @@ int lg_reg_max_norm(double c, int dim, int n, lg_tensor **params) {
     if (p->ndim >= 2) {
       int d = dim < 0 ? dim + p->ndim : dim;
       if (d < 0 || d >= p->ndim) {
-        lg_seterr("MaxNorm: dim %d is out of range for parameter %d with "
-                  "%d dims",
-                  dim + 1, i + 1, p->ndim);
+        lg_seterr(
+            "MaxNorm: dim %I is out of range for parameter %I with %d dims",
+            (long long)dim, (long long)i, p->ndim);
         return -1;
       }
     }
@@ -299,7 +322,7 @@ int lg_reg_max_norm(double c, int dim, int n, lg_tensor **params) {
 static int check_grads(const char *fname, int n, lg_tensor **params) {
   for (int i = 0; i < n; i++) {
     if (!params[i]) {
-      lg_seterr("%s: parameter %d is NULL", fname, i + 1);
+      lg_seterr("%s: parameter %I is NULL", fname, (long long)i);
       return -1;
     }
     if (params[i]->grad &&

@@ -142,7 +142,8 @@ const lg_optim_kind lg_optim_sgd = {.name = "SGD",
                                     .specs = sgd_specs,
                                     .state = sgd_state,
                                     .check_group = sgd_check,
-                                    .update = sgd_update};
+                                    .update = sgd_update,
+                                    .update_sparse = lg_sgd_update_sparse};
 
 /* ---- Lion ----
  * theta = theta * (1 - lr * weight_decay)

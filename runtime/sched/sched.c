@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../optim/optim.h"
 #include "sched.h"
 
 #ifndef M_PI
@@ -114,8 +115,8 @@ void lg_sched_defaults(lg_sched_kind kind, lg_sched_opts *o) {
 
 static int group_get(lg_sched *s, int g, const char *key, double *v) {
   if (lg_optim_get(s->opt, g, key, v) < 0) {
-    lg_seterr("sched.%s: parameter group %d has no '%s'", kind_names[s->kind],
-              g + 1, key);
+    lg_seterr("sched.%s: parameter group %I has no '%s'", kind_names[s->kind],
+              (long long)g, key);
     return -1;
   }
   return 0;
@@ -127,9 +128,12 @@ static bool group_has(lg_optim *o, int g, const char *key) {
 }
 
 static int group_set(lg_sched *s, int g, const char *key, double v) {
-  if (lg_optim_set(s->opt, g, key, v) < 0) {
-    lg_seterr("sched.%s: cannot set '%s' of parameter group %d: %s",
-              kind_names[s->kind], key, g + 1, lg_errmsg());
+  int rc = lg_optim_is_option(s->opt, key)
+               ? lg_optim_set(s->opt, g, key, v)
+               : lg_optim_set_extra(s->opt, g, key, v);
+  if (rc < 0) {
+    lg_seterr("sched.%s: cannot set '%s' of parameter group %I: %s",
+              kind_names[s->kind], key, (long long)g, lg_errmsg());
     return -1;
   }
   return 0;
@@ -188,9 +192,8 @@ static int onecycle_lrs(lg_sched *s, double *out, double *moms) {
                                          {"max_momentum", "max_momentum"}};
   int64_t step = s->last_epoch;
   if (step > s->total_steps) {
-    lg_seterr("sched.OneCycle: tried to step %lld times; total_steps is "
-              "%lld",
-              (long long)step + 1, (long long)s->total_steps);
+    lg_seterr("sched.OneCycle: tried to step %I times; total_steps is %lld",
+              (long long)step, (long long)s->total_steps);
     return -1;
   }
   for (int g = 0; g < s->ngroups; g++) {
@@ -201,9 +204,9 @@ static int onecycle_lrs(lg_sched *s, double *out, double *moms) {
         const char *const *lk = s->three_phase ? lr3[i] : lr2[i];
         const char *const *mk = s->three_phase ? mom3[i] : mom2[i];
         if (end_step - start_step == 0) {
-          lg_seterr("sched.OneCycle: phase %d has no steps (total_steps "
-                    "%lld is too small for pct_start)",
-                    i + 1, (long long)s->total_steps);
+          lg_seterr("sched.OneCycle: phase %I has no steps (total_steps %lld "
+                    "is too small for pct_start)",
+                    (long long)i, (long long)s->total_steps);
           return -1;
         }
         double pct = (step - start_step) / (end_step - start_step);

@@ -73,14 +73,18 @@ local workloads = {
   {"mlp-fmnist", "s/epoch", false, {"test_acc"}},
   {"wide-mlp", "GFLOP/s", true, {}},
   {"cnn-fmnist", "steps/s", true, {}},
+  -- described in scripts/bench/WORKLOADS.md; its peer lives in the repo
+  {"dlrm-sparse", "steps/s", true, {"cpu_ms", "median_ms", "min_ms"},
+   "scripts/bench/peers/dlrm_torch.py"},
 }
 for _, w in ipairs(workloads) do
   local name, unit, higher, extra = w[1], w[2], w[3], w[4]
+  local peer_script = w[5] or peer
   local lv, lx = runs(("%s scripts/bench/workloads.lua %s --threads %d")
                       :format(lgrad, name, threads), extra)
   local pv, px
   if have_torch then
-    pv, px = runs(("%s %s %s --threads %d"):format(python, peer, name,
+    pv, px = runs(("%s %s %s --threads %d"):format(python, peer_script, name,
                                                   threads), extra)
   end
   local note = {}
@@ -90,6 +94,12 @@ for _, w in ipairs(workloads) do
   end
   if name == "scalar-sgd" and lx.w then
     note[#note + 1] = ("w %.3f b %.3f"):format(lx.w, lx.b)
+  end
+  if name == "dlrm-sparse" and lx.cpu_ms then
+    for _, k in ipairs({"median_ms", "min_ms", "cpu_ms"}) do
+      note[#note + 1] = ("%s %.1f vs %s"):format(k, lx[k],
+        px and px[k] and ("%.1f"):format(px[k]) or "n/a")
+    end
   end
   if not have_torch then note[#note + 1] = "PyTorch side missing" end
   row(name, unit, higher, lv, pv, table.concat(note, "; "))
