@@ -364,6 +364,7 @@ for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist", "explain",
                       "privacy"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
+pcall(function() return lg.nn.LSTM, lg.F.conv1d end) -- their lazy halves
 collect("lg.", lg, 0)
 -- lg.exp is the exponential called as a function and the experiment
 -- module (lgrad.exp) indexed as a table: pairs does not see its fields
