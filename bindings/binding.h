@@ -107,6 +107,8 @@ void lgL_open_where(lua_State *L);
 void lgL_open_linalg(lua_State *L);
 void lgL_open_attention(lua_State *L); /* into the lg.F table on top */
 void lgL_open_text(lua_State *L);
+void lgL_open_rnn(lua_State *L);
+void lgL_functional_lazy(lua_State *L); /* lg.F's Lua half */
 void lgL_open_embedding(lua_State *L); /* after lgL_open_functional */
 
 

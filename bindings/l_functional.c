@@ -589,6 +589,7 @@ static const luaL_Reg functional[] = {
 void lgL_open_functional(lua_State *L) {
   lua_getfield(L, -1, "F");
   luaL_setfuncs(L, functional, 0);
+  lgL_functional_lazy(L);
   lgL_open_attention(L);
   lua_pop(L, 1);
 }

@@ -70,8 +70,9 @@ static int t_encode(lua_State *L) {
 #define LUT_ID(b) (lut[2 * (b)] | (lut[2 * (b) + 1] << 8))
   for (size_t i = 0; i < n; i++)
     if (!LUT_ID(s[i]))
-      return luaL_error(L, "encode: byte %d at position %d is not in the "
-                           "vocabulary",
+      return luaL_error(L,
+                        "encode: byte %d at position %d is not in the "
+                        "vocabulary",
                         (int)s[i], (int)(i + 1));
   int64_t len = (int64_t)n;
   lg_tensor **box = lgL_newbox(L);

@@ -147,6 +147,7 @@ LUALIB_API int luaopen_lgrad(lua_State *L) {
   lgL_open_linalg(L);
   lgL_open_where(L);
   lgL_open_text(L);
+  lgL_open_rnn(L);
   lgL_open_dist(L);
   lua_createtable(L, 0, 1);
   lua_pushcfunction(L, module_index);

@@ -313,6 +313,16 @@ local factories = {
                                      sparse = true, padding_idx = 2})
   end,
   function() return lg.nn.LayerNorm(3) end,
+  function() return lg.nn.LSTM(3, 2, {num_layers = 2, bidirectional = true}) end,
+  function() return lg.nn.GRU(3, 2, {batch_first = true}) end,
+  function() return lg.nn.RNN(3, 2, {nonlinearity = "relu"}) end,
+  function() return lg.nn.LSTMCell(3, 2) end,
+  function() return lg.nn.Conv1d(2, 3, 3, {padding = "same"}) end,
+  function() return lg.nn.GroupNorm(1, 3) end,
+  function() return lg.nn.RMSNorm(3) end,
+  function() return lg.nn.ParameterList({lg.zeros(2)}) end,
+  function() return lg.nn.CrossEntropyLoss({label_smoothing = 0.1}) end,
+  function() return lg.data.CharTokenizer("abc") end,
   function() return lg.nn.MultiheadAttention(4, 2) end,
   function()
     return lg.nn.TransformerEncoderLayer(4, 2, {dim_feedforward = 8})
@@ -374,6 +384,7 @@ for _, sub in ipairs({"nn", "data", "train", "exp", "plot", "dist", "explain",
                       "privacy"}) do
   pcall(function() return lg[sub] end) -- loads the lazy submodules
 end
+pcall(function() return lg.nn.LSTM, lg.F.conv1d end) -- their lazy halves
 collect("lg.", lg, 0)
 -- lg.exp is the exponential called as a function and the experiment
 -- module (lgrad.exp) indexed as a table: pairs does not see its fields

@@ -1378,6 +1378,16 @@ activation("LogSoftmax",
   function(self, x) return log_softmax(x, self.dim) end,
   dim_init("LogSoftmax"), function(self) return "dim=" .. self.dim end)
 
+M._util = { options = options, set_of = set_of, check_int = check_int }
+-- RNN, LSTM, GRU and their cells; Conv1d, RMSNorm, GroupNorm, ..., the
+-- loss modules: loaded at the first lookup of a name M does not hold
+setmetatable(M, { __index = function(t, k)
+  if rawget(t, "_extras") then return nil end
+  rawset(t, "_extras", true)
+  require("lgrad.nn_rnn")(t)
+  require("lgrad.nn_layers")(t)
+  return rawget(t, k)
+end })
 M._check_int, M._options = check_int, options -- for nn_transformer
 require("lgrad.nn_transformer")(M) -- attention and transformers
 
