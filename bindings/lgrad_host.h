@@ -5,29 +5,41 @@
  * over its own memory to Lua scripts, runs them, and reads the tensors
  * they return -- without copying data either way.
  *
+ * (spec/host_spec.lua compiles and runs this example as it stands)
+ *   #include <stdio.h>
+ *   #include <stdlib.h>
  *   #include <lauxlib.h>
  *   #include <lualib.h>
  *   #include "lgrad_host.h"
  *
- *   static void release(void *data, void *ctx) { free(data); }
+ *   static void release(void *data, void *ctx) { (void)ctx; free(data); }
  *
- *   lua_State *L = luaL_newstate();
- *   if (lgrad_open(L) != LUA_OK) { ... lua_tostring(L, -1) ... }
- *   char *err = NULL;
- *   if (lgrad_dofile(L, "train.lua", 0, NULL, &err)) { puts(err); free(err); }
- *   float *x = malloc(100 * 2 * sizeof *x);          -- fill it
- *   lua_getglobal(L, "train");                       -- a Lua function
- *   lgrad_push_wrap(L, LG_FLOAT32, 2, (int64_t[]){100, 2}, x, release,
- *                   NULL);                           -- x now owned by lgrad
- *   if (lgrad_call(L, 1, 1, &err)) { puts(err); free(err); }
- *   lgrad_info w;
- *   if (lgrad_tensor_info(L, -1, &w) == 0)           -- the result
- *     ... read ((float *)w.data)[...] using w.shape and w.strides ...
- *   lg_tensor *keep = lg_retain(lgrad_to_tensor(L, -1));
- *   lua_pop(L, 1);
- *   lua_close(L);                    -- release(x) runs here at the latest
- *   ... keep's data is still valid ...
- *   lg_release(keep);
+ *   int main(void) {
+ *     lua_State *L = luaL_newstate();
+ *     char *err = NULL;
+ *     if (lgrad_open(L) != LUA_OK)
+ *       return fprintf(stderr, "%s\n", lua_tostring(L, -1)), 1;
+ *     if (lgrad_dostring(L, "function train(x) return x:sum(2) * 2 end",
+ *                        &err))
+ *       return fprintf(stderr, "%s\n", err), 1;
+ *     float *x = malloc(100 * 2 * sizeof *x);
+ *     for (int i = 0; i < 200; i++)
+ *       x[i] = (float)i;
+ *     lua_getglobal(L, "train");                    // a Lua function
+ *     lgrad_push_wrap(L, LG_FLOAT32, 2, (int64_t[]){100, 2}, x, release,
+ *                     NULL);                        // x now owned by lgrad
+ *     if (lgrad_call(L, 1, 1, &err))
+ *       return fprintf(stderr, "%s\n", err), 1;
+ *     lgrad_info w;
+ *     if (lgrad_tensor_info(L, -1, &w) != 0)        // the result, in place
+ *       return 1;
+ *     lg_tensor *keep = lg_retain(lgrad_to_tensor(L, -1));
+ *     lua_pop(L, 1);
+ *     lua_close(L);                    // release(x) runs here at the latest
+ *     printf("%g %g\n", ((float *)w.data)[0], ((float *)w.data)[99]);
+ *     lg_release(keep);                // keep's data was valid until here
+ *     return 0;
+ *   }
  *
  * Build against an installed lgrad (make install, the rock, the .deb):
  *   cc host.c $(pkg-config --cflags --libs lgrad)

@@ -111,6 +111,29 @@ describe("embedding lgrad", function()
     assert.matches("(%d+) passed, 0 failed\n$", out)
   end)
 
+  it("compiles and runs the example in lgrad_host.h's top comment",
+     function()
+    local head = slurp("bindings/lgrad_host.h")
+    local block = head:match("as it stands%)\n(.-)\n %*\n %* Build")
+    assert.truthy(block, "no example in lgrad_host.h")
+    local lines = {}
+    for line in (block .. "\n"):gmatch("([^\n]*)\n") do
+      lines[#lines + 1] = line:gsub("^ %*   ?", ""):gsub("^ %*$", "")
+    end
+    local src = table.concat(lines, "\n") .. "\n"
+    local path = tmp .. "_header_example.c"
+    local f = assert(io.open(path, "w"))
+    f:write(src)
+    f:close()
+    local b = build(path)
+    assert.equals("", b.warnings)
+    local out, err, code = sh(quote(b.exe))
+    os.remove(path)
+    assert.equals("", err)
+    assert.equals(0, code, out)
+    assert.equals("2 794\n", out)
+  end)
+
   it("takes tensor memory from the host's allocator", function()
     local out, err, code = sh(quote(build("tests/host_alloc_test.c").exe))
     assert.equals("", err)
