@@ -237,10 +237,6 @@ int lg_bernoulli_(lg_tensor *t, double p, lg_generator *g) {
 
 lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,
                    lg_generator *g) {
-  if ((ndim > 0 && !shape)) {
-    lg_seterr("lg_rand: argument %d is NULL", 3);
-    return NULL;
-  }
   if (!lg_dtype_is_float(d)) {
     lg_seterr("rand: needs a float dtype, got %s", lg_dtype_name(d));
     return NULL;
@@ -255,10 +251,6 @@ lg_tensor *lg_rand(lg_dtype d, int ndim, const int64_t *shape,
 
 lg_tensor *lg_randn(lg_dtype d, int ndim, const int64_t *shape,
                     lg_generator *g) {
-  if ((ndim > 0 && !shape)) {
-    lg_seterr("lg_randn: argument %d is NULL", 3);
-    return NULL;
-  }
   if (!lg_dtype_is_float(d)) {
     lg_seterr("randn: needs a float dtype, got %s", lg_dtype_name(d));
     return NULL;

@@ -19,8 +19,6 @@ lg_tensor *lg_rowsparse_attach(lg_tensor *values, lg_tensor *rows,
               (LG_UNUSABLE(values)) ? 1 : 2);
     return NULL;
   }
-  if (!values || !rows)
-    return NULL;
   lg_release(values->sparse_rows);
   values->sparse_rows = lg_retain(rows);
   values->sparse_dim0 = dim0;

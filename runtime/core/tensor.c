@@ -159,6 +159,10 @@ int64_t lg_shape_numel(int ndim, const int64_t *shape) {
 }
 
 int lg_check_shape(const char *fname, int ndim, const int64_t *shape) {
+  if (ndim > 0 && !shape) { /* every creator passes here */
+    lg_seterr("%s: the shape is NULL", fname);
+    return -1;
+  }
   if (ndim < 0 || ndim > LG_MAX_DIMS) {
     lg_seterr("%s: at most %d dimensions are supported (got %d)", fname,
               LG_MAX_DIMS, ndim);
@@ -231,10 +235,6 @@ void lg_release(lg_tensor *t) {
 /* ---- creation ---- */
 
 lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
-  if ((ndim > 0 && !shape)) {
-    lg_seterr("lg_empty: argument %d is NULL", 3);
-    return NULL;
-  }
   if ((unsigned)d >= LG_NDTYPES) {
     lg_seterr("empty: bad dtype");
     return NULL;
@@ -259,10 +259,6 @@ lg_tensor *lg_empty(lg_dtype d, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape) {
-  if ((ndim > 0 && !shape)) {
-    lg_seterr("lg_zeros: argument %d is NULL", 3);
-    return NULL;
-  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t)
     memset(t->storage->data, 0, lg_numel(t) * dtype_sizes[d]);
@@ -270,10 +266,6 @@ lg_tensor *lg_zeros(lg_dtype d, int ndim, const int64_t *shape) {
 }
 
 lg_tensor *lg_full(lg_dtype d, int ndim, const int64_t *shape, double v) {
-  if ((ndim > 0 && !shape)) {
-    lg_seterr("lg_full: argument %d is NULL", 3);
-    return NULL;
-  }
   lg_tensor *t = lg_empty(d, ndim, shape);
   if (t)
     lg_fill_(t, v);
