@@ -26,6 +26,7 @@ DEPS = lua5.4 liblua5.4-dev libopenblas-dev lua-busted libreadline-dev \
   zlib1g-dev dataset-fashion-mnist fortunes fortunes-min
 DEPS += luarocks lua-ldoc pkg-config
 DEPS += openmpi-bin libopenmpi-dev
+DEPS += libdnnl-dev libsleef-dev
 DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/include/x86_64-linux-gnu/cblas.h /usr/bin/busted \
   /usr/include/readline/readline.h /usr/include/zlib.h \
@@ -33,6 +34,8 @@ DEP_FILES = /usr/bin/lua5.4 /usr/include/lua5.4/lua.h \
   /usr/share/games/fortunes/science /usr/share/games/fortunes/riddles
 DEP_FILES += /usr/bin/luarocks /usr/bin/ldoc /usr/bin/pkg-config
 DEP_FILES += /usr/bin/mpirun /usr/bin/mpicc
+DEP_FILES += /usr/include/oneapi/dnnl/dnnl.h \
+  /usr/include/x86_64-linux-gnu/sleef.h
 
 RT_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 PROG_SRC = bindings/main.c bindings/cli/repl.c

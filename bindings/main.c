@@ -105,8 +105,8 @@ int cli_docall(lua_State *L, int narg, int nres) {
 
 void cli_print_version(void) {
   const char *blas = lg_blas_info();
-  printf("lgrad %s (%s, %s)\n", LG_VERSION, LUA_RELEASE,
-         blas ? blas : "OpenBLAS");
+  printf("lgrad %s (%s, %s; %s)\n", LG_VERSION, LUA_RELEASE,
+         blas ? blas : "OpenBLAS", lg_dnnl_info());
   fflush(stdout);
 }
 

@@ -370,6 +370,9 @@ int lg_get_num_threads(void);
 /* which BLAS and kernels GEMM uses, e.g. "OpenBLAS 0.3.21 ..., kernels
  * SkylakeX" */
 const char *lg_blas_info(void);
+/* "oneDNN 2.6.3, kernels avx512_core_bf16", or why reduced-precision products
+ * fall back to conversion plus sgemm */
+const char *lg_dnnl_info(void);
 
 /* ---- autograd ---- */
 /* grad mode is per thread */

@@ -104,7 +104,7 @@ describe("lgrad binary", function()
   it("prints the version with -v", function()
     local out, _, code = run({ "-v" })
     assert.equals(0, code)
-    assert.matches("^lgrad 0%.1%.0 %(Lua 5%.4%.%d+, OpenBLAS [^)]*%)\n$", out)
+    assert.matches("^lgrad 0%.1%.0 %(Lua 5%.4%.%d+, OpenBLAS [^;)]*; oneDNN [^)]*%)\n$", out)
   end)
 
   it("prints usage with -h and --help, mentioning every option", function()

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "dnnl.h"
 #include "internal.h"
 
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
@@ -77,6 +78,7 @@ void lg_set_num_threads(int n) {
   blas_init();
   if (blas.set_threads)
     blas.set_threads(n);
+  lg_dnnl_set_threads(n);
 }
 
 int lg_get_num_threads(void) {
