@@ -16,17 +16,37 @@
 
 static const char *const no_keys[] = {NULL};
 
-static int la_inv(lua_State *L) {
-  lg_tensor *a = lgL_checktensor(L, 1);
-  lgL_checknargs(L, 1, "inv");
-  return lgL_pushresult(L, "inv", lg_linalg_inv(a));
-}
+/* the functions of one or two matrices that return one or two tensors and
+ * take no options: one entry each, one dispatcher (the entry is the
+ * closure's upvalue) */
+typedef struct {
+  const char *name;
+  int nin, nout;
+  lg_tensor *(*one)(lg_tensor *);                            /* 1 -> 1 */
+  lg_tensor *(*two)(lg_tensor *, lg_tensor *);               /* 2 -> 1 */
+  int (*pair)(lg_tensor *, lg_tensor **, lg_tensor **);      /* 1 -> 2 */
+} plain_fn;
 
-static int la_solve(lua_State *L) {
+static const plain_fn plain_fns[] = {
+    {"inv", 1, 1, .one = lg_linalg_inv},
+    {"svdvals", 1, 1, .one = lg_linalg_svdvals},
+    {"det", 1, 1, .one = lg_linalg_det},
+    {"solve", 2, 1, .two = lg_linalg_solve},
+    {"lstsq", 2, 1, .two = lg_linalg_lstsq},
+    {"eigh", 1, 2, .pair = lg_linalg_eigh},
+    {"slogdet", 1, 2, .pair = lg_linalg_slogdet},
+};
+
+static int la_plain(lua_State *L) {
+  const plain_fn *f = lua_touserdata(L, lua_upvalueindex(1));
   lg_tensor *a = lgL_checktensor(L, 1);
-  lg_tensor *b = lgL_checktensor(L, 2);
-  lgL_checknargs(L, 2, "solve");
-  return lgL_pushresult(L, "solve", lg_linalg_solve(a, b));
+  lg_tensor *b = f->nin == 2 ? lgL_checktensor(L, 2) : NULL;
+  lgL_checknargs(L, f->nin, f->name);
+  if (f->nout == 1)
+    return lgL_pushresult(L, f->name, f->one ? f->one(a) : f->two(a, b));
+  lg_tensor **xb = lgL_newbox(L), **yb = lgL_newbox(L);
+  CHECK(L, f->name, f->pair(a, xb, yb));
+  return 2;
 }
 
 static int la_cholesky(lua_State *L) {
@@ -71,41 +91,6 @@ static int la_svd(lua_State *L) {
   lg_tensor **ub = lgL_newbox(L), **sb = lgL_newbox(L), **vb = lgL_newbox(L);
   CHECK(L, "svd", lg_linalg_svd(a, ub, sb, vb));
   return 3;
-}
-
-static int la_svdvals(lua_State *L) {
-  lg_tensor *a = lgL_checktensor(L, 1);
-  lgL_checknargs(L, 1, "svdvals");
-  return lgL_pushresult(L, "svdvals", lg_linalg_svdvals(a));
-}
-
-static int la_eigh(lua_State *L) {
-  lg_tensor *a = lgL_checktensor(L, 1);
-  lgL_checknargs(L, 1, "eigh");
-  lg_tensor **wb = lgL_newbox(L), **vb = lgL_newbox(L);
-  CHECK(L, "eigh", lg_linalg_eigh(a, wb, vb));
-  return 2;
-}
-
-static int la_det(lua_State *L) {
-  lg_tensor *a = lgL_checktensor(L, 1);
-  lgL_checknargs(L, 1, "det");
-  return lgL_pushresult(L, "det", lg_linalg_det(a));
-}
-
-static int la_slogdet(lua_State *L) {
-  lg_tensor *a = lgL_checktensor(L, 1);
-  lgL_checknargs(L, 1, "slogdet");
-  lg_tensor **sb = lgL_newbox(L), **lb = lgL_newbox(L);
-  CHECK(L, "slogdet", lg_linalg_slogdet(a, sb, lb));
-  return 2;
-}
-
-static int la_lstsq(lua_State *L) {
-  lg_tensor *a = lgL_checktensor(L, 1);
-  lg_tensor *b = lgL_checktensor(L, 2);
-  lgL_checknargs(L, 2, "lstsq");
-  return lgL_pushresult(L, "lstsq", lg_linalg_lstsq(a, b));
 }
 
 /* ---- norm(x [, ord [, dim]] [, {keepdim}]) ---- */
@@ -294,14 +279,19 @@ static int la_norm(lua_State *L) {
   return 1;
 }
 
-static const luaL_Reg linalg_funcs[] = {
-    {"inv", la_inv},         {"solve", la_solve}, {"cholesky", la_cholesky},
-    {"qr", la_qr},           {"svd", la_svd},     {"svdvals", la_svdvals},
-    {"eigh", la_eigh},       {"det", la_det},     {"slogdet", la_slogdet},
-    {"lstsq", la_lstsq},     {"norm", la_norm},   {NULL, NULL}};
+static const luaL_Reg linalg_funcs[] = {{"cholesky", la_cholesky},
+                                         {"qr", la_qr},
+                                         {"svd", la_svd},
+                                         {"norm", la_norm},
+                                         {NULL, NULL}};
 
 void lgL_open_linalg(lua_State *L) {
   (void)no_keys;
   luaL_newlib(L, linalg_funcs);
+  for (size_t i = 0; i < sizeof plain_fns / sizeof *plain_fns; i++) {
+    lua_pushlightuserdata(L, (void *)&plain_fns[i]);
+    lua_pushcclosure(L, la_plain, 1);
+    lua_setfield(L, -2, plain_fns[i].name);
+  }
   lua_setfield(L, -2, "linalg");
 }
