@@ -776,14 +776,11 @@ static int l_read_csv(lua_State *L) {
 }
 
 void lgL_open_io(lua_State *L) {
-  lua_pushcfunction(L, l_save);
-  lua_setfield(L, -2, "save");
-  lua_pushcfunction(L, l_load);
-  lua_setfield(L, -2, "load");
-  lua_newtable(L);
-  lua_pushcfunction(L, l_read_idx);
-  lua_setfield(L, -2, "read_idx");
-  lua_pushcfunction(L, l_read_csv);
-  lua_setfield(L, -2, "read_csv");
+  static const luaL_Reg top[] = {
+      {"save", l_save}, {"load", l_load}, {NULL, NULL}};
+  static const luaL_Reg io[] = {
+      {"read_idx", l_read_idx}, {"read_csv", l_read_csv}, {NULL, NULL}};
+  luaL_setfuncs(L, top, 0);
+  luaL_newlib(L, io);
   lua_setfield(L, -2, "_io");
 }

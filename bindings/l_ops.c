@@ -338,24 +338,26 @@ static int o_copy_(lua_State *L) {
   return push_self(L);
 }
 
-static int o_uniform_(lua_State *L) {
+/* uniform_(lo, hi) and normal_(mean, std): two numbers with defaults, then
+ * an optional {generator} */
+static int fill_random(lua_State *L, const char *fname, double a0, double b0,
+                       int (*fill)(lg_tensor *, double, double,
+                                   lg_generator *)) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  double lo = luaL_optnumber(L, 2, 0), hi = luaL_optnumber(L, 3, 1);
+  double a = luaL_optnumber(L, 2, a0), b = luaL_optnumber(L, 3, b0);
   int opts = lua_istable(L, lua_gettop(L)) ? lua_gettop(L) : 0;
   if (!lg_dtype_is_float(t->dtype))
-    return luaL_error(L, "uniform_: needs a float tensor");
-  CHECK(L, "uniform_", lg_uniform_(t, lo, hi, lgL_optgenerator(L, opts)));
+    return luaL_error(L, "%s: needs a float tensor", fname);
+  CHECK(L, fname, fill(t, a, b, lgL_optgenerator(L, opts)));
   return push_self(L);
 }
 
+static int o_uniform_(lua_State *L) {
+  return fill_random(L, "uniform_", 0, 1, lg_uniform_);
+}
+
 static int o_normal_(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  double m = luaL_optnumber(L, 2, 0), s = luaL_optnumber(L, 3, 1);
-  int opts = lua_istable(L, lua_gettop(L)) ? lua_gettop(L) : 0;
-  if (!lg_dtype_is_float(t->dtype))
-    return luaL_error(L, "normal_: needs a float tensor");
-  CHECK(L, "normal_", lg_normal_(t, m, s, lgL_optgenerator(L, opts)));
-  return push_self(L);
+  return fill_random(L, "normal_", 0, 1, lg_normal_);
 }
 
 static int o_bernoulli_(lua_State *L) {

@@ -138,18 +138,28 @@ static int fail_as(lua_State *L, const char *fname) {
   return luaL_error(L, "%s: %s", fname, msg);
 }
 
+/* what each method starts with: the regularizer at 1, its name for
+ * messages ("reg.L1:apply") in fname, the parameter list at 2; a method
+ * MaxNorm lacks gives its refusal first */
+static lg_tensor **method_args(lua_State *L, const char *method,
+                               const char *maxnorm_refusal, char fname[48],
+                               reg_box **r, int *n) {
+  *r = check_reg(L, 1);
+  snprintf(fname, 48, "reg.%s:%s", reg_names[(*r)->kind], method);
+  if ((*r)->kind == REG_MAXNORM && maxnorm_refusal)
+    luaL_error(L, "%s: %s", fname, maxnorm_refusal);
+  return check_params(L, 2, fname, n);
+}
+
 /* r:penalty(params): the differentiable 0-d tensor lambda * R(params) */
 static int reg_penalty(lua_State *L) {
-  reg_box *r = check_reg(L, 1);
+  reg_box *r;
   char fname[48];
-  snprintf(fname, sizeof fname, "reg.%s:penalty", reg_names[r->kind]);
-  if (r->kind == REG_MAXNORM)
-    return luaL_error(L,
-                      "%s: MaxNorm is a constraint without a penalty; "
-                      "call apply after the optimizer's step",
-                      fname);
   int n;
-  lg_tensor **ps = check_params(L, 2, fname, &n);
+  lg_tensor **ps = method_args(L, "penalty",
+                               "MaxNorm is a constraint without a penalty; "
+                               "call apply after the optimizer's step",
+                               fname, &r, &n);
   lg_tensor **box = lgL_newbox(L);
   *box = lg_reg_penalty(r->l1, r->l2, n, ps);
   if (!*box)
@@ -161,11 +171,10 @@ static int reg_penalty(lua_State *L) {
 /* r:apply(params): adds the (sub)gradient of the penalty to each .grad;
  * MaxNorm projects the parameters instead */
 static int reg_apply(lua_State *L) {
-  reg_box *r = check_reg(L, 1);
+  reg_box *r;
   char fname[48];
-  snprintf(fname, sizeof fname, "reg.%s:apply", reg_names[r->kind]);
   int n;
-  lg_tensor **ps = check_params(L, 2, fname, &n);
+  lg_tensor **ps = method_args(L, "apply", NULL, fname, &r, &n);
   int rc = r->kind == REG_MAXNORM ? lg_reg_max_norm(r->c, r->dim, n, ps)
                                   : lg_reg_apply(r->l1, r->l2, n, ps);
   if (rc < 0)
@@ -177,13 +186,12 @@ static int reg_apply(lua_State *L) {
 /* r:prox(params, lr): the proximal step of lr * R, applied after a plain
  * gradient step (ISTA); L1 sets small weights to exactly zero */
 static int reg_prox(lua_State *L) {
-  reg_box *r = check_reg(L, 1);
+  reg_box *r;
   char fname[48];
-  snprintf(fname, sizeof fname, "reg.%s:prox", reg_names[r->kind]);
-  if (r->kind == REG_MAXNORM)
-    return luaL_error(L, "%s: MaxNorm has no proximal step; call apply", fname);
   int n;
-  lg_tensor **ps = check_params(L, 2, fname, &n);
+  lg_tensor **ps = method_args(L, "prox",
+                               "MaxNorm has no proximal step; call apply",
+                               fname, &r, &n);
   double lr = check_coef(L, 3, fname, "lr");
   if (lg_reg_prox(lr * r->l1, lr * r->l2, n, ps) < 0)
     return fail_as(L, fname);

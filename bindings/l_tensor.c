@@ -492,14 +492,19 @@ static int default_gen_state(lua_State *L) {
 
 /* ---- inspection ---- */
 
-static int t_shape(lua_State *L) {
-  lg_tensor *t = lgL_checktensor(L, 1);
-  lua_createtable(L, t->ndim, 0);
-  for (int i = 0; i < t->ndim; i++) {
-    lua_pushinteger(L, t->shape[i]);
+/* a list of n integers */
+static int push_ints(lua_State *L, const int64_t *v, int n) {
+  lua_createtable(L, n, 0);
+  for (int i = 0; i < n; i++) {
+    lua_pushinteger(L, v[i]);
     lua_rawseti(L, -2, i + 1);
   }
   return 1;
+}
+
+static int t_shape(lua_State *L) {
+  lg_tensor *t = lgL_checktensor(L, 1);
+  return push_ints(L, t->shape, t->ndim);
 }
 
 static int t_size(lua_State *L) {
@@ -515,12 +520,7 @@ static int t_size(lua_State *L) {
 
 static int t_stride(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
-  lua_createtable(L, t->ndim, 0);
-  for (int i = 0; i < t->ndim; i++) {
-    lua_pushinteger(L, t->strides[i]);
-    lua_rawseti(L, -2, i + 1);
-  }
-  return 1;
+  return push_ints(L, t->strides, t->ndim);
 }
 
 static int t_dim(lua_State *L) {
@@ -1064,13 +1064,11 @@ void lgL_open_tensor(lua_State *L) {
   luaL_newmetatable(L, LGL_GENERATOR);
   lua_pushcfunction(L, gen_gc);
   lua_setfield(L, -2, "__gc");
-  lua_newtable(L);
-  lua_pushcfunction(L, gen_seed);
-  lua_setfield(L, -2, "manual_seed");
-  lua_pushcfunction(L, gen_get_state);
-  lua_setfield(L, -2, "get_state");
-  lua_pushcfunction(L, gen_set_state);
-  lua_setfield(L, -2, "set_state");
+  static const luaL_Reg gen_methods[] = {{"manual_seed", gen_seed},
+                                         {"get_state", gen_get_state},
+                                         {"set_state", gen_set_state},
+                                         {NULL, NULL}};
+  luaL_newlib(L, gen_methods);
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
   /* tensor */
