@@ -14,8 +14,8 @@
 
 /* ---- option helpers ---- */
 
-/* raises when the options table at idx has a key not in allowed (a
- * misspelt option would otherwise be ignored silently) */
+/* raises when the options at idx are not a table or have a key not in
+ * allowed (a misspelt option would otherwise be ignored silently) */
 static void check_opts(lua_State *L, int idx, const char *fn,
                        const char *const *allowed) {
   if (!idx || lua_isnoneornil(L, idx))
@@ -23,20 +23,7 @@ static void check_opts(lua_State *L, int idx, const char *fn,
   if (!lua_istable(L, idx) || lgL_totensor(L, idx))
     luaL_error(L, "%s: options must be a table (got %s)", fn,
                luaL_typename(L, idx));
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    bool ok = false;
-    if (lua_type(L, -1) == LUA_TSTRING) {
-      const char *k = lua_tostring(L, -1);
-      for (int i = 0; allowed[i] && !ok; i++)
-        ok = !strcmp(k, allowed[i]);
-      if (!ok)
-        luaL_error(L, "%s: unknown option '%s'", fn, k);
-    } else {
-      luaL_error(L, "%s: option names must be strings", fn);
-    }
-  }
+  lgL_checkopts(L, idx, fn, allowed);
 }
 
 /* index of the options table when the argument at idx is one (not a

@@ -407,7 +407,7 @@ describe("lg.F errors", function()
       "conv2d: stride and dilation must be positive and padding " ..
       "non-negative (got stride 0, padding 0, dilation 1)")
     assert.has_error(function() F.conv2d(x, w, nil, {strides = 2}) end,
-      "conv2d: unknown option 'strides'")
+      "conv2d: unknown option 'strides' (valid options: stride, padding, dilation, groups)")
     assert.has_error(function() F.conv2d(x, w, nil, {padding = "same"}) end,
       "conv2d: padding must be an integer or a pair {h, w} (got string)")
     assert.has_error(function()
@@ -443,7 +443,7 @@ describe("lg.F errors", function()
       "max_pool2d: input must be 3-d (C, H, W) or 4-d (N, C, H, W), got [4,4]")
     assert.has_error(function()
       F.avg_pool2d(lg.randn(1, 1, 4, 4), 2, {dilation = 2})
-    end, "avg_pool2d: unknown option 'dilation'")
+    end, "avg_pool2d: unknown option 'dilation' (valid options: stride, padding, ceil_mode, count_include_pad, divisor_override)")
   end)
 
   it("norms report shape mismatches", function()
@@ -465,7 +465,7 @@ describe("lg.F errors", function()
          "training, got input [1,3]")
     assert.has_error(function()
       F.batch_norm(lg.randn(4, 3), nil, nil, nil, nil, {train = true})
-    end, "batch_norm: unknown option 'train'")
+    end, "batch_norm: unknown option 'train' (valid options: training, momentum, eps)")
   end)
 
   it("embedding and one_hot check index ranges", function()

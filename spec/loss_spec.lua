@@ -401,7 +401,7 @@ describe("loss errors", function()
       "mse_loss: unknown reduction 'avg' (expected \"none\", \"mean\" or " ..
       "\"sum\")")
     assert.has_error(function() F.l1_loss(a, b, {reduce = "sum"}) end,
-      "l1_loss: unknown option 'reduce'")
+      "l1_loss: unknown option 'reduce' (valid options: reduction)")
     assert.has_error(function()
       F.cross_entropy(lg.randn(2, 3), labels({1, 2}), {label_smoothing = 2})
     end, "cross_entropy: label_smoothing must be between 0 and 1 (got 2)")
