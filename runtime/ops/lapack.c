@@ -182,6 +182,27 @@ static int pack(mats *a, const char *name, lg_tensor *t) {
   return 0;
 }
 
+/* o (float64, owned) as dtype d, outside the graph */
+static lg_tensor *as_dtype(lg_tensor *o, lg_dtype d) {
+  if (!o || d == LG_FLOAT64)
+    return o;
+  bool was = lg_set_grad_enabled(false);
+  lg_tensor *c = lg_to_dtype(o, d);
+  lg_set_grad_enabled(was);
+  lg_release(o);
+  return c;
+}
+
+/* the solution of a system whose right-hand side was a vector: drops the
+ * column dimension it was solved with */
+static lg_tensor *as_vector_if(lg_tensor *out, bool vec) {
+  if (!out || !vec)
+    return out;
+  lg_tensor *sq = lg_squeeze(out, -1);
+  lg_release(out);
+  return sq;
+}
+
 /* a tensor of dtype d, shape (batch..., rows, cols) from the top-left
  * rows x cols of each column-major matrix (leading dimension ld) */
 static lg_tensor *unpack(const mats *a, lg_dtype d, int64_t rows,
@@ -198,13 +219,7 @@ static lg_tensor *unpack(const mats *a, lg_dtype d, int64_t rows,
     for (int64_t i = 0; i < rows; i++)
       for (int64_t j = 0; j < cols; j++)
         p[(b * rows + i) * cols + j] = a->data[b * stride + j * ld + i];
-  if (d == LG_FLOAT64)
-    return o;
-  bool was = lg_set_grad_enabled(false);
-  lg_tensor *c = lg_to_dtype(o, d);
-  lg_set_grad_enabled(was);
-  lg_release(o);
-  return c;
+  return as_dtype(o, d);
 }
 
 /* a (batch..., len) tensor of dtype d from nb vectors of len doubles */
@@ -217,13 +232,7 @@ static lg_tensor *unpack_vec(const mats *a, lg_dtype d, const double *v,
   if (!o)
     return NULL;
   memcpy(lg_data_ptr(o), v, (size_t)(a->nb * len) * sizeof *v);
-  if (d == LG_FLOAT64)
-    return o;
-  bool was = lg_set_grad_enabled(false);
-  lg_tensor *c = lg_to_dtype(o, d);
-  lg_set_grad_enabled(was);
-  lg_release(o);
-  return c;
+  return as_dtype(o, d);
 }
 
 /* "the matrix" or "batch element 3" for messages */
@@ -457,12 +466,7 @@ lg_tensor *lg_linalg_solve(lg_tensor *a, lg_tensor *b) {
     free(ipiv);
     if (!rc) {
       lg_dtype d = lg_promote(a->dtype, b->dtype);
-      out = unpack(&mb, d, n, mb.n, n, n * mb.n);
-      if (out && vec) {
-        lg_tensor *sq = lg_squeeze(out, -1);
-        lg_release(out);
-        out = sq;
-      }
+      out = as_vector_if(unpack(&mb, d, n, mb.n, n, n * mb.n), vec);
     }
   }
   mats_free(&ma);
@@ -1187,12 +1191,8 @@ lg_tensor *lg_linalg_lstsq(lg_tensor *a, lg_tensor *b) {
   free(work);
   free(iwork);
   if (!rc) {
-    out = unpack(&mx, lg_promote(a->dtype, b->dtype), n, k, ldb, ldb * k);
-    if (out && vec) {
-      lg_tensor *sq = lg_squeeze(out, -1);
-      lg_release(out);
-      out = sq;
-    }
+    out = as_vector_if(
+        unpack(&mx, lg_promote(a->dtype, b->dtype), n, k, ldb, ldb * k), vec);
   }
   mats_free(&ma);
   mats_free(&mb);
