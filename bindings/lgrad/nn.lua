@@ -394,45 +394,39 @@ local function ordered(list)
   return setmetatable(r, Ordered)
 end
 
---- Parameters as a list, each once, in named_parameters' order.
-function Module:parameters()
-  local list = {}
-  for i, e in ipairs(self:named_parameters()) do list[i] = e[2] end
-  return list
-end
-
---- Parameters with dotted names: an ordered table (r[i] = {name, p},
--- r[name] = p); `for name, p in m:named_parameters() do` visits them in
--- order, as pairs(r) does.
-function Module:named_parameters()
+-- the (dotted name, tensor) pairs of every module's own entries of a kind
+-- ("param" or "buffer"), each tensor once when `once`
+local function named_entries(self, kind, once)
   local list, seen = {}, {}
   walk(self, "", function(prefix, m)
-    each_own(m, "param", function(k, p)
-      if not seen[p] then
-        seen[p] = true
-        list[#list + 1] = { join(prefix, k), p }
+    each_own(m, kind, function(k, t)
+      if not (once and seen[t]) then
+        seen[t] = true
+        list[#list + 1] = { join(prefix, k), t }
       end
     end)
   end, {})
   return ordered(list)
 end
 
---- Buffers with dotted names, as named_parameters.
-function Module:named_buffers()
+local function values(named)
   local list = {}
-  walk(self, "", function(prefix, m)
-    each_own(m, "buffer", function(k, b)
-      list[#list + 1] = { join(prefix, k), b }
-    end)
-  end, {})
-  return ordered(list)
-end
-
-function Module:buffers()
-  local list = {}
-  for i, e in ipairs(self:named_buffers()) do list[i] = e[2] end
+  for i, e in ipairs(named) do list[i] = e[2] end
   return list
 end
+
+--- Parameters as a list, each once, in named_parameters' order.
+function Module:parameters() return values(self:named_parameters()) end
+
+--- Parameters with dotted names: an ordered table (r[i] = {name, p},
+-- r[name] = p); `for name, p in m:named_parameters() do` visits them in
+-- order, as pairs(r) does.
+function Module:named_parameters() return named_entries(self, "param", true) end
+
+--- Buffers with dotted names, as named_parameters.
+function Module:named_buffers() return named_entries(self, "buffer", false) end
+
+function Module:buffers() return values(self:named_buffers()) end
 
 --- Every module (self first, pre-order) with its dotted name ("" for self).
 function Module:named_modules()
