@@ -85,23 +85,22 @@ local function trailing(...)
   return nil, n
 end
 
---- uniform_(t [, a = 0, b = 1] [, {generator}])
-function init.uniform_(t, a, b, o)
-  check_float("uniform_", t)
-  if type(a) == "table" then o, a, b = a, a.a, a.b end
-  if type(b) == "table" then o, b = b, nil end
-  a, b = a or 0, b or 1
-  return nograd(t.uniform_, t, a, b, gen_opts(o))
+-- an in-place random fill with two numbers that have defaults, given
+-- positionally or by name in the options: (t [, a, b] [, {a, b, generator}])
+local function random_fill(name, ka, kb, da, db)
+  return function(t, a, b, o)
+    check_float(name, t)
+    if type(a) == "table" then o, a, b = a, a[ka], a[kb] end
+    if type(b) == "table" then o, b = b, nil end
+    return nograd(t[name], t, a or da, b or db, gen_opts(o))
+  end
 end
 
+--- uniform_(t [, a = 0, b = 1] [, {generator}])
+init.uniform_ = random_fill("uniform_", "a", "b", 0, 1)
+
 --- normal_(t [, mean = 0, std = 1] [, {generator}])
-function init.normal_(t, mean, std, o)
-  check_float("normal_", t)
-  if type(mean) == "table" then o, mean, std = mean, mean.mean, mean.std end
-  if type(std) == "table" then o, std = std, nil end
-  mean, std = mean or 0, std or 1
-  return nograd(t.normal_, t, mean, std, gen_opts(o))
-end
+init.normal_ = random_fill("normal_", "mean", "std", 0, 1)
 
 --- constant_(t, value)
 function init.constant_(t, v)
