@@ -38,6 +38,21 @@ bool lg_iter_next(lg_iter *it);
  * unusable tensor of ts[0 .. n-1] */
 int lg_check_list(const char *fname, int n, lg_tensor *const *ts);
 
+/* The check every public function starts with: its pointer arguments, each
+ * as LG_ARG (a tensor that must be there and not revoked), LG_ARG_OPT (a
+ * tensor that may be NULL, but not revoked) or LG_ARG_PTR (any other
+ * pointer that must not be NULL) with its 1-based position in the C
+ * signature, the list ended by 0.  Nonzero, with "fname: argument N is NULL
+ * or revoked" for the first that fails:
+ *   if (lg_args_unusable("lg_linear", LG_ARG(1, x), LG_ARG(2, w),
+ *                        LG_ARG_OPT(3, b), 0))
+ *     return NULL; */
+enum { LG_ARGK_END, LG_ARGK_TENSOR, LG_ARGK_TENSOR_OPT, LG_ARGK_PTR };
+#define LG_ARG(pos, t) LG_ARGK_TENSOR, (int)(pos), (const void *)(t)
+#define LG_ARG_OPT(pos, t) LG_ARGK_TENSOR_OPT, (int)(pos), (const void *)(t)
+#define LG_ARG_PTR(pos, p) LG_ARGK_PTR, (int)(pos), (const void *)(p)
+int lg_args_unusable(const char *fname, ...);
+
 /* broadcast shape of a and b into out; -1 with an error when they clash */
 int lg_broadcast_shape(const char *fname, const lg_tensor *a,
                        const lg_tensor *b, int *ndim, int64_t *shape);
