@@ -850,11 +850,8 @@ static lg_tensor *default_grad(lg_tensor *root, const char *fname) {
 
 int lg_backward(lg_tensor *root, lg_tensor *grad, bool retain_graph,
                 bool create_graph) {
-  if (LG_UNUSABLE(root) || (grad && grad->storage->revoked)) {
-    lg_seterr("lg_backward: argument %d is NULL or revoked",
-              (LG_UNUSABLE(root)) ? 1 : 2);
+  if (lg_args_unusable("lg_backward", LG_ARG(1, root), LG_ARG_OPT(2, grad), 0))
     return -1;
-  }
   if (!root->requires_grad) {
     lg_seterr("backward: the tensor does not require grad and has no "
               "grad_fn");

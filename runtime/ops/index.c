@@ -49,11 +49,8 @@ static int index_select_backward(lg_node *n, lg_tensor *g,
 }
 
 lg_tensor *lg_index_select(lg_tensor *t, int dim, lg_tensor *index) {
-  if (LG_UNUSABLE(t) || LG_UNUSABLE(index)) {
-    lg_seterr("lg_index_select: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t)) ? 1 : 3);
+  if (lg_args_unusable("lg_index_select", LG_ARG(1, t), LG_ARG(3, index), 0))
     return NULL;
-  }
   if (check_index("index_select", index))
     return NULL;
   if (index->ndim > 1) {
@@ -127,13 +124,9 @@ static int index_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_index_add(lg_tensor *t, int dim, lg_tensor *index,
                         lg_tensor *src) {
-  if (LG_UNUSABLE(t) || LG_UNUSABLE(index) || LG_UNUSABLE(src)) {
-    lg_seterr("lg_index_add: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t))       ? 1
-              : (LG_UNUSABLE(index)) ? 3
-                                     : 4);
+  if (lg_args_unusable("lg_index_add", LG_ARG(1, t), LG_ARG(3, index),
+                       LG_ARG(4, src), 0))
     return NULL;
-  }
   if (check_index("index_add", index))
     return NULL;
   if ((dim = lg_wrap_dim("index_add", dim, t->ndim)) < 0)
@@ -244,11 +237,8 @@ static int gather_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_gather(lg_tensor *t, int dim, lg_tensor *index) {
-  if (LG_UNUSABLE(t) || LG_UNUSABLE(index)) {
-    lg_seterr("lg_gather: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t)) ? 1 : 3);
+  if (lg_args_unusable("lg_gather", LG_ARG(1, t), LG_ARG(3, index), 0))
     return NULL;
-  }
   if (check_index("gather", index))
     return NULL;
   if ((dim = lg_wrap_dim("gather", dim, t->ndim)) < 0)
@@ -335,13 +325,9 @@ static int scatter_raw(const char *fname, lg_tensor *dst, int dim,
 }
 
 int lg_scatter_(lg_tensor *t, int dim, lg_tensor *index, lg_tensor *src) {
-  if (LG_UNUSABLE(t) || LG_UNUSABLE(index) || LG_UNUSABLE(src)) {
-    lg_seterr("lg_scatter_: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t))       ? 1
-              : (LG_UNUSABLE(index)) ? 3
-                                     : 4);
+  if (lg_args_unusable("lg_scatter_", LG_ARG(1, t), LG_ARG(3, index),
+                       LG_ARG(4, src), 0))
     return -1;
-  }
   if (lg_check_inplace("scatter_", t))
     return -1;
   if ((dim = lg_wrap_dim("scatter_", dim, t->ndim)) < 0)
@@ -391,13 +377,9 @@ static int scatter_add_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_scatter_add(lg_tensor *t, int dim, lg_tensor *index,
                           lg_tensor *src) {
-  if (LG_UNUSABLE(t) || LG_UNUSABLE(index) || LG_UNUSABLE(src)) {
-    lg_seterr("lg_scatter_add: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t))       ? 1
-              : (LG_UNUSABLE(index)) ? 3
-                                     : 4);
+  if (lg_args_unusable("lg_scatter_add", LG_ARG(1, t), LG_ARG(3, index),
+                       LG_ARG(4, src), 0))
     return NULL;
-  }
   if ((dim = lg_wrap_dim("scatter_add", dim, t->ndim)) < 0)
     return NULL;
   bool was = lg_set_grad_enabled(false);
@@ -436,11 +418,8 @@ static int masked_fill_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 }
 
 lg_tensor *lg_masked_fill(lg_tensor *t, lg_tensor *mask, double v) {
-  if (LG_UNUSABLE(t) || LG_UNUSABLE(mask)) {
-    lg_seterr("lg_masked_fill: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t)) ? 1 : 2);
+  if (lg_args_unusable("lg_masked_fill", LG_ARG(1, t), LG_ARG(2, mask), 0))
     return NULL;
-  }
   if (mask->dtype != LG_BOOL) {
     lg_seterr("masked_fill: the mask must be a bool tensor, got %s",
               lg_dtype_name(mask->dtype));
@@ -668,11 +647,8 @@ static int sort_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
             lg_tensor **values, lg_tensor **indices) {
-  if (LG_UNUSABLE(t) || !values) {
-    lg_seterr("lg_topk: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t)) ? 1 : 6);
+  if (lg_args_unusable("lg_topk", LG_ARG(1, t), LG_ARG_PTR(6, values), 0))
     return -1;
-  }
   *values = *indices = NULL;
   const char *name = "topk";
   int nd = t->ndim;
@@ -745,11 +721,8 @@ int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
 
 int lg_sort(lg_tensor *t, int dim, bool descending, lg_tensor **values,
             lg_tensor **indices) {
-  if (LG_UNUSABLE(t) || !values) {
-    lg_seterr("lg_sort: argument %d is NULL or revoked",
-              (LG_UNUSABLE(t)) ? 1 : 4);
+  if (lg_args_unusable("lg_sort", LG_ARG(1, t), LG_ARG_PTR(4, values), 0))
     return -1;
-  }
   if (t->ndim == 0) {
     *values = lg_clone(t);
     *indices = lg_zeros(LG_INT64, 0, NULL);
