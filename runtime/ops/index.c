@@ -37,15 +37,22 @@ static int index_oob(const char *fname, int64_t v, int64_t size, int dim) {
 
 /* ---- index_select ---- */
 
-static int index_select_backward(lg_node *n, lg_tensor *g,
-                                 lg_tensor **grads) {
+/* the gradient of an op that picked input elements by the saved index
+ * along the node's dim: g added into zeros of the input's shape at them */
+static int put_back(lg_node *n, lg_tensor *g, lg_tensor **grads,
+                    lg_tensor *(*add)(lg_tensor *, int, lg_tensor *,
+                                      lg_tensor *)) {
   lg_tensor *idx = lg_node_saved(n, 0);
-  if (!idx)
-    return -1;
-  lg_tensor *z = lg_zeros(g->dtype, n->ninput_shape, n->input_shape);
-  grads[0] = z ? lg_index_add(z, DIM(n), idx, g) : NULL;
+  lg_tensor *z =
+      idx ? lg_zeros(g->dtype, n->ninput_shape, n->input_shape) : NULL;
+  grads[0] = z ? add(z, DIM(n), idx, g) : NULL;
   lg_release(z);
   return grads[0] ? 0 : -1;
+}
+
+static int index_select_backward(lg_node *n, lg_tensor *g,
+                                 lg_tensor **grads) {
+  return put_back(n, g, grads, lg_index_add);
 }
 
 lg_tensor *lg_index_select(lg_tensor *t, int dim, lg_tensor *index) {
@@ -228,12 +235,7 @@ static int check_gather_shapes(const char *fname, lg_tensor *t, int dim,
 }
 
 static int gather_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_tensor *idx = lg_node_saved(n, 0);
-  lg_tensor *z = idx ? lg_zeros(g->dtype, n->ninput_shape, n->input_shape)
-                     : NULL;
-  grads[0] = z ? lg_scatter_add(z, DIM(n), idx, g) : NULL;
-  lg_release(z);
-  return grads[0] ? 0 : -1;
+  return put_back(n, g, grads, lg_scatter_add);
 }
 
 lg_tensor *lg_gather(lg_tensor *t, int dim, lg_tensor *index) {
@@ -637,12 +639,7 @@ static int cmp_desc(const void *a, const void *b) {
 }
 
 static int sort_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
-  lg_tensor *idx = lg_node_saved(n, 0);
-  lg_tensor *z = idx ? lg_zeros(g->dtype, n->ninput_shape, n->input_shape)
-                     : NULL;
-  grads[0] = z ? lg_scatter_add(z, DIM(n), idx, g) : NULL;
-  lg_release(z);
-  return grads[0] ? 0 : -1;
+  return put_back(n, g, grads, lg_scatter_add);
 }
 
 int lg_topk(lg_tensor *t, int64_t k, int dim, bool largest, bool sorted,
