@@ -206,7 +206,8 @@ size_t lg_mem_live(void) {
   return __atomic_load_n(&live_bytes, __ATOMIC_RELAXED);
 }
 
-void lg_mem_trim(void) {
+/* gives this thread's cached blocks back */
+static void flush_thread_bins(void) {
   for (int c = 0; c <= LG_TL_SHIFT_MAX; c++) {
     while (tl_bins[c]) {
       lg_block *b = tl_bins[c];
@@ -215,6 +216,10 @@ void lg_mem_trim(void) {
     }
     tl_count[c] = 0;
   }
+}
+
+void lg_mem_trim(void) {
+  flush_thread_bins();
   pthread_mutex_lock(&bins_lock);
   for (int c = 0; c < LG_NBINS; c++) {
     while (bins[c]) {
@@ -372,14 +377,7 @@ void lg_thread_cleanup(void) {
   }
   nfree_storages = 0;
   lg_autograd_thread_cleanup();
-  for (int c = 0; c <= LG_TL_SHIFT_MAX; c++) {
-    while (tl_bins[c]) {
-      lg_block *b = tl_bins[c];
-      tl_bins[c] = b->next;
-      block_free(b, (size_t)1 << c);
-    }
-    tl_count[c] = 0;
-  }
+  flush_thread_bins();
 }
 
 /* when the library is unloaded (lua_close, dlclose, exit): give the
