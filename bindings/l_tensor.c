@@ -437,61 +437,6 @@ static int gen_gc(lua_State *L) {
   return 0;
 }
 
-static int gen_seed(lua_State *L) {
-  lg_generator_seed(check_gen(L), (uint64_t)luaL_checkinteger(L, 2));
-  return 0;
-}
-
-static int gen_get_state(lua_State *L) {
-  uint64_t st[2];
-  lg_generator_get_state(check_gen(L), st);
-  lua_createtable(L, 2, 0);
-  lua_pushinteger(L, (lua_Integer)st[0]);
-  lua_rawseti(L, -2, 1);
-  lua_pushinteger(L, (lua_Integer)st[1]);
-  lua_rawseti(L, -2, 2);
-  return 1;
-}
-
-static int gen_set_state(lua_State *L) {
-  lg_generator *g = check_gen(L);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  uint64_t st[2];
-  for (int i = 0; i < 2; i++) {
-    lua_geti(L, 2, i + 1);
-    if (!lua_isinteger(L, -1))
-      return luaL_error(L, "set_state: expects a table of two integers");
-    st[i] = (uint64_t)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-  }
-  lg_generator_set_state(g, st);
-  return 0;
-}
-
-static int default_gen_state(lua_State *L) {
-  uint64_t st[2];
-  if (lua_istable(L, 1)) {
-    for (int i = 0; i < 2; i++) {
-      lua_geti(L, 1, i + 1);
-      if (!lua_isinteger(L, -1))
-        return luaL_error(L, "set_rng_state: expects two integers");
-      st[i] = (uint64_t)lua_tointeger(L, -1);
-      lua_pop(L, 1);
-    }
-    lg_generator_set_state(lg_default_generator(), st);
-    return 0;
-  }
-  lg_generator_get_state(lg_default_generator(), st);
-  lua_createtable(L, 2, 0);
-  lua_pushinteger(L, (lua_Integer)st[0]);
-  lua_rawseti(L, -2, 1);
-  lua_pushinteger(L, (lua_Integer)st[1]);
-  lua_rawseti(L, -2, 2);
-  return 1;
-}
-
-/* ---- inspection ---- */
-
 /* a list of n integers */
 static int push_ints(lua_State *L, const int64_t *v, int n) {
   lua_createtable(L, n, 0);
@@ -501,6 +446,50 @@ static int push_ints(lua_State *L, const int64_t *v, int n) {
   }
   return 1;
 }
+
+/* a generator's state as Lua sees it: a list of two integers */
+static int push_gen_state(lua_State *L, const lg_generator *g) {
+  uint64_t st[2];
+  lg_generator_get_state(g, st);
+  int64_t v[2] = {(int64_t)st[0], (int64_t)st[1]};
+  return push_ints(L, v, 2);
+}
+
+static int set_gen_state(lua_State *L, int idx, lg_generator *g,
+                         const char *fname) {
+  luaL_checktype(L, idx, LUA_TTABLE);
+  uint64_t st[2];
+  for (int i = 0; i < 2; i++) {
+    lua_geti(L, idx, i + 1);
+    if (!lua_isinteger(L, -1))
+      return luaL_error(L, "%s: expects a table of two integers", fname);
+    st[i] = (uint64_t)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+  }
+  lg_generator_set_state(g, st);
+  return 0;
+}
+
+static int gen_seed(lua_State *L) {
+  lg_generator_seed(check_gen(L), (uint64_t)luaL_checkinteger(L, 2));
+  return 0;
+}
+
+static int gen_get_state(lua_State *L) {
+  return push_gen_state(L, check_gen(L));
+}
+
+static int gen_set_state(lua_State *L) {
+  return set_gen_state(L, 2, check_gen(L), "set_state");
+}
+
+static int default_gen_state(lua_State *L) {
+  if (lua_istable(L, 1))
+    return set_gen_state(L, 1, lg_default_generator(), "rng_state");
+  return push_gen_state(L, lg_default_generator());
+}
+
+/* ---- inspection ---- */
 
 static int t_shape(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
