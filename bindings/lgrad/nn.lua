@@ -804,6 +804,18 @@ end
 
 local linear = F.linear
 
+-- a layer's uninitialised weight of the given shape and, unless
+-- opts.bias is false, its bias (one per output, shape[1]), in opts.dtype
+local function weight_and_bias(self, shape, opts)
+  local dt = opts.dtype and { dtype = opts.dtype } or nil
+  self.weight = M.Parameter(lg.empty(shape, dt))
+  if opts.bias ~= false then
+    self.bias = M.Parameter(lg.empty({ shape[1] }, dt))
+  else
+    self:register_parameter("bias", nil)
+  end
+end
+
 local Linear = Module:extend("Linear")
 M.Linear = Linear
 
@@ -826,13 +838,7 @@ function Linear:init(nin, nout, opts)
   check_int("Linear", "out_features", nout, 0)
   opts = options("Linear", opts, linear_opts)
   self.in_features, self.out_features = nin, nout
-  local dt = opts.dtype and { dtype = opts.dtype } or nil
-  self.weight = M.Parameter(lg.empty({ nout, nin }, dt))
-  if opts.bias ~= false then
-    self.bias = M.Parameter(lg.empty({ nout }, dt))
-  else
-    self:register_parameter("bias", nil)
-  end
+  weight_and_bias(self, { nout, nin }, opts)
   self:reset_parameters()
 end
 
@@ -903,14 +909,7 @@ function Conv2d:init(nin, nout, k, opts)
   self.dilation, self.groups, self._pad_name = dilation, groups, pad_name
   self._opts = { stride = stride, padding = padding, dilation = dilation,
     groups = groups }
-  local dt = opts.dtype and { dtype = opts.dtype } or nil
-  self.weight = M.Parameter(lg.empty({ nout, nin // groups, kernel[1],
-    kernel[2] }, dt))
-  if opts.bias ~= false then
-    self.bias = M.Parameter(lg.empty({ nout }, dt))
-  else
-    self:register_parameter("bias", nil)
-  end
+  weight_and_bias(self, { nout, nin // groups, kernel[1], kernel[2] }, opts)
   self:reset_parameters()
 end
 
@@ -1372,7 +1371,8 @@ activation("LogSoftmax",
   function(self, x) return log_softmax(x, self.dim) end,
   dim_init("LogSoftmax"), function(self) return "dim=" .. self.dim end)
 
-M._util = { options = options, set_of = set_of, check_int = check_int }
+M._util = { options = options, set_of = set_of, check_int = check_int,
+  weight_and_bias = weight_and_bias }
 -- RNN, LSTM, GRU and their cells; Conv1d, RMSNorm, GroupNorm, ..., the
 -- loss modules: loaded at the first lookup of a name M does not hold
 setmetatable(M, { __index = function(t, k)

@@ -62,13 +62,7 @@ return function(nn)
     self.padding, self.groups = pad, groups
     self._opts = { stride = self.stride, padding = pad,
       dilation = self.dilation, groups = groups }
-    local dt = dt_of(opts)
-    self.weight = nn.Parameter(lg.empty({ nout, nin // groups, k }, dt))
-    if opts.bias ~= false then
-      self.bias = nn.Parameter(lg.empty({ nout }, dt))
-    else
-      self:register_parameter("bias", nil)
-    end
+    util.weight_and_bias(self, { nout, nin // groups, k }, opts)
     self:reset_parameters()
   end
 
