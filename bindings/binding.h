@@ -119,6 +119,9 @@ void lgL_register_ops(lua_State *L, int methods, int module);
 /* pushes a 0-based int64 index tensor converted to 1-based, and back */
 lg_tensor *lgL_index_in(lua_State *L, int idx, const char *fname);
 void lgL_push_index_out(lua_State *L, lg_tensor *idx0, const char *fname);
+/* the same for a result that may be NULL (the runtime's error raised then);
+ * returns 1 */
+int lgL_push_index_result(lua_State *L, const char *fname, lg_tensor *idx0);
 /* the Lua state running the current backward (Lua-defined functions
  * call back into it); set by whoever starts a backward from Lua */
 extern __thread lua_State *lgL_active_state;

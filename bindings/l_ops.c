@@ -75,6 +75,13 @@ void lgL_push_index_out(lua_State *L, lg_tensor *idx0, const char *fname) {
   *box = one_based;
 }
 
+int lgL_push_index_result(lua_State *L, const char *fname, lg_tensor *idx0) {
+  if (!idx0)
+    return lgL_fail(L, fname);
+  lgL_push_index_out(L, idx0, fname);
+  return 1;
+}
+
 /* ---- binary ---- */
 
 static int binary_impl(lua_State *L, lg_binop op) {
@@ -408,11 +415,7 @@ static int argmaxmin(lua_State *L, bool is_min) {
   lg_tensor *t = lgL_checktensor(L, 1);
   bool keep;
   int dim = lgL_reduce_args(L, 2, t, fname, &keep, NULL, NULL);
-  lg_tensor *r = lg_argmax(t, dim, keep, is_min);
-  if (!r)
-    return lgL_fail(L, fname);
-  lgL_push_index_out(L, r, fname);
-  return 1;
+  return lgL_push_index_result(L, fname, lg_argmax(t, dim, keep, is_min));
 }
 static int o_argmax(lua_State *L) { return argmaxmin(L, false); }
 static int o_argmin(lua_State *L) { return argmaxmin(L, true); }

@@ -210,21 +210,13 @@ static int s_argsort(lua_State *L) {
     lua_pop(L, 1);
     desc = lgL_optbooleanfield(L, opts, "descending", 0);
   }
-  lg_tensor *r = lg_argsort(t, dim, desc);
-  if (!r)
-    return lgL_fail(L, "argsort");
-  lgL_push_index_out(L, r, "argsort");
-  return 1;
+  return lgL_push_index_result(L, "argsort", lg_argsort(t, dim, desc));
 }
 
 static int s_nonzero(lua_State *L) {
   lg_tensor *t = lgL_checktensor(L, 1);
   lgL_checknargs(L, 1, "nonzero");
-  lg_tensor *r = lg_nonzero(t);
-  if (!r)
-    return lgL_fail(L, "nonzero");
-  lgL_push_index_out(L, r, "nonzero");
-  return 1;
+  return lgL_push_index_result(L, "nonzero", lg_nonzero(t));
 }
 
 static int s_masked_select(lua_State *L) {
@@ -341,11 +333,7 @@ static int s_multinomial(lua_State *L) {
   lgL_checkopts(L, opts, "multinomial", keys);
   lgL_checknargs(L, opts ? 3 : 2, "multinomial");
   bool repl = lgL_optbooleanfield(L, opts, "replacement", 0);
-  lg_tensor *r = lg_multinomial(p, n, repl, lgL_optgenerator(L, opts));
-  if (!r)
-    return lgL_fail(L, "multinomial");
-  lgL_push_index_out(L, r, "multinomial");
-  return 1;
+  return lgL_push_index_result(L, "multinomial", lg_multinomial(p, n, repl, lgL_optgenerator(L, opts)));
 }
 
 static int s_bernoulli(lua_State *L) {
