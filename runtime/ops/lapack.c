@@ -182,6 +182,14 @@ static int pack(mats *a, const char *name, lg_tensor *t) {
   return 0;
 }
 
+/* the start of most functions here: a (square) float matrix or batch of
+ * them, LAPACK present, packed column-major into m */
+static int pack_matrix(mats *m, const char *name, lg_tensor *a, bool square) {
+  if (check_matrix(name, a, square) || need_lapack(name))
+    return -1;
+  return pack(m, name, a);
+}
+
 /* o (float64, owned) as dtype d, outside the graph */
 static lg_tensor *as_dtype(lg_tensor *o, lg_dtype d) {
   if (!o || d == LG_FLOAT64)
@@ -307,10 +315,8 @@ static int inv_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_linalg_inv(lg_tensor *a) {
   const char *name = "inv";
-  if (check_matrix(name, a, true) || need_lapack(name))
-    return NULL;
   mats m;
-  if (pack(&m, name, a))
+  if (pack_matrix(&m, name, a, true))
     return NULL;
   int n = (int)m.n, info = 0, lwork = -1;
   int *ipiv = malloc((n ? n : 1) * sizeof *ipiv);
@@ -529,10 +535,8 @@ static int cholesky_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 
 lg_tensor *lg_linalg_cholesky(lg_tensor *a, bool upper) {
   const char *name = "cholesky";
-  if (check_matrix(name, a, true) || need_lapack(name))
-    return NULL;
   mats m;
-  if (pack(&m, name, a))
+  if (pack_matrix(&m, name, a, true))
     return NULL;
   int n = (int)m.n, info = 0, rc = 0;
   for (int64_t b = 0; b < m.nb && n > 0; b++) {
@@ -578,7 +582,7 @@ lg_tensor *lg_linalg_cholesky(lg_tensor *a, bool upper) {
 /* sign and log|det| of each matrix (log -inf, sign 0 when singular) */
 static int lu_logdet(const char *name, lg_tensor *a, mats *m, double **sign,
                      double **logabs) {
-  if (check_matrix(name, a, true) || need_lapack(name) || pack(m, name, a))
+  if (pack_matrix(m, name, a, true))
     return -1;
   int n = (int)m->n, info = 0;
   int *ipiv = malloc((n ? n : 1) * sizeof *ipiv);
@@ -748,10 +752,8 @@ static int qr_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 int lg_linalg_qr(lg_tensor *a, lg_tensor **q, lg_tensor **r) {
   const char *name = "qr";
   *q = *r = NULL;
-  if (check_matrix(name, a, false) || need_lapack(name))
-    return -1;
   mats m;
-  if (pack(&m, name, a))
+  if (pack_matrix(&m, name, a, false))
     return -1;
   int mm = (int)m.m, nn = (int)m.n, k = mm < nn ? mm : nn, info = 0;
   int lwork = -1;
@@ -818,10 +820,8 @@ static int svd_raw(const char *name, lg_tensor *a, bool vectors,
   *s = NULL;
   if (u)
     *u = *vh = NULL;
-  if (check_matrix(name, a, false) || need_lapack(name))
-    return -1;
   mats m;
-  if (pack(&m, name, a))
+  if (pack_matrix(&m, name, a, false))
     return -1;
   int mm = (int)m.m, nn = (int)m.n, k = mm < nn ? mm : nn, info = 0;
   int lwork = -1;
@@ -1017,10 +1017,8 @@ static int eigh_v_backward(lg_node *n, lg_tensor *g, lg_tensor **grads) {
 int lg_linalg_eigh(lg_tensor *a, lg_tensor **w, lg_tensor **v) {
   const char *name = "eigh";
   *w = *v = NULL;
-  if (check_matrix(name, a, true) || need_lapack(name))
-    return -1;
   mats m;
-  if (pack(&m, name, a))
+  if (pack_matrix(&m, name, a, true))
     return -1;
   int n = (int)m.n, info = 0, lwork = -1, liwork = -1, iwq = 0;
   double wq = 0;
