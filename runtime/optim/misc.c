@@ -18,53 +18,68 @@ static double grad_at(const misc_ctx *c, double g, double x) {
   return c->wd != 0 ? d + c->wd * x : d;
 }
 
+/* the context's common part: the parameter, its gradient, lr, weight
+ * decay and maximize */
+static misc_ctx ctx_of(const double *hp, lg_opt_param *p,
+                       const lg_tensor *grad) {
+  return (misc_ctx){.dt = p->t->dtype,
+                    .p = lg_data_ptr(p->t),
+                    .g = lg_data_ptr(grad),
+                    .lr = hp[LG_HP_LR],
+                    .wd = hp[LG_HP_WEIGHT_DECAY],
+                    .maximize = hp[LG_HP_MAXIMIZE] != 0};
+}
+
+/* An update's range function over elements [i0, i1): the body runs per
+ * element i with p and g the parameter and its gradient, and the
+ * context's buffers a, b and c under the names A, B and C. */
+#define MISC_RANGE(fname, A, B, C, ...)                                        \
+  static void fname(void *vc, int64_t i0, int64_t i1) {                        \
+    const misc_ctx *c = vc;                                                    \
+    LG_OPT_TYPED(c->dt, {                                                      \
+      real *p = c->p, *A = c->a, *B = c->b, *C = c->c;                         \
+      const real *g = c->g;                                                    \
+      (void)A, (void)B, (void)C;                                               \
+      for (int64_t i = i0; i < i1; i++)                                        \
+        __VA_ARGS__                                                            \
+    });                                                                        \
+  }
+
 /* ---- RMSprop ----
  * s = alpha s + (1 - alpha) d^2 ;  centered: a = alpha a + (1 - alpha) d,
  * den = sqrt(s - a^2) + eps, else sqrt(s) + eps
  * momentum: b = momentum b + d / den, theta -= lr b ; else theta -= lr d/den */
 
-static void rmsprop_range(void *vc, int64_t i0, int64_t i1) {
-  const misc_ctx *c = vc;
-  LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *sq = c->a, *buf = c->b, *ga = c->c;
-    const real *g = c->g;
-    for (int64_t i = i0; i < i1; i++) {
-      double x = p[i], d = grad_at(c, g[i], x);
-      real si = (real)(sq[i] * c->alpha + (1 - c->alpha) * d * d);
-      sq[i] = si;
-      double avg;
-      if (ga) {
-        real gi = (real)(ga[i] * c->alpha + (1 - c->alpha) * d);
-        ga[i] = gi;
-        avg = sqrt((real)(si + -1.0 * gi * gi));
-      } else {
-        avg = sqrt(si);
-      }
-      avg = (real)avg + c->eps;
-      if (buf) {
-        real bi = (real)(buf[i] * c->momentum + d / avg);
-        buf[i] = bi;
-        p[i] = (real)(x + -c->lr * bi);
-      } else {
-        p[i] = (real)(x + -c->lr * (d / avg));
-      }
-    }
-  });
-}
+MISC_RANGE(rmsprop_range, sq, buf, ga, {
+  double x = p[i], d = grad_at(c, g[i], x);
+  real si = (real)(sq[i] * c->alpha + (1 - c->alpha) * d * d);
+  sq[i] = si;
+  double avg;
+  if (ga) {
+    real gi = (real)(ga[i] * c->alpha + (1 - c->alpha) * d);
+    ga[i] = gi;
+    avg = sqrt((real)(si + -1.0 * gi * gi));
+  } else {
+    avg = sqrt(si);
+  }
+  avg = (real)avg + c->eps;
+  if (buf) {
+    real bi = (real)(buf[i] * c->momentum + d / avg);
+    buf[i] = bi;
+    p[i] = (real)(x + -c->lr * bi);
+  } else {
+    p[i] = (real)(x + -c->lr * (d / avg));
+  }
+})
 
 static int rmsprop_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                           const lg_tensor *grad) {
   const double *hp = grp->hp;
   int64_t n = lg_numel(p->t);
-  misc_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .lr = hp[LG_HP_LR],
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .alpha = hp[LG_HP_ALPHA],
-                .eps = hp[LG_HP_EPS],
-                .momentum = hp[LG_HP_MOMENTUM],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  misc_ctx c = ctx_of(hp, p, grad);
+  c.alpha = hp[LG_HP_ALPHA];
+  c.eps = hp[LG_HP_EPS];
+  c.momentum = hp[LG_HP_MOMENTUM];
   if (!(c.a = lg_opt_buf(p, 0, n, 0, NULL)))
     return -1;
   if (c.momentum > 0 && !(c.b = lg_opt_buf(p, 1, n, 0, NULL)))
@@ -103,20 +118,13 @@ const lg_optim_kind lg_optim_rmsprop = {.name = "RMSprop",
  * sum += d^2 ;  theta -= lr / (1 + (t - 1) lr_decay) * d / (sqrt(sum) + eps)
  * The sum starts at initial_accumulator_value when the group is added. */
 
-static void adagrad_range(void *vc, int64_t i0, int64_t i1) {
-  const misc_ctx *c = vc;
-  LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *sum = c->a;
-    const real *g = c->g;
-    for (int64_t i = i0; i < i1; i++) {
-      double x = p[i], d = grad_at(c, g[i], x);
-      real s = (real)(sum[i] + 1.0 * d * d);
-      sum[i] = s;
-      double std = (real)sqrt(s) + c->eps;
-      p[i] = (real)(x + -c->lr * (d / std));
-    }
-  });
-}
+MISC_RANGE(adagrad_range, sum, _b, _c, {
+  double x = p[i], d = grad_at(c, g[i], x);
+  real s = (real)(sum[i] + 1.0 * d * d);
+  sum[i] = s;
+  double std = (real)sqrt(s) + c->eps;
+  p[i] = (real)(x + -c->lr * (d / std));
+})
 
 static int adagrad_init(lg_optim *o, lg_opt_group *grp, lg_opt_param *p) {
   if (!lg_opt_buf(p, 0, lg_numel(p->t), grp->hp[LG_HP_INIT_ACC], NULL))
@@ -133,14 +141,10 @@ static int adagrad_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
   if (!p->buf[0] && adagrad_init(o, grp, p) < 0)
     return -1;
   double t = ++p->step;
-  misc_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .a = p->buf[0],
-                .lr = hp[LG_HP_LR] / (1 + (t - 1) * hp[LG_HP_LR_DECAY]),
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .eps = hp[LG_HP_EPS],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  misc_ctx c = ctx_of(hp, p, grad);
+  c.a = p->buf[0];
+  c.lr = hp[LG_HP_LR] / (1 + (t - 1) * hp[LG_HP_LR_DECAY]);
+  c.eps = hp[LG_HP_EPS];
   p->has_state = true;
   lg_opt_parallel(n, adagrad_range, &c);
   return 0;
@@ -170,36 +174,23 @@ const lg_optim_kind lg_optim_adagrad = {.name = "Adagrad",
  * s = rho s + (1 - rho) d^2 ;  delta = sqrt(a + eps) / sqrt(s + eps) * d
  * a = rho a + (1 - rho) delta^2 ;  theta -= lr delta */
 
-static void adadelta_range(void *vc, int64_t i0, int64_t i1) {
-  const misc_ctx *c = vc;
-  LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *sq = c->a, *acc = c->b;
-    const real *g = c->g;
-    for (int64_t i = i0; i < i1; i++) {
-      double x = p[i], d = grad_at(c, g[i], x);
-      real si = (real)(sq[i] * c->rho + (1 - c->rho) * d * d);
-      sq[i] = si;
-      double std = (real)sqrt((real)(si + c->eps));
-      real delta =
-          (real)((real)((real)sqrt((real)(acc[i] + c->eps)) / std) * d);
-      acc[i] = (real)(acc[i] * c->rho + (1 - c->rho) * delta * delta);
-      p[i] = (real)(x + -c->lr * delta);
-    }
-  });
-}
+MISC_RANGE(adadelta_range, sq, acc, _c, {
+  double x = p[i], d = grad_at(c, g[i], x);
+  real si = (real)(sq[i] * c->rho + (1 - c->rho) * d * d);
+  sq[i] = si;
+  double std = (real)sqrt((real)(si + c->eps));
+  real delta = (real)((real)((real)sqrt((real)(acc[i] + c->eps)) / std) * d);
+  acc[i] = (real)(acc[i] * c->rho + (1 - c->rho) * delta * delta);
+  p[i] = (real)(x + -c->lr * delta);
+})
 
 static int adadelta_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                            const lg_tensor *grad) {
   const double *hp = grp->hp;
   int64_t n = lg_numel(p->t);
-  misc_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .lr = hp[LG_HP_LR],
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .rho = hp[LG_HP_RHO],
-                .eps = hp[LG_HP_EPS],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  misc_ctx c = ctx_of(hp, p, grad);
+  c.rho = hp[LG_HP_RHO];
+  c.eps = hp[LG_HP_EPS];
   if (!(c.a = lg_opt_buf(p, 0, n, 0, NULL)) ||
       !(c.b = lg_opt_buf(p, 1, n, 0, NULL)))
     return -1;
@@ -230,42 +221,32 @@ const lg_optim_kind lg_optim_adadelta = {.name = "Adadelta",
  * by eta_minus (s < 0), clamped to step_sizes; where s < 0 the gradient is
  * taken as 0 ;  theta -= sign(d) * step ;  prev = d */
 
-static void rprop_range(void *vc, int64_t i0, int64_t i1) {
-  const misc_ctx *c = vc;
-  LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *prev = c->a, *step = c->b;
-    const real *g = c->g;
-    for (int64_t i = i0; i < i1; i++) {
-      double d = c->maximize ? -(double)g[i] : (double)g[i];
-      double s = d * prev[i];
-      double f = s > 0 ? c->eta_plus : s < 0 ? c->eta_minus : 1.0;
-      double st = (real)(step[i] * f);
-      if (st < c->step_min)
-        st = c->step_min;
-      if (st > c->step_max)
-        st = c->step_max;
-      step[i] = (real)st;
-      if (f == c->eta_minus)
-        d = 0;
-      double sg = d > 0 ? 1.0 : d < 0 ? -1.0 : d; /* keeps NaN */
-      p[i] = (real)(p[i] + -1.0 * sg * step[i]);
-      prev[i] = (real)d;
-    }
-  });
-}
+MISC_RANGE(rprop_range, prev, step, _c, {
+  double d = c->maximize ? -(double)g[i] : (double)g[i];
+  double s = d * prev[i];
+  double f = s > 0 ? c->eta_plus : s < 0 ? c->eta_minus : 1.0;
+  double st = (real)(step[i] * f);
+  if (st < c->step_min)
+    st = c->step_min;
+  if (st > c->step_max)
+    st = c->step_max;
+  step[i] = (real)st;
+  if (f == c->eta_minus)
+    d = 0;
+  double sg = d > 0 ? 1.0 : d < 0 ? -1.0 : d; /* keeps NaN */
+  p[i] = (real)(p[i] + -1.0 * sg * step[i]);
+  prev[i] = (real)d;
+})
 
 static int rprop_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                         const lg_tensor *grad) {
   const double *hp = grp->hp;
   int64_t n = lg_numel(p->t);
-  misc_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .eta_minus = hp[LG_HP_ETA_MINUS],
-                .eta_plus = hp[LG_HP_ETA_PLUS],
-                .step_min = hp[LG_HP_STEP_MIN],
-                .step_max = hp[LG_HP_STEP_MAX],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  misc_ctx c = ctx_of(hp, p, grad);
+  c.eta_minus = hp[LG_HP_ETA_MINUS];
+  c.eta_plus = hp[LG_HP_ETA_PLUS];
+  c.step_min = hp[LG_HP_STEP_MIN];
+  c.step_max = hp[LG_HP_STEP_MAX];
   if (!(c.a = lg_opt_buf(p, 0, n, 0, NULL)) ||
       !(c.b = lg_opt_buf(p, 1, n, hp[LG_HP_LR], NULL)))
     return -1;
@@ -310,34 +291,23 @@ const lg_optim_kind lg_optim_rprop = {.name = "Rprop",
  * ax + mu (theta - ax) ;  then eta = lr / (1 + lambd lr t)^alpha and
  * mu = 1 / max(1, t - t0).  eta starts at lr, mu at 1. */
 
-static void asgd_range(void *vc, int64_t i0, int64_t i1) {
-  const misc_ctx *c = vc;
-  LG_OPT_TYPED(c->dt, {
-    real *p = c->p, *ax = c->a;
-    const real *g = c->g;
-    for (int64_t i = i0; i < i1; i++) {
-      double x = p[i], d = grad_at(c, g[i], x);
-      real xi = (real)(x * c->decay);
-      xi = (real)(xi + -c->lr * d);
-      p[i] = xi;
-      if (c->mu != 1)
-        ax[i] = (real)(ax[i] + (real)(xi - ax[i]) * c->mu);
-      else
-        ax[i] = xi;
-    }
-  });
-}
+MISC_RANGE(asgd_range, ax, _b, _c, {
+  double x = p[i], d = grad_at(c, g[i], x);
+  real xi = (real)(x * c->decay);
+  xi = (real)(xi + -c->lr * d);
+  p[i] = xi;
+  if (c->mu != 1)
+    ax[i] = (real)(ax[i] + (real)(xi - ax[i]) * c->mu);
+  else
+    ax[i] = xi;
+})
 
 static int asgd_update(lg_optim *o, lg_opt_group *grp, lg_opt_param *p,
                        const lg_tensor *grad) {
   const double *hp = grp->hp;
   int64_t n = lg_numel(p->t);
   double lr = hp[LG_HP_LR], lambd = hp[LG_HP_LAMBD];
-  misc_ctx c = {.dt = p->t->dtype,
-                .p = lg_data_ptr(p->t),
-                .g = lg_data_ptr(grad),
-                .wd = hp[LG_HP_WEIGHT_DECAY],
-                .maximize = hp[LG_HP_MAXIMIZE] != 0};
+  misc_ctx c = ctx_of(hp, p, grad);
   if (!(c.a = lg_opt_buf(p, 0, n, 0, NULL)))
     return -1;
   if (!p->has_state) {
